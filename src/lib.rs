@@ -1,0 +1,2 @@
+pub mod pyregex;
+pub mod yaml;

@@ -1,0 +1,288 @@
+//! Python `re.search` semantics on Rust regex engines.
+//!
+//! A pattern is translated (see [`translate`]) and compiled for the linear-time
+//! `regex` crate whenever that engine can express it exactly. Patterns with
+//! look-around, back-references and the like fall back to `fancy-regex`, a
+//! backtracking engine, with a hard step limit per match ([`STEP_LIMIT`]).
+
+pub mod translate;
+
+use std::sync::OnceLock;
+use thiserror::Error;
+use translate::{Mode, Output, Translated};
+
+/// Backtracking steps one match may take before it is abandoned.
+pub const STEP_LIMIT: usize = 1_000_000;
+
+/// Most bytes a compiled linear program may take.
+const SIZE_LIMIT: usize = 16 << 20;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum CompileError {
+    #[error("{0}")]
+    Syntax(#[from] translate::SyntaxError),
+    #[error("pattern does not compile: {0}")]
+    Engine(String),
+}
+
+/// A match that ran out of backtracking steps. The match counts as "no
+/// match"; callers count and report these.
+#[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
+#[error("regex step limit exceeded")]
+pub struct StepLimitExceeded;
+
+/// Which engine runs a pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineKind {
+    Linear,
+    Backtracking,
+}
+
+#[derive(Debug)]
+enum Engine {
+    Linear {
+        re: regex::Regex,
+        /// Python `$` emulation: also search without a final `\n`.
+        end_anchor: bool,
+        /// For `\b` on haystacks holding characters whose word-ness differs
+        /// between Python and the regex crate.
+        exact_word: Option<Box<fancy_regex::Regex>>,
+    },
+    Backtracking {
+        re: fancy_regex::Regex,
+        reason: &'static str,
+    },
+}
+
+/// A compiled Python regular expression.
+#[derive(Debug)]
+pub struct PyRegex {
+    source: String,
+    engine: Engine,
+    /// A `regex`-syntax pattern whose language contains the original's, for
+    /// literal extraction by the prefilter.
+    superset: String,
+}
+
+fn build_fancy(pattern: &str) -> Result<fancy_regex::Regex, CompileError> {
+    fancy_regex::RegexBuilder::new(pattern)
+        .backtrack_limit(STEP_LIMIT)
+        .delegate_size_limit(SIZE_LIMIT)
+        .build()
+        .map_err(|e| CompileError::Engine(e.to_string()))
+}
+
+fn exact(pattern: &str) -> Result<String, CompileError> {
+    match translate::translate(pattern, Mode::Exact)? {
+        Translated::Pattern(o) => Ok(o.pattern),
+        Translated::NeedsBacktracking(_) => Err(CompileError::Engine(
+            "internal: exact translation refused".into(),
+        )),
+    }
+}
+
+/// Characters that are word characters for exactly one of Python and the
+/// `regex` crate (combining marks, superscript digits, joiners, ...).
+fn word_mismatch() -> &'static regex::Regex {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    RE.get_or_init(|| {
+        regex::Regex::new(r"[[[\p{L}\p{N}_]--\w][\w--[\p{L}\p{N}_]]]")
+            .unwrap_or_else(|_| regex::Regex::new(r"[^\x00-\x7F]").expect("static regex"))
+    })
+}
+
+impl PyRegex {
+    pub fn new(pattern: &str) -> Result<PyRegex, CompileError> {
+        let superset = match translate::translate(pattern, Mode::Relaxed)? {
+            Translated::Pattern(o) => o.pattern,
+            Translated::NeedsBacktracking(_) => String::from("(?s:.*)"),
+        };
+        let engine = match translate::translate(pattern, Mode::Linear)? {
+            Translated::Pattern(Output {
+                pattern: linear,
+                end_anchor,
+                unicode_word_boundary,
+            }) => {
+                let re = regex::RegexBuilder::new(&linear)
+                    .size_limit(SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| CompileError::Engine(e.to_string()))?;
+                let exact_word = if unicode_word_boundary {
+                    Some(Box::new(build_fancy(&exact(pattern)?)?))
+                } else {
+                    None
+                };
+                Engine::Linear {
+                    re,
+                    end_anchor,
+                    exact_word,
+                }
+            }
+            Translated::NeedsBacktracking(reason) => Engine::Backtracking {
+                re: build_fancy(&exact(pattern)?)?,
+                reason,
+            },
+        };
+        Ok(PyRegex {
+            source: pattern.to_string(),
+            engine,
+            superset,
+        })
+    }
+
+    /// The Python source of the pattern.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn engine(&self) -> EngineKind {
+        match self.engine {
+            Engine::Linear { .. } => EngineKind::Linear,
+            Engine::Backtracking { .. } => EngineKind::Backtracking,
+        }
+    }
+
+    /// Why the pattern needs the backtracking engine, if it does.
+    pub fn backtracking_reason(&self) -> Option<&'static str> {
+        match self.engine {
+            Engine::Backtracking { reason, .. } => Some(reason),
+            Engine::Linear { .. } => None,
+        }
+    }
+
+    /// A pattern in `regex` syntax that matches at least every string this
+    /// one matches (used to derive prefilter literals).
+    pub fn superset_pattern(&self) -> &str {
+        &self.superset
+    }
+
+    /// Python's `re.search(pattern, haystack) is not None`.
+    pub fn is_match(&self, haystack: &str) -> Result<bool, StepLimitExceeded> {
+        match &self.engine {
+            Engine::Linear {
+                re,
+                end_anchor,
+                exact_word,
+            } => {
+                if let Some(exact) = exact_word {
+                    if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
+                        return exact.is_match(haystack).map_err(|_| StepLimitExceeded);
+                    }
+                }
+                if re.is_match(haystack) {
+                    return Ok(true);
+                }
+                if *end_anchor {
+                    if let Some(stripped) = haystack.strip_suffix('\n') {
+                        return Ok(re.is_match(stripped));
+                    }
+                }
+                Ok(false)
+            }
+            Engine::Backtracking { re, .. } => {
+                re.is_match(haystack).map_err(|_| StepLimitExceeded)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, h: &str) -> bool {
+        PyRegex::new(p)
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+            .is_match(h)
+            .unwrap()
+    }
+
+    #[test]
+    fn dollar_matches_before_a_final_newline() {
+        assert!(m(r".*-confg$", "R1-confg"));
+        assert!(m(r".*\.cfg$", "x.cfg\n"));
+        assert!(!m(r".*\.cfg$", "x.cfg\n\n"));
+        assert!(!m(r"a$", "a\nb"));
+        assert!(m(r"(?m)a$", "a\nb"));
+        assert!(!m(r"a\Z", "a\n"));
+        assert!(m(r"a\Z", "a"));
+    }
+
+    #[test]
+    fn dollar_then_word_boundary_sees_the_newline() {
+        // Python: lsb_release(?:\s|$)\b matches "lsb_release\n" ($ before the
+        // final newline, then \b between 'e' and '\n').
+        assert!(m(r"\blsb_release(?:\s|$)\b", "lsb_release\n"));
+        assert!(m(r"\blsb_release(?:\s|$)\b", "lsb_release"));
+        assert!(!m(r"\blsb_release(?:\s|$)\b", "lsb_release -a"));
+    }
+
+    #[test]
+    fn python_whitespace_includes_information_separators() {
+        for c in ['\u{1c}', '\u{1d}', '\u{1e}', '\u{1f}'] {
+            let h = format!("nc{c}-e /bin/sh");
+            assert!(m(r"nc\s+-e", &h), "{c:?}");
+            assert!(!m(r"nc\S+-e", &h), "{c:?}");
+            assert!(m(r"nc[\s]+-e", &h), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn lookahead_falls_back_to_backtracking() {
+        let r = PyRegex::new(r"\bfind\s+/(?:home|etc|var|opt|root|tmp|usr)?(?=\s|/|$)").unwrap();
+        assert_eq!(r.engine(), EngineKind::Backtracking);
+        assert!(r.is_match("find / -name x").unwrap());
+        assert!(r.is_match("find /etc").unwrap());
+        assert!(r.is_match("find /etc\n").unwrap());
+        assert!(!r.is_match("find /etcx").unwrap());
+    }
+
+    #[test]
+    fn escaped_underscore_and_bare_brace() {
+        assert!(m(r"FLUSH\_ALL", "FLUSH_ALL"));
+        assert!(m(r"\$\{(?:jndi|\${[^}]*}):(?:ldap)s?://", "${${lower:j}:ldap://x"));
+        assert!(m(r"\$\{(?:jndi|\${[^}]*}):(?:ldap)s?://", "/?q=${jndi:ldap://e/a}"));
+        assert!(m(r"a{", "a{"));
+        assert!(m(r"a{1,x}", "a{1,x}"));
+    }
+
+    #[test]
+    fn ignorecase_dotted_and_dotless_i() {
+        assert!(m(r"(?i)nikto", "N\u{130}KTO"));
+        assert!(m(r"(?i)nikto", "n\u{131}kto"));
+        assert!(m(r"(?i)[h-j]", "\u{131}"));
+        assert!(!m(r"nikto", "n\u{131}kto"));
+    }
+
+    #[test]
+    fn python_word_boundary_on_non_ascii() {
+        // U+00B2 SUPERSCRIPT TWO is alphanumeric in Python, not \w in Rust.
+        assert!(!m(r"\bx\b", "x\u{b2}"));
+        assert!(m(r"\bx\b", "x y"));
+        // A combining mark is a word character for Rust, not for Python.
+        assert!(m(r"x\b", "x\u{301}"));
+    }
+
+    #[test]
+    fn dot_does_not_match_newline_but_negated_class_does() {
+        assert!(!m(r"a.b", "a\nb"));
+        assert!(m(r"a[^x]b", "a\nb"));
+        assert!(m(r"(?s)a.b", "a\nb"));
+    }
+
+    #[test]
+    fn backreferences_and_atomic_groups() {
+        assert!(m(r"(a)\1", "aa"));
+        assert!(m(r"(?P<x>ab)(?P=x)", "abab"));
+        assert!(!m(r"(?>a+)a", "aaa"));
+        assert!(m(r"a++b", "aab"));
+    }
+
+    #[test]
+    fn catastrophic_backtracking_hits_the_step_limit() {
+        let r = PyRegex::new(r"(?:(a)\1?)+(?=b)c").unwrap();
+        assert_eq!(r.engine(), EngineKind::Backtracking);
+        let hay = "a".repeat(40);
+        assert_eq!(r.is_match(&hay), Err(StepLimitExceeded));
+    }
+}
