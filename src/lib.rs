@@ -1,2 +1,12 @@
+//! ttp-engine: labels honeypot and deception telemetry with MITRE ATT&CK
+//! tactics and techniques, with DECNET-compatible rules and tags.
+//!
+//! See `ARCHITECTURE.md` for a map of the modules.
+
+pub mod attack;
+pub mod diag;
+pub mod lifter;
+pub mod literals;
 pub mod pyregex;
+pub mod rule;
 pub mod yaml;

@@ -212,6 +212,7 @@ pub const MAX_RULE_FILE_BYTES: usize = 1 << 20;
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut options = serde_saphyr::options! {
         with_snippet: false,
+        strict_booleans: true,
     };
     options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::Error;
     let docs: Result<Vec<Option<Node>>, _> =
@@ -294,9 +295,11 @@ mod tests {
     }
 
     #[test]
-    fn yaml_11_booleans_and_quoted_strings() {
-        let n = parse("a: yes\nb: 'yes'\nc: 0.9\nd: \"0.9\"\n").unwrap();
-        assert_eq!(n.get("a").unwrap().value, Value::Bool(true));
+    fn only_core_booleans_and_quoted_strings() {
+        let n = parse("a: yes\nb: 'yes'\nc: 0.9\nd: \"0.9\"\ne: n\nf: true\n").unwrap();
+        assert_eq!(n.get("a").unwrap().value, Value::Str("yes".into()));
+        assert_eq!(n.get("e").unwrap().value, Value::Str("n".into()));
+        assert_eq!(n.get("f").unwrap().value, Value::Bool(true));
         assert_eq!(n.get("b").unwrap().value, Value::Str("yes".into()));
         assert_eq!(n.get("c").unwrap().value, Value::Float(0.9));
         assert_eq!(n.get("d").unwrap().value, Value::Str("0.9".into()));

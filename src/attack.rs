@@ -1,0 +1,157 @@
+//! The vendored MITRE ATT&CK Enterprise table (`data/attack/`, see its NOTICE).
+//!
+//! Used at load time to check rule ids (unknown, revoked, deprecated, tactic
+//! mismatch) and at tag time to build `mitre_url`.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+const TECHNIQUES_TSV: &str = include_str!("../data/attack/enterprise-attack-v18.1-techniques.tsv");
+const TACTICS_TSV: &str = include_str!("../data/attack/enterprise-attack-v18.1-tactics.tsv");
+
+/// The ATT&CK release the vendored table comes from.
+pub const TABLE_RELEASE: &str = "enterprise-attack-v18.1";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Technique {
+    pub id: String,
+    pub name: String,
+    pub is_subtechnique: bool,
+    /// Kill-chain tactic short names, e.g. `credential-access`.
+    pub tactics: Vec<String>,
+    pub revoked: bool,
+    pub deprecated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tactic {
+    pub id: String,
+    pub shortname: String,
+    pub name: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Attack {
+    techniques: HashMap<String, Technique>,
+    tactics: HashMap<String, Tactic>,
+}
+
+impl Attack {
+    /// The embedded table, parsed once.
+    pub fn embedded() -> &'static Attack {
+        static TABLE: OnceLock<Attack> = OnceLock::new();
+        TABLE.get_or_init(|| Attack::parse(TECHNIQUES_TSV, TACTICS_TSV))
+    }
+
+    fn parse(techniques: &str, tactics: &str) -> Attack {
+        let mut table = Attack::default();
+        for line in techniques.lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() < 6 {
+                continue;
+            }
+            let t = Technique {
+                id: cols[0].to_string(),
+                name: cols[1].to_string(),
+                is_subtechnique: cols[2] == "true",
+                tactics: cols[3]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect(),
+                revoked: cols[4] == "true",
+                deprecated: cols[5] == "true",
+            };
+            table.techniques.insert(t.id.clone(), t);
+        }
+        for line in tactics.lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if cols.len() < 3 {
+                continue;
+            }
+            let t = Tactic {
+                id: cols[0].to_string(),
+                shortname: cols[1].to_string(),
+                name: cols[2].to_string(),
+            };
+            table.tactics.insert(t.id.clone(), t);
+        }
+        table
+    }
+
+    pub fn technique(&self, id: &str) -> Option<&Technique> {
+        self.techniques.get(id)
+    }
+
+    pub fn tactic(&self, id: &str) -> Option<&Tactic> {
+        self.tactics.get(id)
+    }
+
+    pub fn technique_count(&self) -> usize {
+        self.techniques.len()
+    }
+
+    /// DECNET's `mitre_url`: the technique page of `id` when the id is in the
+    /// table, else `None` (no fallback to a parent technique).
+    pub fn mitre_url(&self, id: &str) -> Option<String> {
+        self.techniques.get(id)?;
+        Some(match id.split_once('.') {
+            Some((parent, sub)) => format!("https://attack.mitre.org/techniques/{parent}/{sub}"),
+            None => format!("https://attack.mitre.org/techniques/{id}"),
+        })
+    }
+}
+
+/// `TA` followed by four digits.
+pub fn is_tactic_id(s: &str) -> bool {
+    s.len() == 6 && s.starts_with("TA") && s[2..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `T` followed by four digits.
+pub fn is_technique_id(s: &str) -> bool {
+    s.len() == 5 && s.starts_with('T') && s[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// `Tnnnn.nnn`.
+pub fn is_subtechnique_id(s: &str) -> bool {
+    match s.split_once('.') {
+        Some((t, sub)) => {
+            is_technique_id(t) && sub.len() == 3 && sub.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_loads_and_builds_urls() {
+        let a = Attack::embedded();
+        assert!(a.technique_count() > 800);
+        assert_eq!(
+            a.mitre_url("T1059.004").as_deref(),
+            Some("https://attack.mitre.org/techniques/T1059/004")
+        );
+        assert_eq!(
+            a.mitre_url("T1059").as_deref(),
+            Some("https://attack.mitre.org/techniques/T1059")
+        );
+        assert_eq!(a.mitre_url("001"), None);
+        assert_eq!(a.mitre_url("T1059.999"), None);
+        assert_eq!(a.tactic("TA0006").map(|t| t.shortname.as_str()), Some("credential-access"));
+        assert!(a.technique("T1110").unwrap().tactics.contains(&"credential-access".to_string()));
+    }
+
+    #[test]
+    fn id_shapes() {
+        assert!(is_tactic_id("TA0001"));
+        assert!(!is_tactic_id("TA001"));
+        assert!(is_technique_id("T1110"));
+        assert!(!is_technique_id("T1110.001"));
+        assert!(is_subtechnique_id("T1110.001"));
+        assert!(!is_subtechnique_id("T1110.01"));
+    }
+}

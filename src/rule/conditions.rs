@@ -1,0 +1,521 @@
+//! The declarative match form: conditions on payload fields, combined with
+//! `all` / `any` / `not`. See `docs/rules.md` for the language.
+
+use super::parse::Ctx;
+use crate::diag::Code;
+use crate::literals;
+use crate::pyregex::{PyRegex, StepLimitExceeded};
+use crate::yaml::{Node, Value};
+use ipnet::IpNet;
+use serde_json::{Map, Value as Json};
+use std::net::IpAddr;
+
+/// A payload field addressed by a path of object keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldPath(pub Vec<String>);
+
+impl FieldPath {
+    /// A single key, taken literally (DECNET's `match.field`).
+    pub fn key(k: &str) -> FieldPath {
+        FieldPath(vec![k.to_string()])
+    }
+
+    /// A dotted path: `headers.user-agent`.
+    pub fn dotted(p: &str) -> FieldPath {
+        FieldPath(p.split('.').map(String::from).collect())
+    }
+
+    pub fn lookup<'a>(&self, payload: &'a Map<String, Json>) -> Option<&'a Json> {
+        let (first, rest) = self.0.split_first()?;
+        let mut cur = payload.get(first)?;
+        for seg in rest {
+            cur = cur.as_object()?.get(seg)?;
+        }
+        Some(cur)
+    }
+
+    pub fn display(&self) -> String {
+        self.0.join(".")
+    }
+}
+
+#[derive(Debug)]
+pub enum Op {
+    Regex(Vec<PyRegex>),
+    Contains(Vec<String>),
+    StartsWith(Vec<String>),
+    EndsWith(Vec<String>),
+    /// `equals` (one value or any of a list) and `in` (a list).
+    Equals(Vec<Json>),
+    Gt(f64),
+    Gte(f64),
+    Lt(f64),
+    Lte(f64),
+    Exists(bool),
+    Cidr(Vec<IpNet>),
+}
+
+#[derive(Debug)]
+pub enum Condition {
+    All(Vec<Condition>),
+    Any(Vec<Condition>),
+    Not(Box<Condition>),
+    Test {
+        field: FieldPath,
+        op: Op,
+        nocase: bool,
+    },
+}
+
+const OPERATORS: [&str; 13] = [
+    "regex",
+    "contains",
+    "startswith",
+    "endswith",
+    "equals",
+    "in",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "exists",
+    "cidr",
+    "nocase",
+];
+
+/// Keys that make a mapping a declarative condition.
+pub fn looks_declarative(node: &Node) -> bool {
+    ["all", "any", "not"]
+        .iter()
+        .chain(OPERATORS.iter())
+        .any(|k| node.get(k).is_some())
+}
+
+fn fold(s: &str) -> String {
+    s.chars().flat_map(char::to_lowercase).collect()
+}
+
+impl Condition {
+    /// Parses a condition mapping. `ignore` lists keys the caller handles
+    /// (e.g. `kind` at the top of `match`).
+    pub fn parse(node: &Node, ctx: &mut Ctx, ignore: &[&str]) -> Option<Condition> {
+        let Value::Map(entries) = &node.value else {
+            ctx.error(
+                Code::BadCondition,
+                node.pos,
+                format!("a condition must be a mapping, found {}", node.type_name()),
+            );
+            return None;
+        };
+        let keys: Vec<(&str, &Node, &Node)> = entries
+            .iter()
+            .filter_map(|(k, v)| k.as_str().map(|s| (s, k, v)))
+            .filter(|(k, _, _)| !ignore.contains(k))
+            .collect();
+        for (k, _) in entries {
+            if k.as_str().is_none() {
+                ctx.error(Code::BadCondition, k.pos, "condition keys must be strings");
+                return None;
+            }
+        }
+        let combinators: Vec<_> = keys
+            .iter()
+            .filter(|(k, _, _)| matches!(*k, "all" | "any" | "not"))
+            .collect();
+        if let Some((name, key, value)) = combinators.first() {
+            if keys.len() != 1 {
+                ctx.error(
+                    Code::BadCondition,
+                    key.pos,
+                    format!("`{name}` must be the only key of its mapping"),
+                );
+                return None;
+            }
+            return match *name {
+                "not" => Condition::parse(value, ctx, &[]).map(|c| Condition::Not(Box::new(c))),
+                _ => {
+                    let Value::Seq(items) = &value.value else {
+                        ctx.error(
+                            Code::BadCondition,
+                            value.pos,
+                            format!("`{name}` takes a list of conditions"),
+                        );
+                        return None;
+                    };
+                    if items.is_empty() {
+                        ctx.error(
+                            Code::BadCondition,
+                            value.pos,
+                            format!("`{name}` needs at least one condition"),
+                        );
+                        return None;
+                    }
+                    let mut subs = Vec::new();
+                    for item in items {
+                        subs.push(Condition::parse(item, ctx, &[])?);
+                    }
+                    Some(if *name == "all" {
+                        Condition::All(subs)
+                    } else {
+                        Condition::Any(subs)
+                    })
+                }
+            };
+        }
+        Self::parse_test(node, &keys, ctx)
+    }
+
+    fn parse_test(node: &Node, keys: &[(&str, &Node, &Node)], ctx: &mut Ctx) -> Option<Condition> {
+        let mut field = None;
+        let mut nocase = false;
+        let mut op_entry = None;
+        for (k, key, value) in keys {
+            match *k {
+                "field" => match value.as_str() {
+                    Some(s) if !s.is_empty() => field = Some(FieldPath::dotted(s)),
+                    _ => {
+                        ctx.error(Code::BadCondition, value.pos, "`field` must be a non-empty string");
+                        return None;
+                    }
+                },
+                "nocase" => match value.value {
+                    Value::Bool(b) => nocase = b,
+                    _ => {
+                        ctx.error(Code::BadCondition, value.pos, "`nocase` must be true or false");
+                        return None;
+                    }
+                },
+                op if OPERATORS.contains(&op) => {
+                    if op_entry.is_some() {
+                        ctx.error(
+                            Code::BadCondition,
+                            key.pos,
+                            "a condition takes exactly one operator; combine several with `all`",
+                        );
+                        return None;
+                    }
+                    op_entry = Some((op, *value));
+                }
+                other => {
+                    ctx.error(
+                        Code::BadCondition,
+                        key.pos,
+                        format!(
+                            "unknown key `{other}` in a condition (expected `field`, an operator \
+                             ({}), `nocase`, or one of `all`/`any`/`not`)",
+                            OPERATORS[..12].join(", ")
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        let Some(field) = field else {
+            ctx.error(Code::BadCondition, node.pos, "a condition needs a `field`");
+            return None;
+        };
+        let Some((op, value)) = op_entry else {
+            ctx.error(
+                Code::BadCondition,
+                node.pos,
+                format!("the condition on `{}` has no operator", field.display()),
+            );
+            return None;
+        };
+        let op = parse_op(op, value, nocase, ctx)?;
+        Some(Condition::Test { field, op, nocase })
+    }
+
+    /// Evaluates the condition on a payload.
+    pub fn eval(&self, payload: &Map<String, Json>) -> Result<bool, StepLimitExceeded> {
+        match self {
+            Condition::All(subs) => {
+                for s in subs {
+                    if !s.eval(payload)? {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            }
+            Condition::Any(subs) => {
+                for s in subs {
+                    if s.eval(payload)? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            }
+            Condition::Not(sub) => Ok(!sub.eval(payload)?),
+            Condition::Test { field, op, nocase } => {
+                let value = field.lookup(payload);
+                if let Op::Exists(want) = op {
+                    return Ok(value.is_some() == *want);
+                }
+                let Some(value) = value else {
+                    return Ok(false);
+                };
+                match value {
+                    Json::Array(items) => {
+                        for item in items {
+                            if test_value(op, *nocase, item)? {
+                                return Ok(true);
+                            }
+                        }
+                        Ok(false)
+                    }
+                    v => test_value(op, *nocase, v),
+                }
+            }
+        }
+    }
+
+    /// `(field, literal)` pairs one of which must occur (in the field's
+    /// ASCII-lowercased text) for the condition to hold; `None` when the
+    /// condition can hold without any.
+    pub fn required(&self) -> Option<Vec<(FieldPath, Vec<u8>)>> {
+        match self {
+            Condition::All(subs) => {
+                let mut best: Option<Vec<(FieldPath, Vec<u8>)>> = None;
+                for s in subs {
+                    if let Some(r) = s.required() {
+                        let min = |v: &Vec<(FieldPath, Vec<u8>)>| {
+                            v.iter().map(|(_, l)| l.len()).min().unwrap_or(0)
+                        };
+                        if best.as_ref().is_none_or(|b| min(&r) > min(b)) {
+                            best = Some(r);
+                        }
+                    }
+                }
+                best
+            }
+            Condition::Any(subs) => {
+                let mut all = Vec::new();
+                for s in subs {
+                    all.extend(s.required()?);
+                }
+                Some(all)
+            }
+            Condition::Not(_) => None,
+            Condition::Test { field, op, nocase } => {
+                let lits: Vec<Vec<u8>> = match op {
+                    Op::Regex(res) => {
+                        let mut out = Vec::new();
+                        for r in res {
+                            out.extend(literals::required_literals(r.superset_pattern())?);
+                        }
+                        out
+                    }
+                    Op::Contains(v) | Op::StartsWith(v) | Op::EndsWith(v) => v
+                        .iter()
+                        .map(|s| literals::string_literal(s, *nocase))
+                        .collect::<Option<_>>()?,
+                    Op::Equals(vals) => vals
+                        .iter()
+                        .map(|v| v.as_str().and_then(|s| literals::string_literal(s, *nocase)))
+                        .collect::<Option<_>>()?,
+                    _ => return None,
+                };
+                Some(lits.into_iter().map(|l| (field.clone(), l)).collect())
+            }
+        }
+    }
+
+    /// Every regex in the condition (for `ttp check`'s engine report).
+    pub fn regexes(&self) -> Vec<&PyRegex> {
+        match self {
+            Condition::All(s) | Condition::Any(s) => s.iter().flat_map(|c| c.regexes()).collect(),
+            Condition::Not(c) => c.regexes(),
+            Condition::Test { op: Op::Regex(r), .. } => r.iter().collect(),
+            Condition::Test { .. } => Vec::new(),
+        }
+    }
+}
+
+fn json_eq(a: &Json, b: &Json, nocase: bool) -> bool {
+    match (a, b) {
+        (Json::String(x), Json::String(y)) => {
+            if nocase {
+                fold(x) == fold(y)
+            } else {
+                x == y
+            }
+        }
+        (Json::Number(x), Json::Number(y)) => match (x.as_f64(), y.as_f64()) {
+            (Some(x), Some(y)) => x == y,
+            _ => x == y,
+        },
+        _ => a == b,
+    }
+}
+
+fn test_value(op: &Op, nocase: bool, v: &Json) -> Result<bool, StepLimitExceeded> {
+    let text = |f: &dyn Fn(&str, &str) -> bool, needles: &[String]| -> bool {
+        let Some(s) = v.as_str() else {
+            return false;
+        };
+        if nocase {
+            let hay = fold(s);
+            needles.iter().any(|n| f(&hay, n))
+        } else {
+            needles.iter().any(|n| f(s, n))
+        }
+    };
+    let num = |f: &dyn Fn(f64) -> bool| v.as_f64().filter(|_| v.is_number()).is_some_and(f);
+    Ok(match op {
+        Op::Regex(res) => {
+            let Some(s) = v.as_str() else {
+                return Ok(false);
+            };
+            for r in res {
+                if r.is_match(s)? {
+                    return Ok(true);
+                }
+            }
+            false
+        }
+        Op::Contains(n) => text(&|h, n| h.contains(n), n),
+        Op::StartsWith(n) => text(&|h, n| h.starts_with(n), n),
+        Op::EndsWith(n) => text(&|h, n| h.ends_with(n), n),
+        Op::Equals(vals) => vals.iter().any(|x| json_eq(v, x, nocase)),
+        Op::Gt(x) => num(&|n| n > *x),
+        Op::Gte(x) => num(&|n| n >= *x),
+        Op::Lt(x) => num(&|n| n < *x),
+        Op::Lte(x) => num(&|n| n <= *x),
+        Op::Exists(_) => true,
+        Op::Cidr(nets) => v
+            .as_str()
+            .and_then(|s| s.trim().parse::<IpAddr>().ok())
+            .is_some_and(|ip| nets.iter().any(|n| n.contains(&ip))),
+    })
+}
+
+fn strings(value: &Node, op: &str, ctx: &mut Ctx) -> Option<Vec<(String, crate::yaml::Pos)>> {
+    match &value.value {
+        Value::Str(s) => Some(vec![(s.clone(), value.pos)]),
+        Value::Seq(items) if !items.is_empty() => items
+            .iter()
+            .map(|i| match i.as_str() {
+                Some(s) => Some((s.to_string(), i.pos)),
+                None => {
+                    ctx.error(
+                        Code::BadCondition,
+                        i.pos,
+                        format!("`{op}` takes strings, found {}", i.type_name()),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            ctx.error(
+                Code::BadCondition,
+                value.pos,
+                format!("`{op}` takes a string or a non-empty list of strings"),
+            );
+            None
+        }
+    }
+}
+
+fn scalar(node: &Node, op: &str, ctx: &mut Ctx) -> Option<Json> {
+    match node.value {
+        Value::Seq(_) | Value::Map(_) => {
+            ctx.error(
+                Code::BadCondition,
+                node.pos,
+                format!("`{op}` compares with scalars (string, number, boolean, null)"),
+            );
+            None
+        }
+        _ => Some(node.to_json()),
+    }
+}
+
+fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
+    let number = |ctx: &mut Ctx| match value.value {
+        Value::Int(i) => Some(i as f64),
+        Value::BigInt(i) => Some(i as f64),
+        Value::Float(f) if f.is_finite() => Some(f),
+        _ => {
+            ctx.error(Code::BadCondition, value.pos, format!("`{op}` takes a number"));
+            None
+        }
+    };
+    Some(match op {
+        "regex" => {
+            let mut res = Vec::new();
+            for (p, pos) in strings(value, op, ctx)? {
+                let src = if nocase { format!("(?i){p}") } else { p };
+                match PyRegex::new(&src) {
+                    Ok(r) => res.push(r),
+                    Err(e) => {
+                        ctx.error(Code::BadRegex, pos, format!("invalid regex: {e}"));
+                        return None;
+                    }
+                }
+            }
+            Op::Regex(res)
+        }
+        "contains" | "startswith" | "endswith" => {
+            let vals: Vec<String> = strings(value, op, ctx)?
+                .into_iter()
+                .map(|(s, _)| if nocase { fold(&s) } else { s })
+                .collect();
+            match op {
+                "contains" => Op::Contains(vals),
+                "startswith" => Op::StartsWith(vals),
+                _ => Op::EndsWith(vals),
+            }
+        }
+        "equals" => match &value.value {
+            Value::Seq(items) if !items.is_empty() => {
+                Op::Equals(items.iter().map(|i| scalar(i, op, ctx)).collect::<Option<_>>()?)
+            }
+            _ => Op::Equals(vec![scalar(value, op, ctx)?]),
+        },
+        "in" => match &value.value {
+            Value::Seq(items) if !items.is_empty() => {
+                Op::Equals(items.iter().map(|i| scalar(i, op, ctx)).collect::<Option<_>>()?)
+            }
+            _ => {
+                ctx.error(Code::BadCondition, value.pos, "`in` takes a non-empty list of values");
+                return None;
+            }
+        },
+        "gt" => Op::Gt(number(ctx)?),
+        "gte" => Op::Gte(number(ctx)?),
+        "lt" => Op::Lt(number(ctx)?),
+        "lte" => Op::Lte(number(ctx)?),
+        "exists" => match value.value {
+            Value::Bool(b) => Op::Exists(b),
+            _ => {
+                ctx.error(Code::BadCondition, value.pos, "`exists` takes true or false");
+                return None;
+            }
+        },
+        "cidr" => {
+            let mut nets = Vec::new();
+            for (s, pos) in strings(value, op, ctx)? {
+                let parsed = s
+                    .parse::<IpNet>()
+                    .or_else(|_| s.parse::<IpAddr>().map(IpNet::from));
+                match parsed {
+                    Ok(n) => nets.push(n),
+                    Err(_) => {
+                        ctx.error(
+                            Code::BadCondition,
+                            pos,
+                            format!("`{s}` is not a CIDR block (e.g. 10.0.0.0/8 or fe80::/10)"),
+                        );
+                        return None;
+                    }
+                }
+            }
+            Op::Cidr(nets)
+        }
+        _ => {
+            ctx.error(Code::BadCondition, value.pos, format!("unknown operator `{op}`"));
+            return None;
+        }
+    })
+}

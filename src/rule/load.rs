@@ -1,0 +1,191 @@
+//! Reading a rules directory: every `*.yaml` / `*.yml` below it, one rule per
+//! file. A broken file never stops the others from loading.
+
+use super::parse::{parse_rule, LoadOptions};
+use super::Rule;
+use crate::diag::{Code, Diagnostic};
+use crate::yaml::{Pos, MAX_RULE_FILE_BYTES};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The outcome of loading a directory.
+#[derive(Debug, Default)]
+pub struct LoadedRules {
+    /// Good rules, in path order.
+    pub rules: Vec<Arc<Rule>>,
+    /// Every diagnostic, in path order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Files that had at least one error and were not loaded.
+    pub broken_files: Vec<PathBuf>,
+    /// How many rule files were read.
+    pub files: usize,
+}
+
+impl LoadedRules {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+}
+
+/// Whether a file name is a rule file: `.yaml`/`.yml`, not hidden, not an
+/// editor's swap, backup or lock file.
+pub fn is_rule_file_name(name: &str) -> bool {
+    if name.starts_with('.') || name.ends_with('~') || name == "4913" {
+        return false;
+    }
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+/// Most directory levels followed below the rules directory.
+const MAX_DEPTH: usize = 32;
+
+/// Lists rule files below `dir`, sorted by path. Hidden directories are
+/// skipped; symbolic links to directories are not followed (no cycles).
+pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    walk(dir, 0, &mut out)?;
+    out.sort();
+    Ok(out)
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let path = entry.path();
+        let ft = entry.file_type()?;
+        if ft.is_dir() {
+            if !name.starts_with('.') {
+                walk(&path, depth + 1, out)?;
+            }
+        } else if is_rule_file_name(name) && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Reads and checks one file.
+pub fn load_file(path: &Path, options: LoadOptions) -> (Option<Rule>, Vec<Diagnostic>) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return (
+                None,
+                vec![Diagnostic::new(
+                    Code::Unreadable,
+                    path,
+                    Pos::UNKNOWN,
+                    format!("cannot read the file: {e}"),
+                )],
+            )
+        }
+    };
+    if bytes.len() > MAX_RULE_FILE_BYTES {
+        return (
+            None,
+            vec![Diagnostic::new(
+                Code::TooLarge,
+                path,
+                Pos::UNKNOWN,
+                format!(
+                    "the file is {} bytes; rule files may hold at most {MAX_RULE_FILE_BYTES}",
+                    bytes.len()
+                ),
+            )],
+        );
+    }
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let valid = &e.as_bytes()[..offset];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+            return (
+                None,
+                vec![Diagnostic::new(
+                    Code::Unreadable,
+                    path,
+                    Pos {
+                        line: line as u32,
+                        col: col as u32,
+                    },
+                    "the file is not valid UTF-8",
+                )],
+            );
+        }
+    };
+    parse_rule(path, &text, options)
+}
+
+/// Loads every rule file below `dir`. Two files with one `rule_id`: the first
+/// in path order keeps it, the second is an error naming both.
+pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<LoadedRules, std::io::Error> {
+    let files = rule_files(dir)?;
+    let mut out = LoadedRules {
+        files: files.len(),
+        ..LoadedRules::default()
+    };
+    let mut owners: HashMap<String, PathBuf> = HashMap::new();
+    for path in files {
+        let (rule, mut diags) = load_file(&path, options);
+        let rule = rule.and_then(|rule| {
+            if let Some(first) = owners.get(&rule.rule_id) {
+                let pos = rule_id_pos(&rule.source.text);
+                diags.push(
+                    Diagnostic::new(
+                        Code::DuplicateRuleId,
+                        &path,
+                        pos,
+                        format!(
+                            "rule_id `{}` is already defined in {}; this file is not loaded",
+                            rule.rule_id,
+                            first.display()
+                        ),
+                    )
+                    .with_source(&rule.source.text),
+                );
+                None
+            } else {
+                owners.insert(rule.rule_id.clone(), path.clone());
+                Some(rule)
+            }
+        });
+        if diags.iter().any(Diagnostic::is_error) {
+            out.broken_files.push(path.clone());
+        }
+        out.diagnostics.extend(diags);
+        if let Some(rule) = rule {
+            out.rules.push(Arc::new(rule));
+        }
+    }
+    Ok(out)
+}
+
+fn rule_id_pos(text: &str) -> Pos {
+    crate::yaml::parse(text)
+        .ok()
+        .and_then(|doc| doc.get("rule_id").map(|n| n.pos))
+        .unwrap_or(Pos::UNKNOWN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editor_files_are_not_rules() {
+        for name in [".r.yaml.swp", "r.yaml~", "4913", ".#r.yaml", ".hidden.yaml", "r.txt"] {
+            assert!(!is_rule_file_name(name), "{name}");
+        }
+        for name in ["R0001.yaml", "r-1.yml", "web_sqli.yaml"] {
+            assert!(is_rule_file_name(name), "{name}");
+        }
+    }
+}
