@@ -1,1 +1,225 @@
-fn main(){}
+//! `ttp`: the command-line face of ttp-engine. A thin layer over the library.
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use ttp_engine::diag::Severity;
+use ttp_engine::engine::Engine;
+use ttp_engine::rule::load::{load_dir, LoadedRules};
+use ttp_engine::rule::parse::LoadOptions;
+use ttp_engine::run::{tag_stream, TagOptions, DEFAULT_FLOOR};
+use ttp_engine::store::StoreOptions;
+use ttp_engine::tag::{TagConfig, DEFAULT_ATTACK_RELEASE};
+
+/// Label honeypot and deception telemetry with MITRE ATT&CK tactics and
+/// techniques, using YAML rules (DECNET-compatible) and one SQLite file.
+#[derive(Parser)]
+#[command(name = "ttp", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check every rule file and report each problem with file:line:col.
+    ///
+    /// Exits 1 when any file has an error (warnings and notes do not fail).
+    Check {
+        /// The rules directory (read recursively: *.yaml, *.yml).
+        #[arg(long, env = "TTP_RULES", default_value = "rules")]
+        rules: PathBuf,
+        /// Treat unknown keys as errors instead of warnings.
+        #[arg(long)]
+        strict: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Tag a file of JSON-lines events once and store the tags in SQLite.
+    ///
+    /// Good rules load even when others are broken (the broken ones are
+    /// reported). Bad event lines are counted by reason and skipped. A summary
+    /// goes to stderr.
+    Tag {
+        /// The rules directory (read recursively: *.yaml, *.yml).
+        #[arg(long, env = "TTP_RULES", default_value = "rules")]
+        rules: PathBuf,
+        /// The SQLite file tags are written to (created if missing).
+        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+        db: PathBuf,
+        /// JSON-lines events, one TaggerEvent per line; `-` reads stdin.
+        #[arg(long, default_value = "-")]
+        events: String,
+        /// Tags with a confidence below this are counted but not written.
+        #[arg(long, default_value_t = DEFAULT_FLOOR)]
+        floor: f64,
+        /// Print the tags this run newly inserted, as JSON lines on stdout.
+        #[arg(long)]
+        emit_tags: bool,
+        /// The `attack_release` value written on every tag.
+        #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
+        attack_release: String,
+        /// Treat unknown keys in rule files as errors (those rules do not load).
+        #[arg(long)]
+        strict: bool,
+        /// How long to wait for another process's lock on the database, in ms.
+        #[arg(long, default_value_t = 5000)]
+        lock_timeout_ms: u64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+fn load_rules(dir: &std::path::Path, strict: bool) -> Result<LoadedRules> {
+    load_dir(dir, LoadOptions { strict })
+        .with_context(|| format!("cannot read the rules directory {}", dir.display()))
+}
+
+fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
+    let loaded = load_rules(&rules, strict)?;
+    let count = |s: Severity| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
+    let (errors, warnings, notes) = (
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Note),
+    );
+    match format {
+        Format::Text => {
+            let mut out = std::io::stdout().lock();
+            for d in &loaded.diagnostics {
+                writeln!(out, "{d}")?;
+            }
+            writeln!(
+                out,
+                "{} files, {} rules loaded, {} broken files: {errors} errors, {warnings} warnings, {notes} notes",
+                loaded.files,
+                loaded.rules.len(),
+                loaded.broken_files.len()
+            )?;
+        }
+        Format::Json => {
+            let report = serde_json::json!({
+                "files": loaded.files,
+                "rules_loaded": loaded.rules.len(),
+                "broken_files": loaded.broken_files,
+                "errors": errors,
+                "warnings": warnings,
+                "notes": notes,
+                "diagnostics": loaded.diagnostics,
+            });
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tag(
+    rules: PathBuf,
+    db: PathBuf,
+    events: String,
+    floor: f64,
+    emit_tags: bool,
+    attack_release: String,
+    strict: bool,
+    lock_timeout_ms: u64,
+) -> Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&floor),
+        "--floor must be between 0 and 1 (got {floor})"
+    );
+    let loaded = load_rules(&rules, strict)?;
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        eprintln!("{d}");
+    }
+    let engine = Engine::new(&loaded.rules, TagConfig { attack_release });
+    let input: Box<dyn BufRead> = if events == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&events)
+            .with_context(|| format!("cannot open the events file {events}"))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let sink: Option<ttp_engine::store::NewTagSink> = if emit_tags {
+        Some(Box::new(|t| {
+            let mut out = std::io::stdout().lock();
+            if let Ok(line) = serde_json::to_string(t) {
+                let _ = writeln!(out, "{line}");
+            }
+        }))
+    } else {
+        None
+    };
+    let options = TagOptions {
+        floor,
+        tag_config: engine.config().clone(),
+        store: StoreOptions {
+            busy_timeout: Duration::from_millis(lock_timeout_ms),
+        },
+    };
+    let interactive = std::io::stderr().is_terminal();
+    let mut last = std::time::Instant::now();
+    let summary = tag_stream(&engine, &loaded, input, &db, &options, sink, |events, bytes| {
+        if interactive && last.elapsed() >= Duration::from_millis(500) {
+            last = std::time::Instant::now();
+            eprint!("\r{events} events, {} MiB read", bytes >> 20);
+        }
+    })?;
+    if interactive {
+        eprint!("\r\x1b[K");
+    }
+    eprintln!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TTP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check {
+            rules,
+            strict,
+            format,
+        } => check(rules, strict, format),
+        Command::Tag {
+            rules,
+            db,
+            events,
+            floor,
+            emit_tags,
+            attack_release,
+            strict,
+            lock_timeout_ms,
+        } => tag(
+            rules,
+            db,
+            events,
+            floor,
+            emit_tags,
+            attack_release,
+            strict,
+            lock_timeout_ms,
+        ),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ttp: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Dispatch: one event → every tagger that handles its source kind, in
+//! composite order → tags.
+//!
+//! All taggers' indexes live in one immutable [`Snapshot`] behind an
+//! `ArcSwap`. An event loads the snapshot once and is evaluated entirely
+//! against it, so a reload (which stores a new snapshot) is never seen half
+//! way through an event.
+
+use crate::event::TaggerEvent;
+use crate::index::RuleIndex;
+use crate::lifter::Lifter;
+use crate::rule::Rule;
+use crate::tag::{build_tag, engine_evidence, now_timestamp, Tag, TagConfig};
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+/// Every tagger's index at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    indexes: Vec<Arc<RuleIndex>>,
+    /// Rules no tagger owns (e.g. `lifter:c2_fingerprint`): kept so that
+    /// listings show them, never evaluated.
+    unowned: Vec<Arc<Rule>>,
+}
+
+/// Counters from evaluating events.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct EvalStats {
+    /// Rules whose predicate ran (after prefiltering).
+    pub rules_evaluated: u64,
+    /// Regex matches abandoned at the step limit (counted as no match).
+    pub step_limit_hits: u64,
+}
+
+impl EvalStats {
+    pub fn add(&mut self, other: EvalStats) {
+        self.rules_evaluated += other.rules_evaluated;
+        self.step_limit_hits += other.step_limit_hits;
+    }
+}
+
+/// How candidate rules are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Evaluation {
+    /// Through the prefilter.
+    Indexed,
+    /// Every rule of the source kind (the reference the index must match).
+    BruteForce,
+}
+
+impl Snapshot {
+    /// Partitions rules by owner (keeping their order) and builds each
+    /// tagger's index.
+    pub fn build(rules: &[Arc<Rule>]) -> Snapshot {
+        let mut per: Vec<Vec<Arc<Rule>>> = vec![Vec::new(); Lifter::ALL.len()];
+        let mut unowned = Vec::new();
+        for rule in rules {
+            match rule.owner() {
+                Some(l) => per[l.index()].push(rule.clone()),
+                None => unowned.push(rule.clone()),
+            }
+        }
+        let indexes = Lifter::ALL
+            .iter()
+            .zip(per)
+            .map(|(l, rules)| Arc::new(RuleIndex::build(*l, rules)))
+            .collect();
+        Snapshot { indexes, unowned }
+    }
+
+    pub fn index(&self, lifter: Lifter) -> &Arc<RuleIndex> {
+        &self.indexes[lifter.index()]
+    }
+
+    /// Every rule, owned or not.
+    pub fn rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.indexes
+            .iter()
+            .flat_map(|i| i.rules().iter())
+            .chain(self.unowned.iter())
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules().count()
+    }
+
+    /// Tags one event, appending to `out`.
+    pub fn tag_event(
+        &self,
+        event: &TaggerEvent,
+        config: &TagConfig,
+        how: Evaluation,
+        out: &mut Vec<Tag>,
+    ) -> EvalStats {
+        let mut stats = EvalStats::default();
+        let mut created_at: Option<String> = None;
+        for index in &self.indexes {
+            if !index.handles_kind(&event.source_kind) {
+                continue;
+            }
+            match index.lifter() {
+                Lifter::RuleEngine => {
+                    let candidates = match how {
+                        Evaluation::Indexed => index.candidates(&event.source_kind, &event.payload),
+                        Evaluation::BruteForce => index.all_for_kind(&event.source_kind),
+                    };
+                    for rule in candidates {
+                        stats.rules_evaluated += 1;
+                        let fired = match rule.engine_matches(&event.source_kind, &event.payload) {
+                            Ok(m) => m,
+                            Err(_) => {
+                                stats.step_limit_hits += 1;
+                                tracing::warn!(
+                                    rule_id = %rule.rule_id,
+                                    source_id = %event.source_id,
+                                    "regex step limit exceeded; counted as no match"
+                                );
+                                false
+                            }
+                        };
+                        if !fired {
+                            continue;
+                        }
+                        let evidence = engine_evidence(rule, event);
+                        let ts = created_at.get_or_insert_with(now_timestamp);
+                        for emit in &rule.emits {
+                            out.push(build_tag(
+                                event,
+                                rule,
+                                emit,
+                                evidence.clone(),
+                                emit.confidence,
+                                config,
+                                ts,
+                            ));
+                        }
+                    }
+                }
+                // The lifters arrive with their own issue; until then their
+                // rules load (with a warning) and never fire.
+                _ => {}
+            }
+        }
+        stats
+    }
+}
+
+/// The live engine: the current snapshot and the tag settings.
+pub struct Engine {
+    snapshot: ArcSwap<Snapshot>,
+    config: TagConfig,
+}
+
+impl Engine {
+    pub fn new(rules: &[Arc<Rule>], config: TagConfig) -> Engine {
+        Engine {
+            snapshot: ArcSwap::from_pointee(Snapshot::build(rules)),
+            config,
+        }
+    }
+
+    /// The current snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Installs a new snapshot in one atomic store.
+    pub fn install(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    pub fn config(&self) -> &TagConfig {
+        &self.config
+    }
+
+    /// Tags one event against the snapshot current when it starts.
+    pub fn tag_event(&self, event: &TaggerEvent, out: &mut Vec<Tag>) -> EvalStats {
+        let snap = self.snapshot.load();
+        snap.tag_event(event, &self.config, Evaluation::Indexed, out)
+    }
+}

@@ -1,0 +1,327 @@
+//! Events in: the `TaggerEvent` shape (spec §1), read from JSON lines.
+//!
+//! A bad line never stops a run: it is rejected with a [`Reject`] reason and
+//! the reader moves on. Lines longer than [`MAX_LINE_BYTES`] are skipped
+//! without being held in memory whole.
+
+use serde_json::{Map, Value};
+use std::fmt;
+use std::io::{self, BufRead};
+
+/// Longest accepted line (16 MiB).
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// One event to tag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaggerEvent {
+    pub source_kind: String,
+    pub source_id: String,
+    pub attacker_uuid: Option<String>,
+    pub identity_uuid: Option<String>,
+    pub session_id: Option<String>,
+    pub decky_id: Option<String>,
+    pub payload: Map<String, Value>,
+}
+
+/// Why a line was rejected. The names are stable (they appear in summaries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reject {
+    InvalidJson,
+    NotAnObject,
+    SourceKind,
+    SourceId,
+    Payload,
+    NoAnchor,
+    FieldType,
+    TooLong,
+}
+
+impl Reject {
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::InvalidJson => "invalid_json",
+            Reject::NotAnObject => "not_an_object",
+            Reject::SourceKind => "bad_source_kind",
+            Reject::SourceId => "bad_source_id",
+            Reject::Payload => "bad_payload",
+            Reject::NoAnchor => "no_anchor",
+            Reject::FieldType => "bad_field_type",
+            Reject::TooLong => "line_too_long",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A rejected line: its number, the reason and a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub line: u64,
+    pub reason: Reject,
+    pub message: String,
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!("`{key}` must be a string or null, found {}", kind(other))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl TaggerEvent {
+    /// Checks a parsed JSON value and builds an event from it.
+    pub fn from_json(value: Value) -> Result<TaggerEvent, (Reject, String)> {
+        let Value::Object(mut obj) = value else {
+            return Err((Reject::NotAnObject, format!("expected a JSON object, found {}", kind(&value))));
+        };
+        let source_kind = match obj.get("source_kind") {
+            Some(Value::String(s)) => s.clone(),
+            None => return Err((Reject::SourceKind, "missing `source_kind`".into())),
+            Some(v) => {
+                return Err((Reject::SourceKind, format!("`source_kind` must be a string, found {}", kind(v))))
+            }
+        };
+        let source_id = match obj.get("source_id") {
+            Some(Value::String(s)) => s.clone(),
+            None => return Err((Reject::SourceId, "missing `source_id`".into())),
+            Some(v) => {
+                return Err((Reject::SourceId, format!("`source_id` must be a string, found {}", kind(v))))
+            }
+        };
+        let field = |k: &str| opt_string(&obj, k).map_err(|m| (Reject::FieldType, m));
+        let attacker_uuid = field("attacker_uuid")?;
+        let identity_uuid = field("identity_uuid")?;
+        let session_id = field("session_id")?;
+        let decky_id = field("decky_id")?;
+        if attacker_uuid.is_none() && identity_uuid.is_none() {
+            return Err((
+                Reject::NoAnchor,
+                "neither `attacker_uuid` nor `identity_uuid` is set".into(),
+            ));
+        }
+        let payload = match obj.remove("payload") {
+            Some(Value::Object(p)) => p,
+            None => return Err((Reject::Payload, "missing `payload`".into())),
+            Some(v) => {
+                return Err((Reject::Payload, format!("`payload` must be an object, found {}", kind(&v))))
+            }
+        };
+        Ok(TaggerEvent {
+            source_kind,
+            source_id,
+            attacker_uuid,
+            identity_uuid,
+            session_id,
+            decky_id,
+            payload,
+        })
+    }
+
+    /// Parses one line of JSON.
+    pub fn from_line(line: &[u8]) -> Result<TaggerEvent, (Reject, String)> {
+        let value: Value = serde_json::from_slice(line)
+            .map_err(|e| (Reject::InvalidJson, format!("invalid JSON: {e}")))?;
+        TaggerEvent::from_json(value)
+    }
+}
+
+/// Reads JSON lines, yielding events and rejections with line numbers.
+pub struct EventReader<R> {
+    input: R,
+    line_no: u64,
+    buf: Vec<u8>,
+    max_line: usize,
+    /// Bytes consumed so far (for progress reports).
+    pub bytes_read: u64,
+}
+
+/// One item of input.
+#[derive(Debug)]
+pub enum Item {
+    Event(u64, TaggerEvent),
+    Rejected(Rejection),
+}
+
+impl<R: BufRead> EventReader<R> {
+    pub fn new(input: R) -> Self {
+        Self::with_max_line(input, MAX_LINE_BYTES)
+    }
+
+    pub fn with_max_line(input: R, max_line: usize) -> Self {
+        EventReader {
+            input,
+            line_no: 0,
+            buf: Vec::new(),
+            max_line,
+            bytes_read: 0,
+        }
+    }
+
+    /// Reads the next raw line into `self.buf`. Returns `Ok(None)` at EOF,
+    /// `Ok(Some(false))` for a line that was too long (and was discarded).
+    fn next_line(&mut self) -> io::Result<Option<bool>> {
+        self.buf.clear();
+        let mut too_long = false;
+        let mut any = false;
+        loop {
+            let chunk = match self.input.fill_buf() {
+                Ok(c) => c,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if chunk.is_empty() {
+                if !any {
+                    return Ok(None);
+                }
+                break;
+            }
+            any = true;
+            let (part, done) = match memchr_newline(chunk) {
+                Some(i) => (&chunk[..i], Some(i + 1)),
+                None => (chunk, None),
+            };
+            if !too_long {
+                if self.buf.len() + part.len() > self.max_line {
+                    too_long = true;
+                    self.buf.clear();
+                    self.buf.shrink_to(64 * 1024);
+                } else {
+                    self.buf.extend_from_slice(part);
+                }
+            }
+            let used = done.unwrap_or(chunk.len());
+            self.input.consume(used);
+            self.bytes_read += used as u64;
+            if done.is_some() {
+                break;
+            }
+        }
+        self.line_no += 1;
+        Ok(Some(!too_long))
+    }
+
+    /// The next event or rejection; `None` at end of input. Blank lines are
+    /// skipped.
+    pub fn next_item(&mut self) -> io::Result<Option<Item>> {
+        loop {
+            let Some(ok) = self.next_line()? else {
+                return Ok(None);
+            };
+            let line = self.line_no;
+            if !ok {
+                return Ok(Some(Item::Rejected(Rejection {
+                    line,
+                    reason: Reject::TooLong,
+                    message: format!("line longer than {} bytes", self.max_line),
+                })));
+            }
+            let text = trim_ascii(&self.buf);
+            if text.is_empty() {
+                continue;
+            }
+            return Ok(Some(match TaggerEvent::from_line(text) {
+                Ok(ev) => Item::Event(line, ev),
+                Err((reason, message)) => Item::Rejected(Rejection {
+                    line,
+                    reason,
+                    message,
+                }),
+            }));
+        }
+    }
+}
+
+fn memchr_newline(s: &[u8]) -> Option<usize> {
+    s.iter().position(|b| *b == b'\n')
+}
+
+fn trim_ascii(s: &[u8]) -> &[u8] {
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    &s[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(input: &str, max: usize) -> Vec<Item> {
+        let mut r = EventReader::with_max_line(input.as_bytes(), max);
+        let mut out = Vec::new();
+        while let Some(i) = r.next_item().unwrap() {
+            out.push(i);
+        }
+        out
+    }
+
+    fn reasons(items: &[Item]) -> Vec<(u64, &'static str)> {
+        items
+            .iter()
+            .map(|i| match i {
+                Item::Event(l, _) => (*l, "ok"),
+                Item::Rejected(r) => (r.line, r.reason.name()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_bad_line_kind_is_rejected_with_its_line() {
+        let input = concat!(
+            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":{}}\n",
+            "not json\n",
+            "[1,2]\n",
+            "{\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":{}}\n",
+            "{\"source_kind\":\"command\",\"source_id\":5,\"attacker_uuid\":\"x\",\"payload\":{}}\n",
+            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":[]}\n",
+            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"payload\":{}}\n",
+            "\n",
+            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"identity_uuid\":\"i\",\"session_id\":3,\"payload\":{}}\n",
+            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"identity_uuid\":\"\",\"payload\":{}}",
+        );
+        let items = read_all(input, 1 << 20);
+        assert_eq!(
+            reasons(&items),
+            vec![
+                (1, "ok"),
+                (2, "invalid_json"),
+                (3, "not_an_object"),
+                (4, "bad_source_kind"),
+                (5, "bad_source_id"),
+                (6, "bad_payload"),
+                (7, "no_anchor"),
+                (9, "bad_field_type"),
+                (10, "ok"),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_lines_are_rejected_and_reading_goes_on() {
+        let long = format!("{{\"x\":\"{}\"}}", "a".repeat(5000));
+        let good = "{\"source_kind\":\"c\",\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":{}}";
+        let input = format!("{long}\n{good}\n{long}");
+        let mut r = EventReader::with_max_line(std::io::BufReader::with_capacity(64, input.as_bytes()), 1000);
+        let mut items = Vec::new();
+        while let Some(i) = r.next_item().unwrap() {
+            items.push(i);
+        }
+        assert_eq!(reasons(&items), vec![(1, "line_too_long"), (2, "ok"), (3, "line_too_long")]);
+        assert!(r.buf.capacity() < 5000, "the long line was buffered whole");
+    }
+}

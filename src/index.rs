@@ -1,0 +1,182 @@
+//! `RuleIndex`: one tagger's rules, compiled for fast evaluation.
+//!
+//! Rules are bucketed by source kind. Within a bucket, each payload field
+//! that rules search gets an Aho-Corasick automaton over the literals those
+//! rules require (see [`crate::literals`]); an event only evaluates the rules
+//! whose literals occur, plus the rules that have no usable literal. The
+//! brute-force evaluator beside it checks every rule and must always agree.
+
+use crate::lifter::Lifter;
+use crate::rule::conditions::FieldPath;
+use crate::rule::{Matcher, Rule};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct FieldFilter {
+    field: FieldPath,
+    automaton: AhoCorasick,
+    /// For each automaton pattern: the bucket positions of rules needing it.
+    owners: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Default)]
+struct Bucket {
+    /// Rules of this source kind, as indexes into `RuleIndex::rules`, in
+    /// evaluation order.
+    order: Vec<u32>,
+    /// Bucket positions of rules that are always candidates.
+    always: Vec<u32>,
+    filters: Vec<FieldFilter>,
+}
+
+/// An immutable, compiled view of one tagger's rules.
+#[derive(Debug)]
+pub struct RuleIndex {
+    lifter: Lifter,
+    rules: Vec<Arc<Rule>>,
+    buckets: HashMap<String, Bucket>,
+}
+
+/// Whether `rule` (owned by `lifter`) can see events of `kind`.
+fn reaches(lifter: Lifter, rule: &Rule, kind: &str) -> bool {
+    if !rule.applies_to(kind) {
+        return false;
+    }
+    match rule.matcher {
+        // Our declarative rules see every kind they name.
+        Matcher::Conditions(_) => true,
+        _ => lifter.handles().contains(&kind),
+    }
+}
+
+impl RuleIndex {
+    /// Builds the index of `lifter` over `rules` (which it must own), keeping
+    /// their order.
+    pub fn build(lifter: Lifter, rules: Vec<Arc<Rule>>) -> RuleIndex {
+        let mut buckets: HashMap<String, Bucket> = HashMap::new();
+        for (i, rule) in rules.iter().enumerate() {
+            for kind in &rule.applies_to {
+                if reaches(lifter, rule, kind) {
+                    buckets.entry(kind.clone()).or_default().order.push(i as u32);
+                }
+            }
+        }
+        for (kind, bucket) in &mut buckets {
+            let mut per_field: BTreeMap<FieldPath, BTreeMap<Vec<u8>, Vec<u32>>> = BTreeMap::new();
+            for (pos, &ri) in bucket.order.iter().enumerate() {
+                let rule = &rules[ri as usize];
+                match rule.required_literals(kind) {
+                    Some(lits) if !lits.is_empty() => {
+                        for (field, lit) in lits {
+                            let owners = per_field.entry(field).or_default().entry(lit).or_default();
+                            if owners.last() != Some(&(pos as u32)) {
+                                owners.push(pos as u32);
+                            }
+                        }
+                    }
+                    _ => bucket.always.push(pos as u32),
+                }
+            }
+            for (field, lits) in per_field {
+                let (patterns, owners): (Vec<Vec<u8>>, Vec<Vec<u32>>) = lits.into_iter().unzip();
+                match AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .build(&patterns)
+                {
+                    Ok(automaton) => bucket.filters.push(FieldFilter {
+                        field,
+                        automaton,
+                        owners,
+                    }),
+                    Err(_) => {
+                        // Too large for the automaton: fall back to always
+                        // evaluating these rules.
+                        for o in owners.into_iter().flatten() {
+                            bucket.always.push(o);
+                        }
+                    }
+                }
+            }
+            bucket.always.sort_unstable();
+            bucket.always.dedup();
+        }
+        RuleIndex {
+            lifter,
+            rules,
+            buckets,
+        }
+    }
+
+    pub fn lifter(&self) -> Lifter {
+        self.lifter
+    }
+
+    /// The rules of this index, in load order.
+    pub fn rules(&self) -> &[Arc<Rule>] {
+        &self.rules
+    }
+
+    /// Whether any rule of this index can see `kind`.
+    pub fn handles_kind(&self, kind: &str) -> bool {
+        self.buckets.contains_key(kind)
+    }
+
+    /// Rules that can match an event of `kind` with this payload, in
+    /// evaluation order, after prefiltering.
+    pub fn candidates(&self, kind: &str, payload: &Map<String, Value>) -> Vec<&Arc<Rule>> {
+        let Some(bucket) = self.buckets.get(kind) else {
+            return Vec::new();
+        };
+        let mut hit = vec![false; bucket.order.len()];
+        for &p in &bucket.always {
+            hit[p as usize] = true;
+        }
+        let mut lowered = String::new();
+        for filter in &bucket.filters {
+            let Some(text) = haystack(filter.field.lookup(payload), &mut lowered) else {
+                continue;
+            };
+            for m in filter.automaton.find_overlapping_iter(text) {
+                for &p in &filter.owners[m.pattern().as_usize()] {
+                    hit[p as usize] = true;
+                }
+            }
+        }
+        bucket
+            .order
+            .iter()
+            .zip(hit)
+            .filter(|(_, h)| *h)
+            .map(|(&ri, _)| &self.rules[ri as usize])
+            .collect()
+    }
+
+    /// Every rule that can see `kind`, in evaluation order (no prefilter).
+    pub fn all_for_kind(&self, kind: &str) -> Vec<&Arc<Rule>> {
+        self.buckets
+            .get(kind)
+            .map(|b| b.order.iter().map(|&ri| &self.rules[ri as usize]).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// The ASCII-lowercased text the prefilter searches for a field value:
+/// a string, or the strings of a list joined by newlines.
+fn haystack<'a>(value: Option<&Value>, buf: &'a mut String) -> Option<&'a str> {
+    buf.clear();
+    match value? {
+        Value::String(s) => buf.push_str(s),
+        Value::Array(items) => {
+            for s in items.iter().filter_map(Value::as_str) {
+                buf.push_str(s);
+                buf.push('\n');
+            }
+        }
+        _ => return None,
+    }
+    buf.make_ascii_lowercase();
+    Some(buf.as_str())
+}

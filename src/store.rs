@@ -1,0 +1,310 @@
+//! The SQLite file: schema and migrations, and the single tag writer.
+//!
+//! `ttp_tag` has DECNET's columns, types, CHECKs and indexes (spec §10) plus
+//! `rule_sha256`. All writes go through one [`TagWriter`] thread fed by a
+//! channel, in batched transactions; inserts are idempotent on `uuid`.
+
+use crate::tag::Tag;
+use rusqlite::{params, Connection, ErrorCode, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("{path}: the database is locked by another process (waited {waited_ms} ms)")]
+    Locked { path: PathBuf, waited_ms: u64 },
+    #[error("{path}: the database is read-only (check the file's and its directory's permissions)")]
+    ReadOnly { path: PathBuf },
+    #[error("{path}: not an SQLite database")]
+    NotADatabase { path: PathBuf },
+    #[error("{path}: the database schema version {found} is newer than this ttp supports ({supported})")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{path}: cannot open the database: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the tag writer stopped unexpectedly")]
+    WriterGone,
+}
+
+/// Options for opening the database.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long to wait for another process's lock.
+    pub busy_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn classify(path: &Path, e: rusqlite::Error, opts: &StoreOptions) -> StoreError {
+    let path = path.to_path_buf();
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Locked {
+            path,
+            waited_ms: opts.busy_timeout.as_millis() as u64,
+        },
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly { path },
+        Some(ErrorCode::NotADatabase) => StoreError::NotADatabase { path },
+        Some(ErrorCode::CannotOpen | ErrorCode::PermissionDenied) => {
+            StoreError::Open { path, source: e }
+        }
+        _ => StoreError::Sqlite { path, source: e },
+    }
+}
+
+/// The schema, one migration per step; `PRAGMA user_version` is the number
+/// of steps applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: DECNET's ttp_tag (spec §10) plus rule_sha256.
+    r#"
+CREATE TABLE ttp_tag (
+  uuid VARCHAR NOT NULL, source_kind VARCHAR NOT NULL, source_id VARCHAR NOT NULL,
+  attacker_uuid VARCHAR, identity_uuid VARCHAR, session_id VARCHAR, decky_id VARCHAR,
+  tactic VARCHAR NOT NULL, technique_id VARCHAR NOT NULL, sub_technique_id VARCHAR,
+  confidence FLOAT NOT NULL, rule_id VARCHAR NOT NULL, rule_version INTEGER NOT NULL,
+  evidence JSON NOT NULL, attack_release VARCHAR NOT NULL, mitre_url VARCHAR,
+  created_at DATETIME NOT NULL,
+  rule_sha256 VARCHAR NOT NULL DEFAULT '',
+  PRIMARY KEY (uuid),
+  CONSTRAINT ttp_tag_has_anchor CHECK (attacker_uuid IS NOT NULL OR identity_uuid IS NOT NULL),
+  CONSTRAINT ttp_tag_confidence_range CHECK (confidence >= 0.0 AND confidence <= 1.0),
+  FOREIGN KEY(attacker_uuid) REFERENCES attackers (uuid) ON DELETE CASCADE,
+  FOREIGN KEY(identity_uuid) REFERENCES attacker_identities (uuid) ON DELETE CASCADE
+);
+CREATE INDEX ix_ttp_tag_attack_release ON ttp_tag (attack_release);
+CREATE INDEX ix_ttp_tag_attacker_technique ON ttp_tag (attacker_uuid, technique_id);
+CREATE INDEX ix_ttp_tag_attacker_uuid ON ttp_tag (attacker_uuid);
+CREATE INDEX ix_ttp_tag_created_at ON ttp_tag (created_at);
+CREATE INDEX ix_ttp_tag_decky_id ON ttp_tag (decky_id);
+CREATE INDEX ix_ttp_tag_identity_technique ON ttp_tag (identity_uuid, technique_id);
+CREATE INDEX ix_ttp_tag_identity_uuid ON ttp_tag (identity_uuid);
+CREATE INDEX ix_ttp_tag_rule_id ON ttp_tag (rule_id);
+CREATE INDEX ix_ttp_tag_session_id ON ttp_tag (session_id);
+CREATE INDEX ix_ttp_tag_sub_technique_id ON ttp_tag (sub_technique_id);
+CREATE INDEX ix_ttp_tag_tactic ON ttp_tag (tactic);
+CREATE INDEX ix_ttp_tag_technique_created ON ttp_tag (technique_id, created_at);
+CREATE INDEX ix_ttp_tag_technique_id ON ttp_tag (technique_id);
+"#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating if needed) the database and brings its schema up to date.
+pub fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(ErrorCode::ReadOnly) => StoreError::ReadOnly {
+            path: path.to_path_buf(),
+        },
+        _ => StoreError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    })?;
+    let err = |e| classify(path, e, opts);
+    conn.busy_timeout(opts.busy_timeout).map_err(err)?;
+    // Reading the version is the first access: it detects a file that is
+    // not SQLite.
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(err)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(path = %path.display(), mode, "could not switch the database to WAL");
+    }
+    conn.execute_batch("PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;")
+        .map_err(err)?;
+    migrate(&conn, version).map_err(err)?;
+    Ok(conn)
+}
+
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// Inserts tags in one transaction; returns the tags that were new.
+pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<Vec<&'a Tag>> {
+    let tx = conn.unchecked_transaction()?;
+    let mut new = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
+             session_id, decky_id, tactic, technique_id, sub_technique_id, confidence, rule_id, \
+             rule_version, evidence, attack_release, mitre_url, created_at, rule_sha256) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+             ON CONFLICT(uuid) DO NOTHING",
+        )?;
+        for t in tags {
+            let evidence = serde_json::Value::Object(t.evidence.clone()).to_string();
+            let n = stmt.execute(params![
+                t.uuid,
+                t.source_kind,
+                t.source_id,
+                t.attacker_uuid,
+                t.identity_uuid,
+                t.session_id,
+                t.decky_id,
+                t.tactic,
+                t.technique_id,
+                t.sub_technique_id,
+                t.confidence,
+                t.rule_id,
+                t.rule_version,
+                evidence,
+                t.attack_release,
+                t.mitre_url,
+                t.created_at,
+                t.rule_sha256,
+            ])?;
+            if n > 0 {
+                new.push(t);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(new)
+}
+
+/// Totals from the writer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub new: u64,
+    pub already_present: u64,
+    pub transactions: u64,
+}
+
+/// Called with each tag the writer newly inserted.
+pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
+
+enum Msg {
+    Tags(Vec<Tag>),
+}
+
+/// Rows buffered before a transaction is committed regardless of input.
+const BATCH_ROWS: usize = 10_000;
+
+/// The one writer: a thread owning the connection, fed by a channel.
+pub struct TagWriter {
+    tx: Option<SyncSender<Msg>>,
+    handle: Option<JoinHandle<Result<WriteStats, StoreError>>>,
+}
+
+impl TagWriter {
+    /// Opens the database (in the caller's thread, so errors surface at
+    /// once) and starts the writer thread.
+    pub fn start(path: &Path, opts: &StoreOptions, sink: Option<NewTagSink>) -> Result<TagWriter, StoreError> {
+        let conn = open(path, opts)?;
+        let (tx, rx) = mpsc::sync_channel::<Msg>(64);
+        let path = path.to_path_buf();
+        let opts = opts.clone();
+        let handle = std::thread::Builder::new()
+            .name("ttp-writer".into())
+            .spawn(move || writer_loop(conn, rx, sink, &path, &opts))
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(TagWriter {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Queues tags for writing (blocks when the writer is behind).
+    pub fn send(&self, tags: Vec<Tag>) -> Result<(), StoreError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(Msg::Tags(tags))
+            .map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Flushes everything queued, commits and stops the writer.
+    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
+        self.tx.take();
+        match self.handle.take().map(JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(StoreError::WriterGone),
+        }
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<Msg>,
+    mut sink: Option<NewTagSink>,
+    path: &Path,
+    opts: &StoreOptions,
+) -> Result<WriteStats, StoreError> {
+    let mut stats = WriteStats::default();
+    let mut pending: Vec<Tag> = Vec::new();
+    let mut open = true;
+    while open {
+        // Block for the first message, then drain what is queued.
+        match rx.recv() {
+            Ok(Msg::Tags(t)) => pending.extend(t),
+            Err(_) => open = false,
+        }
+        while open && pending.len() < BATCH_ROWS {
+            match rx.try_recv() {
+                Ok(Msg::Tags(t)) => pending.extend(t),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        let new = insert_tags(&conn, &pending).map_err(|e| classify(path, e, opts))?;
+        stats.transactions += 1;
+        stats.new += new.len() as u64;
+        stats.already_present += (pending.len() - new.len()) as u64;
+        if let Some(sink) = sink.as_mut() {
+            for t in new {
+                sink(t);
+            }
+        }
+        pending.clear();
+    }
+    Ok(stats)
+}

@@ -1,0 +1,184 @@
+//! Tags out (spec §9): the deterministic UUIDv5 key, evidence, `mitre_url`.
+
+use crate::attack::Attack;
+use crate::event::TaggerEvent;
+use crate::rule::{Emit, Rule};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::sync::OnceLock;
+use uuid::Uuid;
+
+/// DECNET's default `attack_release` value.
+pub const DEFAULT_ATTACK_RELEASE: &str = "v15.1";
+
+/// `uuid5(NAMESPACE_URL, "decnet:ttp_tag:v1")`.
+pub fn tag_namespace() -> Uuid {
+    static NS: OnceLock<Uuid> = OnceLock::new();
+    *NS.get_or_init(|| Uuid::new_v5(&Uuid::NAMESPACE_URL, b"decnet:ttp_tag:v1"))
+}
+
+/// The tag UUID: `uuid5(NS, "kind|id|rule|version|technique|sub")`, fields
+/// joined with an unescaped `|` exactly as DECNET does.
+pub fn tag_uuid(
+    source_kind: &str,
+    source_id: &str,
+    rule_id: &str,
+    rule_version: i64,
+    technique_id: &str,
+    sub_technique_id: Option<&str>,
+) -> Uuid {
+    let key = format!(
+        "{source_kind}|{source_id}|{rule_id}|{rule_version}|{technique_id}|{}",
+        sub_technique_id.unwrap_or("")
+    );
+    Uuid::new_v5(&tag_namespace(), key.as_bytes())
+}
+
+/// One emitted tag: DECNET's `TTPTag` columns plus `rule_sha256`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Tag {
+    pub uuid: String,
+    pub source_kind: String,
+    pub source_id: String,
+    pub attacker_uuid: Option<String>,
+    pub identity_uuid: Option<String>,
+    pub session_id: Option<String>,
+    pub decky_id: Option<String>,
+    pub tactic: String,
+    pub technique_id: String,
+    pub sub_technique_id: Option<String>,
+    pub confidence: f64,
+    pub rule_id: String,
+    pub rule_version: i64,
+    pub evidence: Map<String, Value>,
+    pub attack_release: String,
+    pub mitre_url: Option<String>,
+    pub created_at: String,
+    pub rule_sha256: String,
+}
+
+/// The engine's evidence (spec §4 step 3): present `evidence_fields` keys in
+/// list order, then for `command` events the auxiliary `uid`, `user`, `src`,
+/// `pwd` when present and not already there.
+pub fn engine_evidence(rule: &Rule, event: &TaggerEvent) -> Map<String, Value> {
+    let mut ev = Map::new();
+    for name in &rule.evidence_fields {
+        if ev.contains_key(name) {
+            continue;
+        }
+        if let Some(v) = event.payload.get(name) {
+            ev.insert(name.clone(), v.clone());
+        }
+    }
+    if event.source_kind == "command" {
+        for name in ["uid", "user", "src", "pwd"] {
+            if !ev.contains_key(name) {
+                if let Some(v) = event.payload.get(name) {
+                    ev.insert(name.to_string(), v.clone());
+                }
+            }
+        }
+    }
+    ev
+}
+
+/// The current UTC time in SQLAlchemy's SQLite `DATETIME` format.
+pub fn now_timestamp() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
+    );
+    now.format(&fmt).unwrap_or_default()
+}
+
+/// Settings that shape every tag.
+#[derive(Debug, Clone)]
+pub struct TagConfig {
+    pub attack_release: String,
+}
+
+impl Default for TagConfig {
+    fn default() -> Self {
+        TagConfig {
+            attack_release: DEFAULT_ATTACK_RELEASE.to_string(),
+        }
+    }
+}
+
+/// Builds one tag for one emit of a rule that fired on an event.
+pub fn build_tag(
+    event: &TaggerEvent,
+    rule: &Rule,
+    emit: &Emit,
+    evidence: Map<String, Value>,
+    confidence: f64,
+    config: &TagConfig,
+    created_at: &str,
+) -> Tag {
+    let sub = emit.sub_technique_id.as_deref();
+    let uuid = tag_uuid(
+        &event.source_kind,
+        &event.source_id,
+        &rule.rule_id,
+        rule.rule_version,
+        &emit.technique_id,
+        sub,
+    );
+    Tag {
+        uuid: uuid.hyphenated().to_string(),
+        source_kind: event.source_kind.clone(),
+        source_id: event.source_id.clone(),
+        attacker_uuid: event.attacker_uuid.clone(),
+        identity_uuid: event.identity_uuid.clone(),
+        session_id: event.session_id.clone(),
+        decky_id: event.decky_id.clone(),
+        tactic: emit.tactic.clone(),
+        technique_id: emit.technique_id.clone(),
+        sub_technique_id: emit.sub_technique_id.clone(),
+        confidence: confidence.clamp(0.0, 1.0),
+        rule_id: rule.rule_id.clone(),
+        rule_version: rule.rule_version,
+        evidence,
+        attack_release: config.attack_release.clone(),
+        mitre_url: Attack::embedded().mitre_url(sub.unwrap_or(&emit.technique_id)),
+        created_at: created_at.to_string(),
+        rule_sha256: rule.source.sha256.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_matches_decnet() {
+        assert_eq!(
+            tag_namespace().to_string(),
+            "1ca31f08-5522-5aae-8371-fe81f0e39de3"
+        );
+    }
+
+    #[test]
+    fn golden_uuids_from_the_spec() {
+        assert_eq!(
+            tag_uuid("command", "cmd_42", "R0014", 2, "T1083", None).to_string(),
+            "9aa491e5-f03b-5d8f-9eb5-161becedcdd6"
+        );
+        assert_eq!(
+            tag_uuid("command", "cmd_42", "R0015", 1, "T1548", Some("T1548.001")).to_string(),
+            "4fd57b14-c135-544c-97d9-4fabc1051584"
+        );
+        // A null sub-technique and "" give the same key.
+        assert_eq!(
+            tag_uuid("command", "cmd_42", "R0014", 2, "T1083", Some("")),
+            tag_uuid("command", "cmd_42", "R0014", 2, "T1083", None)
+        );
+    }
+
+    #[test]
+    fn timestamps_look_like_sqlalchemy_datetimes() {
+        let t = now_timestamp();
+        assert_eq!(t.len(), 26, "{t}");
+        assert_eq!(&t[10..11], " ");
+    }
+}
