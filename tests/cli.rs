@@ -1,0 +1,261 @@
+//! The real `ttp` binary against real rule files and a real SQLite file.
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use std::fs;
+use std::path::Path;
+use tempfile::TempDir;
+
+fn ttp() -> Command {
+    let mut c = Command::cargo_bin("ttp").unwrap();
+    c.env_remove("TTP_RULES").env_remove("TTP_DB").env("TTP_LOG", "error");
+    c
+}
+
+const WHOAMI: &str = "rule_id: T0001\nrule_version: 1\nname: whoami\napplies_to: [command]\n\
+match:\n  pattern: '\\bwhoami\\b'\nemits:\n  - tactic: TA0007\n    technique_id: T1033\n    confidence: 0.6\n\
+evidence_fields: [command_text]\n";
+
+const WGET: &str = "rule_id: T0002\nrule_version: 1\nname: wget\napplies_to: [command]\n\
+match:\n  all:\n    - {field: command_text, contains: [wget, curl], nocase: true}\n    - {field: command_text, regex: 'https?://'}\n\
+emits:\n  - {tactic: TA0011, technique_id: T1105, confidence: 0.8}\n  - {tactic: TA0002, technique_id: T1059, sub_technique_id: T1059.004, confidence: 0.2}\n";
+
+const BROKEN: &str = "rule_id: T0003\nrule_version: 1\nname: broken\napplies_to: [command]\n\
+match:\n  pattern: '(unclosed'\nemits:\n  - tactic: TA0007\n    technique_id: T1033\n    confidence: 0.6\n";
+
+fn rules_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for (name, text) in files {
+        let p = dir.path().join(name);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+    dir
+}
+
+fn event(id: &str, cmd: &str) -> String {
+    serde_json::json!({"source_kind":"command","source_id":id,"attacker_uuid":"att-1","payload":{"command_text":cmd}})
+        .to_string()
+}
+
+#[test]
+fn check_reports_located_errors_and_fails() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("sub/b.yaml", BROKEN)]);
+    ttp()
+        .args(["check", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("b.yaml:6:12: error[E008]: invalid regex"))
+        .stdout(predicate::str::contains("6 |   pattern: '(unclosed'"))
+        .stdout(predicate::str::contains("^"))
+        .stdout(predicate::str::contains("2 files, 1 rules loaded, 1 broken files: 1 errors"));
+}
+
+#[test]
+fn check_passes_on_good_rules_and_speaks_json() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yml", WGET)]);
+    ttp().args(["check", "--rules"]).arg(dir.path()).assert().success();
+    let out = ttp()
+        .args(["check", "--format", "json", "--rules"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rules_loaded"], 2);
+    assert_eq!(v["errors"], 0);
+}
+
+#[test]
+fn duplicate_rule_ids_name_both_files() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yaml", WHOAMI)]);
+    ttp()
+        .args(["check", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("b.yaml:1:10: error[E007]"))
+        .stdout(predicate::str::contains("a.yaml"));
+}
+
+#[test]
+fn strict_turns_unknown_keys_into_errors() {
+    let dir = rules_dir(&[("a.yaml", &format!("{WHOAMI}colour: blue\n"))]);
+    ttp()
+        .args(["check", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("warning[W101]: unknown key `colour`"));
+    ttp()
+        .args(["check", "--strict", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("error[E015]"));
+}
+
+fn count(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn tag_loads_good_rules_rejects_bad_lines_and_is_idempotent() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yaml", WGET), ("c.yaml", BROKEN)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("tags.db");
+    let events = [
+        event("e1", "whoami"),
+        "not json".to_string(),
+        event("e2", "WGET http://x.example/a.sh"),
+        r#"{"source_kind":"command","source_id":"e3","payload":{"command_text":"whoami"}}"#.to_string(),
+        event("e4", "ls"),
+    ]
+    .join("\n");
+    let first = ttp()
+        .args(["tag", "--emit-tags", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin(events.clone())
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("c.yaml:6:12: error[E008]"))
+        .stderr(predicate::str::contains(
+            "events: 5 read, 2 rejected (invalid_json: 1, no_anchor: 1)",
+        ))
+        .stderr(predicate::str::contains("line 2: invalid_json"))
+        .stderr(predicate::str::contains("line 4: no_anchor"))
+        .stderr(predicate::str::contains(
+            "tags: 3 emitted, 2 new, 0 already present, 1 below the floor 0.3",
+        ))
+        .stderr(predicate::str::contains("rules: 2 loaded, 1 broken"));
+    let stdout = String::from_utf8(first.get_output().stdout.clone()).unwrap();
+    let tags: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(tags.len(), 2);
+    assert_eq!(tags[0]["rule_id"], "T0001");
+    assert_eq!(tags[0]["evidence"]["command_text"], "whoami");
+    assert_eq!(tags[1]["technique_id"], "T1105");
+    assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag"), 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag WHERE length(rule_sha256) = 64"), 2);
+    assert_eq!(count(&db, "PRAGMA user_version"), 1);
+
+    // A second run inserts nothing and prints nothing.
+    ttp()
+        .args(["tag", "--emit-tags", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin(events)
+        .assert()
+        .success()
+        .stdout(predicate::str::is_empty())
+        .stderr(predicate::str::contains("3 emitted, 0 new, 2 already present"));
+}
+
+#[test]
+fn tag_reads_defaults_from_the_environment_and_honours_the_floor() {
+    let dir = rules_dir(&[("b.yaml", WGET)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("env.db");
+    let events_file = work.path().join("events.jsonl");
+    fs::write(&events_file, event("e1", "curl https://x.example/a")).unwrap();
+    ttp()
+        .env("TTP_RULES", dir.path())
+        .env("TTP_DB", &db)
+        .args(["tag", "--floor", "0.1", "--events"])
+        .arg(&events_file)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("2 emitted, 2 new"));
+    assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag WHERE confidence = 0.2"), 1);
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_a_clear_error() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("junk.db");
+    fs::write(&db, vec![b'x'; 4096]).unwrap();
+    ttp()
+        .args(["tag", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin(event("e1", "whoami"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not an SQLite database"))
+        .stderr(predicate::str::contains("panicked").not());
+}
+
+#[test]
+fn a_locked_database_is_a_clear_error() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("locked.db");
+    ttp()
+        .args(["tag", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin("")
+        .assert()
+        .success();
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;").unwrap();
+    ttp()
+        .args(["tag", "--lock-timeout-ms", "200", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin(event("e1", "whoami"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("locked by another process"));
+    holder.execute_batch("COMMIT").unwrap();
+}
+
+#[test]
+fn a_read_only_database_is_a_clear_error() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("ro.db");
+    ttp()
+        .args(["tag", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin("")
+        .assert()
+        .success();
+    // Open it read-only through SQLite's URI so the test also holds as root.
+    let uri = format!("file:{}?mode=ro", db.display());
+    ttp()
+        .args(["tag", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&uri)
+        .write_stdin(event("e1", "whoami"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("read-only"));
+}
+
+#[test]
+fn help_explains_every_flag() {
+    ttp()
+        .args(["tag", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--floor"))
+        .stdout(predicate::str::contains("--emit-tags"))
+        .stdout(predicate::str::contains("TTP_DB"))
+        .stdout(predicate::str::contains("TTP_RULES"));
+    ttp()
+        .args(["check", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--strict"));
+}
