@@ -16,3 +16,4 @@ pub mod index;
 pub mod run;
 pub mod store;
 pub mod tag;
+pub mod query;

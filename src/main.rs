@@ -10,6 +10,7 @@ use ttp_engine::diag::Severity;
 use ttp_engine::engine::Engine;
 use ttp_engine::rule::load::{load_dir, LoadedRules};
 use ttp_engine::rule::parse::LoadOptions;
+use ttp_engine::query::{list_tags, render_table, TagFilter};
 use ttp_engine::run::{tag_stream, TagOptions, DEFAULT_FLOOR};
 use ttp_engine::store::StoreOptions;
 use ttp_engine::tag::{TagConfig, DEFAULT_ATTACK_RELEASE};
@@ -69,6 +70,27 @@ enum Command {
         /// How long to wait for another process's lock on the database, in ms.
         #[arg(long, default_value_t = 5000)]
         lock_timeout_ms: u64,
+    },
+    /// List stored tags, newest first.
+    Tags {
+        /// The SQLite file to read.
+        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+        db: PathBuf,
+        /// Only tags of this rule.
+        #[arg(long)]
+        rule: Option<String>,
+        /// Only tags of this technique or sub-technique (e.g. T1059 or T1059.004).
+        #[arg(long)]
+        technique: Option<String>,
+        /// Only tags of this attacker.
+        #[arg(long)]
+        attacker: Option<String>,
+        /// At most this many tags.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Output format: a table, or JSON lines.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -180,6 +202,20 @@ fn tag(
     Ok(ExitCode::SUCCESS)
 }
 
+fn tags(db: PathBuf, filter: TagFilter, format: Format) -> Result<ExitCode> {
+    let rows = list_tags(&db, &filter)?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Text => write!(out, "{}", render_table(&rows))?,
+        Format::Json => {
+            for r in &rows {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -213,6 +249,23 @@ fn main() -> ExitCode {
             attack_release,
             strict,
             lock_timeout_ms,
+        ),
+        Command::Tags {
+            db,
+            rule,
+            technique,
+            attacker,
+            limit,
+            format,
+        } => tags(
+            db,
+            TagFilter {
+                rule_id: rule,
+                technique,
+                attacker_uuid: attacker,
+                limit,
+            },
+            format,
         ),
     };
     match result {

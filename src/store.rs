@@ -36,6 +36,8 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("{path}: no such database (`ttp tag` creates it)")]
+    Missing { path: PathBuf },
     #[error("the tag writer stopped unexpectedly")]
     WriterGone,
 }

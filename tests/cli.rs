@@ -259,3 +259,44 @@ fn help_explains_every_flag() {
         .success()
         .stdout(predicate::str::contains("--strict"));
 }
+
+#[test]
+fn tags_lists_what_tag_stored() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yaml", WGET)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("q.db");
+    ttp()
+        .args(["tag", "--rules"])
+        .arg(dir.path())
+        .arg("--db")
+        .arg(&db)
+        .write_stdin([event("e1", "whoami"), event("e2", "curl http://x/a")].join("\n"))
+        .assert()
+        .success();
+    ttp()
+        .args(["tags", "--db"])
+        .arg(&db)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("T1033"))
+        .stdout(predicate::str::contains("T1105"));
+    let out = ttp()
+        .args(["tags", "--format", "json", "--technique", "T1033", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["source_id"], "e1");
+    assert_eq!(lines[0]["evidence"]["command_text"], "whoami");
+    ttp()
+        .args(["tags", "--db"])
+        .arg(work.path().join("missing.db"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no such database"));
+}
