@@ -141,8 +141,15 @@ mod tests {
         );
         assert_eq!(a.mitre_url("001"), None);
         assert_eq!(a.mitre_url("T1059.999"), None);
-        assert_eq!(a.tactic("TA0006").map(|t| t.shortname.as_str()), Some("credential-access"));
-        assert!(a.technique("T1110").unwrap().tactics.contains(&"credential-access".to_string()));
+        assert_eq!(
+            a.tactic("TA0006").map(|t| t.shortname.as_str()),
+            Some("credential-access")
+        );
+        assert!(a
+            .technique("T1110")
+            .unwrap()
+            .tactics
+            .contains(&"credential-access".to_string()));
     }
 
     #[test]

@@ -154,7 +154,13 @@ impl Diagnostic {
 
     /// Attaches a caret snippet of `source` at the diagnostic's position.
     pub fn with_source(mut self, source: &str) -> Diagnostic {
-        self.snippet = snippet(source, Pos { line: self.line, col: self.col });
+        self.snippet = snippet(
+            source,
+            Pos {
+                line: self.line,
+                col: self.col,
+            },
+        );
         self
     }
 
@@ -214,7 +220,10 @@ mod tests {
         )
         .with_source(src);
         let text = d.to_string();
-        assert!(text.starts_with("rules/r1.yaml:3:12: error[E008]: bad regex"), "{text}");
+        assert!(
+            text.starts_with("rules/r1.yaml:3:12: error[E008]: bad regex"),
+            "{text}"
+        );
         assert!(text.contains("3 |   pattern: '('"), "{text}");
         assert!(text.ends_with("  |            ^"), "{text:?}");
     }

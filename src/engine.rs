@@ -68,7 +68,7 @@ impl Snapshot {
         Snapshot { indexes, unowned }
     }
 
-    pub fn index(&self, lifter: Lifter) -> &Arc<RuleIndex> {
+    pub fn rule_index(&self, lifter: Lifter) -> &Arc<RuleIndex> {
         &self.indexes[lifter.index()]
     }
 
@@ -98,47 +98,45 @@ impl Snapshot {
             if !index.handles_kind(&event.source_kind) {
                 continue;
             }
-            match index.lifter() {
-                Lifter::RuleEngine => {
-                    let candidates = match how {
-                        Evaluation::Indexed => index.candidates(&event.source_kind, &event.payload),
-                        Evaluation::BruteForce => index.all_for_kind(&event.source_kind),
-                    };
-                    for rule in candidates {
-                        stats.rules_evaluated += 1;
-                        let fired = match rule.engine_matches(&event.source_kind, &event.payload) {
-                            Ok(m) => m,
-                            Err(_) => {
-                                stats.step_limit_hits += 1;
-                                tracing::warn!(
-                                    rule_id = %rule.rule_id,
-                                    source_id = %event.source_id,
-                                    "regex step limit exceeded; counted as no match"
-                                );
-                                false
-                            }
-                        };
-                        if !fired {
-                            continue;
-                        }
-                        let evidence = engine_evidence(rule, event);
-                        let ts = created_at.get_or_insert_with(now_timestamp);
-                        for emit in &rule.emits {
-                            out.push(build_tag(
-                                event,
-                                rule,
-                                emit,
-                                evidence.clone(),
-                                emit.confidence,
-                                config,
-                                ts,
-                            ));
-                        }
+            // The lifters arrive with their own issue; until then their rules
+            // load (with a warning) and never fire.
+            if index.lifter() != Lifter::RuleEngine {
+                continue;
+            }
+            let candidates = match how {
+                Evaluation::Indexed => index.candidates(&event.source_kind, &event.payload),
+                Evaluation::BruteForce => index.all_for_kind(&event.source_kind),
+            };
+            for rule in candidates {
+                stats.rules_evaluated += 1;
+                let fired = match rule.engine_matches(&event.source_kind, &event.payload) {
+                    Ok(m) => m,
+                    Err(_) => {
+                        stats.step_limit_hits += 1;
+                        tracing::warn!(
+                            rule_id = %rule.rule_id,
+                            source_id = %event.source_id,
+                            "regex step limit exceeded; counted as no match"
+                        );
+                        false
                     }
+                };
+                if !fired {
+                    continue;
                 }
-                // The lifters arrive with their own issue; until then their
-                // rules load (with a warning) and never fire.
-                _ => {}
+                let evidence = engine_evidence(rule, event);
+                let ts = created_at.get_or_insert_with(now_timestamp);
+                for emit in &rule.emits {
+                    out.push(build_tag(
+                        event,
+                        rule,
+                        emit,
+                        evidence.clone(),
+                        emit.confidence,
+                        config,
+                        ts,
+                    ));
+                }
             }
         }
         stats

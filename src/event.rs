@@ -69,7 +69,10 @@ fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, Str
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(other) => Err(format!("`{key}` must be a string or null, found {}", kind(other))),
+        Some(other) => Err(format!(
+            "`{key}` must be a string or null, found {}",
+            kind(other)
+        )),
     }
 }
 
@@ -88,20 +91,29 @@ impl TaggerEvent {
     /// Checks a parsed JSON value and builds an event from it.
     pub fn from_json(value: Value) -> Result<TaggerEvent, (Reject, String)> {
         let Value::Object(mut obj) = value else {
-            return Err((Reject::NotAnObject, format!("expected a JSON object, found {}", kind(&value))));
+            return Err((
+                Reject::NotAnObject,
+                format!("expected a JSON object, found {}", kind(&value)),
+            ));
         };
         let source_kind = match obj.get("source_kind") {
             Some(Value::String(s)) => s.clone(),
             None => return Err((Reject::SourceKind, "missing `source_kind`".into())),
             Some(v) => {
-                return Err((Reject::SourceKind, format!("`source_kind` must be a string, found {}", kind(v))))
+                return Err((
+                    Reject::SourceKind,
+                    format!("`source_kind` must be a string, found {}", kind(v)),
+                ))
             }
         };
         let source_id = match obj.get("source_id") {
             Some(Value::String(s)) => s.clone(),
             None => return Err((Reject::SourceId, "missing `source_id`".into())),
             Some(v) => {
-                return Err((Reject::SourceId, format!("`source_id` must be a string, found {}", kind(v))))
+                return Err((
+                    Reject::SourceId,
+                    format!("`source_id` must be a string, found {}", kind(v)),
+                ))
             }
         };
         let field = |k: &str| opt_string(&obj, k).map_err(|m| (Reject::FieldType, m));
@@ -119,7 +131,10 @@ impl TaggerEvent {
             Some(Value::Object(p)) => p,
             None => return Err((Reject::Payload, "missing `payload`".into())),
             Some(v) => {
-                return Err((Reject::Payload, format!("`payload` must be an object, found {}", kind(&v))))
+                return Err((
+                    Reject::Payload,
+                    format!("`payload` must be an object, found {}", kind(&v)),
+                ))
             }
         };
         Ok(TaggerEvent {
@@ -252,8 +267,14 @@ fn memchr_newline(s: &[u8]) -> Option<usize> {
 }
 
 fn trim_ascii(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let end = s
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -314,14 +335,21 @@ mod tests {
     #[test]
     fn long_lines_are_rejected_and_reading_goes_on() {
         let long = format!("{{\"x\":\"{}\"}}", "a".repeat(5000));
-        let good = "{\"source_kind\":\"c\",\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":{}}";
+        let good =
+            "{\"source_kind\":\"c\",\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":{}}";
         let input = format!("{long}\n{good}\n{long}");
-        let mut r = EventReader::with_max_line(std::io::BufReader::with_capacity(64, input.as_bytes()), 1000);
+        let mut r = EventReader::with_max_line(
+            std::io::BufReader::with_capacity(64, input.as_bytes()),
+            1000,
+        );
         let mut items = Vec::new();
         while let Some(i) = r.next_item().unwrap() {
             items.push(i);
         }
-        assert_eq!(reasons(&items), vec![(1, "line_too_long"), (2, "ok"), (3, "line_too_long")]);
+        assert_eq!(
+            reasons(&items),
+            vec![(1, "line_too_long"), (2, "ok"), (3, "line_too_long")]
+        );
         assert!(r.buf.capacity() < 5000, "the long line was buffered whole");
     }
 }

@@ -60,7 +60,11 @@ impl RuleIndex {
         for (i, rule) in rules.iter().enumerate() {
             for kind in &rule.applies_to {
                 if reaches(lifter, rule, kind) {
-                    buckets.entry(kind.clone()).or_default().order.push(i as u32);
+                    buckets
+                        .entry(kind.clone())
+                        .or_default()
+                        .order
+                        .push(i as u32);
                 }
             }
         }
@@ -71,7 +75,8 @@ impl RuleIndex {
                 match rule.required_literals(kind) {
                     Some(lits) if !lits.is_empty() => {
                         for (field, lit) in lits {
-                            let owners = per_field.entry(field).or_default().entry(lit).or_default();
+                            let owners =
+                                per_field.entry(field).or_default().entry(lit).or_default();
                             if owners.last() != Some(&(pos as u32)) {
                                 owners.push(pos as u32);
                             }

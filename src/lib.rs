@@ -5,15 +5,15 @@
 
 pub mod attack;
 pub mod diag;
-pub mod lifter;
-pub mod literals;
-pub mod pyregex;
-pub mod rule;
-pub mod yaml;
 pub mod engine;
 pub mod event;
 pub mod index;
+pub mod lifter;
+pub mod literals;
+pub mod pyregex;
+pub mod query;
+pub mod rule;
 pub mod run;
 pub mod store;
 pub mod tag;
-pub mod query;
+pub mod yaml;

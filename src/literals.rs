@@ -227,7 +227,10 @@ fn analyze(hir: &Hir) -> Info {
 /// Literals (ASCII-lowercased) one of which every match of `pattern` (in
 /// `regex` crate syntax) contains; `None` when no useful set exists.
 pub fn required_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
-    let hir = regex_syntax::ParserBuilder::new().build().parse(pattern).ok()?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .build()
+        .parse(pattern)
+        .ok()?;
     let info = analyze(&hir);
     let best = info.best()?.clone();
     let useful = !best.is_empty() && best.iter().all(|s| s.len() >= MIN_USEFUL_LEN);

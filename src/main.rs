@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use ttp_engine::diag::Severity;
 use ttp_engine::engine::Engine;
+use ttp_engine::query::{list_tags, render_table, TagFilter};
 use ttp_engine::rule::load::{load_dir, LoadedRules};
 use ttp_engine::rule::parse::LoadOptions;
-use ttp_engine::query::{list_tags, render_table, TagFilter};
 use ttp_engine::run::{tag_stream, TagOptions, DEFAULT_FLOOR};
 use ttp_engine::store::StoreOptions;
 use ttp_engine::tag::{TagConfig, DEFAULT_ATTACK_RELEASE};
@@ -107,7 +107,13 @@ fn load_rules(dir: &std::path::Path, strict: bool) -> Result<LoadedRules> {
 
 fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
     let loaded = load_rules(&rules, strict)?;
-    let count = |s: Severity| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
+    let count = |s: Severity| {
+        loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.severity == s)
+            .count()
+    };
     let (errors, warnings, notes) = (
         count(Severity::Error),
         count(Severity::Warning),
@@ -140,7 +146,11 @@ fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }
-    Ok(if errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -189,12 +199,20 @@ fn tag(
     };
     let interactive = std::io::stderr().is_terminal();
     let mut last = std::time::Instant::now();
-    let summary = tag_stream(&engine, &loaded, input, &db, &options, sink, |events, bytes| {
-        if interactive && last.elapsed() >= Duration::from_millis(500) {
-            last = std::time::Instant::now();
-            eprint!("\r{events} events, {} MiB read", bytes >> 20);
-        }
-    })?;
+    let summary = tag_stream(
+        &engine,
+        &loaded,
+        input,
+        &db,
+        &options,
+        sink,
+        |events, bytes| {
+            if interactive && last.elapsed() >= Duration::from_millis(500) {
+                last = std::time::Instant::now();
+                eprint!("\r{events} events, {} MiB read", bytes >> 20);
+            }
+        },
+    )?;
     if interactive {
         eprint!("\r\x1b[K");
     }

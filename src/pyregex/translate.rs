@@ -278,7 +278,12 @@ impl Translator {
             'x' => self.flags.verbose = on,
             'a' => self.flags.ascii = on,
             'u' => self.flags.ascii = false,
-            'L' => return self.err(at, "bad inline flags: cannot use 'L' flag with a str pattern"),
+            'L' => {
+                return self.err(
+                    at,
+                    "bad inline flags: cannot use 'L' flag with a str pattern",
+                )
+            }
             _ => return self.err(at, format!("unknown flag {c:?}")),
         }
         Ok(())
@@ -515,7 +520,11 @@ impl Translator {
             }
             '>' => {
                 self.fancy("an atomic group")?;
-                let open = if self.mode == Mode::Exact { "(?>" } else { "(?:" };
+                let open = if self.mode == Mode::Exact {
+                    "(?>"
+                } else {
+                    "(?:"
+                };
                 self.open_group(open)
             }
             '(' => {
@@ -668,7 +677,11 @@ impl Translator {
     }
 
     fn word_class(&self, negated: bool) -> String {
-        let body = if self.flags.ascii { PY_WORD_ASCII } else { PY_WORD };
+        let body = if self.flags.ascii {
+            PY_WORD_ASCII
+        } else {
+            PY_WORD
+        };
         if negated {
             format!("[^{body}]")
         } else {
@@ -677,7 +690,11 @@ impl Translator {
     }
 
     fn space_class(&self, negated: bool) -> String {
-        let body = if self.flags.ascii { PY_SPACE_ASCII } else { PY_SPACE };
+        let body = if self.flags.ascii {
+            PY_SPACE_ASCII
+        } else {
+            PY_SPACE
+        };
         if negated {
             format!("[^{body}]")
         } else {
@@ -881,9 +898,7 @@ impl Translator {
                 match self.peek() {
                     Some(e @ ('d' | 'D' | 'w' | 'W' | 's' | 'S')) => {
                         self.pos += 1;
-                        if self.peek() == Some('-')
-                            && self.peek_at(1).is_some_and(|n| n != ']')
-                        {
+                        if self.peek() == Some('-') && self.peek_at(1).is_some_and(|n| n != ']') {
                             return self.err(item_start, "bad character range");
                         }
                         let s = match e {
@@ -1006,8 +1021,21 @@ mod tests {
 
     #[test]
     fn python_errors_are_errors() {
-        for p in ["(", "a)", "*a", "a**", "[a", r"\q", "a{3,2}", r"(?P<1a>x)", r"\1"] {
-            assert!(translate(p, Mode::Linear).is_err(), "{p} should be an error");
+        for p in [
+            "(",
+            "a)",
+            "*a",
+            "a**",
+            "[a",
+            r"\q",
+            "a{3,2}",
+            r"(?P<1a>x)",
+            r"\1",
+        ] {
+            assert!(
+                translate(p, Mode::Linear).is_err(),
+                "{p} should be an error"
+            );
         }
     }
 

@@ -174,14 +174,22 @@ impl Condition {
                 "field" => match value.as_str() {
                     Some(s) if !s.is_empty() => field = Some(FieldPath::dotted(s)),
                     _ => {
-                        ctx.error(Code::BadCondition, value.pos, "`field` must be a non-empty string");
+                        ctx.error(
+                            Code::BadCondition,
+                            value.pos,
+                            "`field` must be a non-empty string",
+                        );
                         return None;
                     }
                 },
                 "nocase" => match value.value {
                     Value::Bool(b) => nocase = b,
                     _ => {
-                        ctx.error(Code::BadCondition, value.pos, "`nocase` must be true or false");
+                        ctx.error(
+                            Code::BadCondition,
+                            value.pos,
+                            "`nocase` must be true or false",
+                        );
                         return None;
                     }
                 },
@@ -311,7 +319,10 @@ impl Condition {
                         .collect::<Option<_>>()?,
                     Op::Equals(vals) => vals
                         .iter()
-                        .map(|v| v.as_str().and_then(|s| literals::string_literal(s, *nocase)))
+                        .map(|v| {
+                            v.as_str()
+                                .and_then(|s| literals::string_literal(s, *nocase))
+                        })
                         .collect::<Option<_>>()?,
                     _ => return None,
                 };
@@ -325,7 +336,9 @@ impl Condition {
         match self {
             Condition::All(s) | Condition::Any(s) => s.iter().flat_map(|c| c.regexes()).collect(),
             Condition::Not(c) => c.regexes(),
-            Condition::Test { op: Op::Regex(r), .. } => r.iter().collect(),
+            Condition::Test {
+                op: Op::Regex(r), ..
+            } => r.iter().collect(),
             Condition::Test { .. } => Vec::new(),
         }
     }
@@ -437,7 +450,11 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
         Value::BigInt(i) => Some(i as f64),
         Value::Float(f) if f.is_finite() => Some(f),
         _ => {
-            ctx.error(Code::BadCondition, value.pos, format!("`{op}` takes a number"));
+            ctx.error(
+                Code::BadCondition,
+                value.pos,
+                format!("`{op}` takes a number"),
+            );
             None
         }
     };
@@ -468,17 +485,27 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
             }
         }
         "equals" => match &value.value {
-            Value::Seq(items) if !items.is_empty() => {
-                Op::Equals(items.iter().map(|i| scalar(i, op, ctx)).collect::<Option<_>>()?)
-            }
+            Value::Seq(items) if !items.is_empty() => Op::Equals(
+                items
+                    .iter()
+                    .map(|i| scalar(i, op, ctx))
+                    .collect::<Option<_>>()?,
+            ),
             _ => Op::Equals(vec![scalar(value, op, ctx)?]),
         },
         "in" => match &value.value {
-            Value::Seq(items) if !items.is_empty() => {
-                Op::Equals(items.iter().map(|i| scalar(i, op, ctx)).collect::<Option<_>>()?)
-            }
+            Value::Seq(items) if !items.is_empty() => Op::Equals(
+                items
+                    .iter()
+                    .map(|i| scalar(i, op, ctx))
+                    .collect::<Option<_>>()?,
+            ),
             _ => {
-                ctx.error(Code::BadCondition, value.pos, "`in` takes a non-empty list of values");
+                ctx.error(
+                    Code::BadCondition,
+                    value.pos,
+                    "`in` takes a non-empty list of values",
+                );
                 return None;
             }
         },
@@ -489,7 +516,11 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
         "exists" => match value.value {
             Value::Bool(b) => Op::Exists(b),
             _ => {
-                ctx.error(Code::BadCondition, value.pos, "`exists` takes true or false");
+                ctx.error(
+                    Code::BadCondition,
+                    value.pos,
+                    "`exists` takes true or false",
+                );
                 return None;
             }
         },
@@ -514,7 +545,11 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
             Op::Cidr(nets)
         }
         _ => {
-            ctx.error(Code::BadCondition, value.pos, format!("unknown operator `{op}`"));
+            ctx.error(
+                Code::BadCondition,
+                value.pos,
+                format!("unknown operator `{op}`"),
+            );
             return None;
         }
     })

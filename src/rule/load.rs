@@ -181,7 +181,14 @@ mod tests {
 
     #[test]
     fn editor_files_are_not_rules() {
-        for name in [".r.yaml.swp", "r.yaml~", "4913", ".#r.yaml", ".hidden.yaml", "r.txt"] {
+        for name in [
+            ".r.yaml.swp",
+            "r.yaml~",
+            "4913",
+            ".#r.yaml",
+            ".hidden.yaml",
+            "r.txt",
+        ] {
             assert!(!is_rule_file_name(name), "{name}");
         }
         for name in ["R0001.yaml", "r-1.yml", "web_sqli.yaml"] {

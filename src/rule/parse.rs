@@ -74,7 +74,11 @@ pub fn sha256_hex(text: &str) -> String {
 
 /// Parses and checks one rule file. Returns the rule when the file has no
 /// error, and every diagnostic (warnings and notes included).
-pub fn parse_rule(path: &Path, text: &str, options: LoadOptions) -> (Option<Rule>, Vec<Diagnostic>) {
+pub fn parse_rule(
+    path: &Path,
+    text: &str,
+    options: LoadOptions,
+) -> (Option<Rule>, Vec<Diagnostic>) {
     let mut ctx = Ctx {
         path,
         source: text,
@@ -162,7 +166,11 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
 }
 
 fn missing(doc: &Node, key: &str, ctx: &mut Ctx) {
-    ctx.error(Code::MissingKey, doc.pos, format!("missing required key `{key}`"));
+    ctx.error(
+        Code::MissingKey,
+        doc.pos,
+        format!("missing required key `{key}`"),
+    );
 }
 
 fn required_string(doc: &Node, key: &str, ctx: &mut Ctx) -> Option<String> {
@@ -336,7 +344,9 @@ fn matcher(doc: &Node, ctx: &mut Ctx) -> Option<Matcher> {
                     format!("`{k}` has no behaviour (as in DECNET): this rule never fires"),
                 );
             } else {
-                let owner = Lifter::owner_of(Some(k)).map(Lifter::name).unwrap_or("none");
+                let owner = Lifter::owner_of(Some(k))
+                    .map(Lifter::name)
+                    .unwrap_or("none");
                 ctx.error(
                     Code::LifterNotImplemented,
                     kind_pos,
@@ -472,7 +482,14 @@ fn emit(n: &Node, ctx: &mut Ctx) -> Option<Emit> {
             None => ctx.error(Code::BadValue, k.pos, "emit keys must be strings"),
         }
     }
-    let tactic = id_field(n, "tactic", Code::BadTactic, attack::is_tactic_id, "TA0001", ctx);
+    let tactic = id_field(
+        n,
+        "tactic",
+        Code::BadTactic,
+        attack::is_tactic_id,
+        "TA0001",
+        ctx,
+    );
     let technique = id_field(
         n,
         "technique_id",
@@ -494,7 +511,10 @@ fn emit(n: &Node, ctx: &mut Ctx) -> Option<Emit> {
                         format!("`{v}` is not a sub-technique id (e.g. T1059.004)"),
                     );
                     None
-                } else if technique.as_deref().is_some_and(|t| !v.starts_with(&format!("{t}."))) {
+                } else if technique
+                    .as_deref()
+                    .is_some_and(|t| !v.starts_with(&format!("{t}.")))
+                {
                     ctx.error(
                         Code::BadSubTechnique,
                         s.pos,
@@ -512,7 +532,10 @@ fn emit(n: &Node, ctx: &mut Ctx) -> Option<Emit> {
                 ctx.error(
                     Code::BadSubTechnique,
                     s.pos,
-                    format!("`sub_technique_id` must be a string, found {}", s.type_name()),
+                    format!(
+                        "`sub_technique_id` must be a string, found {}",
+                        s.type_name()
+                    ),
                 );
                 None
             }
@@ -544,14 +567,21 @@ fn id_field(
     match v.as_str() {
         Some(s) if well_formed(s) => Some(s.to_string()),
         Some(s) => {
-            ctx.error(code, v.pos, format!("`{key}` `{s}` is not well formed (e.g. {example})"));
+            ctx.error(
+                code,
+                v.pos,
+                format!("`{key}` `{s}` is not well formed (e.g. {example})"),
+            );
             None
         }
         None => {
             ctx.error(
                 code,
                 v.pos,
-                format!("`{key}` must be a string like {example}, found {}", v.type_name()),
+                format!(
+                    "`{key}` must be a string like {example}, found {}",
+                    v.type_name()
+                ),
             );
             None
         }
@@ -584,7 +614,10 @@ fn confidence(n: &Node, ctx: &mut Ctx) -> Option<f64> {
             ctx.error(
                 Code::BadConfidence,
                 v.pos,
-                format!("confidence must be a number in [0, 1], found {}", v.type_name()),
+                format!(
+                    "confidence must be a number in [0, 1], found {}",
+                    v.type_name()
+                ),
             );
             None
         }
@@ -691,7 +724,10 @@ mod tests {
         assert_eq!(codes(&d), vec!["E010"]);
         let (_, d) = parse(&GOOD.replace("T1033", "T10"));
         assert_eq!(codes(&d), vec!["E011"]);
-        let sub = GOOD.replace("    confidence", "    sub_technique_id: T1059.004\n    confidence");
+        let sub = GOOD.replace(
+            "    confidence",
+            "    sub_technique_id: T1059.004\n    confidence",
+        );
         let (_, d) = parse(&sub);
         assert_eq!(codes(&d), vec!["E012"]);
         let (r, d) = parse(&GOOD.replace("T1033", "T1059"));
@@ -723,7 +759,8 @@ mod tests {
 
     #[test]
     fn lifter_rules_load_with_a_warning() {
-        let text = GOOD.replace("  pattern: 'whoami'", "  kind: lifter:credential_reuse")
+        let text = GOOD
+            .replace("  pattern: 'whoami'", "  kind: lifter:credential_reuse")
             .replace("[command]", "[credential]");
         let (r, d) = parse(&text);
         assert!(r.is_some());
