@@ -333,6 +333,17 @@ mod tests {
     }
 
     #[test]
+    fn lines_just_under_16_mib_are_accepted() {
+        let pad = "a".repeat(MAX_LINE_BYTES - 200);
+        let line = format!(
+            "{{\"source_kind\":\"command\",\"source_id\":\"big\",\"attacker_uuid\":\"x\",\"payload\":{{\"command_text\":\"{pad}\"}}}}\n"
+        );
+        assert!(line.len() <= MAX_LINE_BYTES);
+        let items = read_all(&line, MAX_LINE_BYTES);
+        assert_eq!(reasons(&items), vec![(1, "ok")]);
+    }
+
+    #[test]
     fn long_lines_are_rejected_and_reading_goes_on() {
         let long = format!("{{\"x\":\"{}\"}}", "a".repeat(5000));
         let good =

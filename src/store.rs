@@ -322,3 +322,55 @@ fn writer_loop(
     }
     Ok(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_run_once_and_newer_files_are_refused() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("t.db");
+        let opts = StoreOptions::default();
+        let conn = open(&path, &opts).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        // Reopening applies nothing again (CREATE TABLE would fail).
+        open(&path, &opts).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+        assert!(matches!(
+            open(&path, &opts),
+            Err(StoreError::TooNew { found: 99, .. })
+        ));
+    }
+
+    #[test]
+    fn the_checks_of_decnet_hold() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let conn = open(&dir.path().join("c.db"), &StoreOptions::default()).unwrap();
+        let no_anchor = conn.execute(
+            "INSERT INTO ttp_tag (uuid, source_kind, source_id, tactic, technique_id, confidence, \
+             rule_id, rule_version, evidence, attack_release, created_at) \
+             VALUES ('u', 'k', 's', 'TA0001', 'T1', 0.5, 'r', 1, '{}', 'v15.1', 'now')",
+            [],
+        );
+        assert!(no_anchor.is_err());
+        let too_confident = conn.execute(
+            "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, technique_id, \
+             confidence, rule_id, rule_version, evidence, attack_release, created_at) \
+             VALUES ('u', 'k', 's', 'a', 'TA0001', 'T1', 1.5, 'r', 1, '{}', 'v15.1', 'now')",
+            [],
+        );
+        assert!(too_confident.is_err());
+    }
+}

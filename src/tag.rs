@@ -176,6 +176,27 @@ mod tests {
     }
 
     #[test]
+    fn confidence_is_clamped_into_the_unit_interval() {
+        let (rule, _) = crate::rule::parse::parse_rule(
+            std::path::Path::new("r.yaml"),
+            "rule_id: X\nrule_version: 1\nname: x\napplies_to: [command]\nmatch: {pattern: x}\n\
+             emits: [{tactic: TA0002, technique_id: T1059, confidence: 0.5}]\n",
+            Default::default(),
+        );
+        let rule = rule.unwrap();
+        let event = TaggerEvent::from_json(serde_json::json!({
+            "source_kind": "command", "source_id": "c", "attacker_uuid": "a", "payload": {}
+        }))
+        .unwrap();
+        let cfg = TagConfig::default();
+        let build =
+            |c| build_tag(&event, &rule, &rule.emits[0], Map::new(), c, &cfg, "t").confidence;
+        assert_eq!(build(1.0499999999999998), 1.0);
+        assert_eq!(build(-0.5), 0.0);
+        assert_eq!(build(0.595), 0.595);
+    }
+
+    #[test]
     fn timestamps_look_like_sqlalchemy_datetimes() {
         let t = now_timestamp();
         assert_eq!(t.len(), 26, "{t}");
