@@ -60,6 +60,8 @@ pub enum Code {
     UnknownKeyStrict,
     /// E016: the file is larger than the loader accepts.
     TooLarge,
+    /// E017: a lifter parameter of the wrong type or shape.
+    BadLifterParam,
     /// W101: an unknown key (ignored).
     UnknownKey,
     /// W102: a technique or sub-technique id that ATT&CK does not know.
@@ -101,6 +103,7 @@ impl Code {
             Code::BadCondition => "E014",
             Code::UnknownKeyStrict => "E015",
             Code::TooLarge => "E016",
+            Code::BadLifterParam => "E017",
             Code::UnknownKey => "W101",
             Code::UnknownTechnique => "W102",
             Code::RevokedTechnique => "W103",

@@ -9,6 +9,7 @@
 use crate::event::TaggerEvent;
 use crate::index::RuleIndex;
 use crate::lifter::Lifter;
+use crate::lifters::{self, LifterFailed};
 use crate::rule::Rule;
 use crate::tag::{build_tag, engine_evidence, now_timestamp, Tag, TagConfig};
 use arc_swap::ArcSwap;
@@ -30,12 +31,15 @@ pub struct EvalStats {
     pub rules_evaluated: u64,
     /// Regex matches abandoned at the step limit (counted as no match).
     pub step_limit_hits: u64,
+    /// Lifters that could not evaluate an event (they yield no tags for it).
+    pub lifter_failures: u64,
 }
 
 impl EvalStats {
     pub fn add(&mut self, other: EvalStats) {
         self.rules_evaluated += other.rules_evaluated;
         self.step_limit_hits += other.step_limit_hits;
+        self.lifter_failures += other.lifter_failures;
     }
 }
 
@@ -98,9 +102,13 @@ impl Snapshot {
             if !index.handles_kind(&event.source_kind) {
                 continue;
             }
-            // The lifters arrive with their own issue; until then their rules
-            // load (with a warning) and never fire.
             if index.lifter() != Lifter::RuleEngine {
+                let ts = created_at.get_or_insert_with(now_timestamp);
+                let rules = index.all_for_kind(&event.source_kind);
+                match lifters::run(index.lifter(), rules, event, config, ts, out) {
+                    Ok(n) => stats.rules_evaluated += n,
+                    Err(LifterFailed) => stats.lifter_failures += 1,
+                }
                 continue;
             }
             let candidates = match how {

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod event;
 pub mod index;
 pub mod lifter;
+pub mod lifters;
 pub mod literals;
 pub mod pyregex;
 pub mod query;

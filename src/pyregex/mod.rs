@@ -184,6 +184,36 @@ impl PyRegex {
     }
 }
 
+impl PyRegex {
+    /// The text of the leftmost match, as `re.search(...).group(0)`. A match
+    /// abandoned at the step limit counts as none.
+    pub fn find<'h>(&self, haystack: &'h str) -> Option<&'h str> {
+        match &self.engine {
+            Engine::Linear {
+                re,
+                end_anchor,
+                exact_word,
+            } => {
+                if let Some(exact) = exact_word {
+                    if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
+                        return exact.find(haystack).ok().flatten().map(|m| m.as_str());
+                    }
+                }
+                if let Some(m) = re.find(haystack) {
+                    return Some(m.as_str());
+                }
+                if *end_anchor {
+                    if let Some(stripped) = haystack.strip_suffix('\n') {
+                        return re.find(stripped).map(|m| m.as_str());
+                    }
+                }
+                None
+            }
+            Engine::Backtracking { re, .. } => re.find(haystack).ok().flatten().map(|m| m.as_str()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

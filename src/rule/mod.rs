@@ -9,6 +9,7 @@ pub mod load;
 pub mod parse;
 
 use crate::lifter::Lifter;
+use crate::lifters::LifterRule;
 use crate::pyregex::{PyRegex, StepLimitExceeded};
 use conditions::{Condition, FieldPath};
 use serde_json::{Map, Value as Json};
@@ -54,11 +55,8 @@ impl PatternMatch {
 pub enum Matcher {
     Pattern(PatternMatch),
     Conditions(Condition),
-    /// A `lifter:*` kind, with its raw parameters.
-    Lifter {
-        kind: String,
-        params: Json,
-    },
+    /// A `lifter:*` kind, with its compiled parameters.
+    Lifter(LifterRule),
 }
 
 /// A checked, compiled rule.
@@ -73,6 +71,8 @@ pub struct Rule {
     pub matcher: Matcher,
     pub emits: Vec<Emit>,
     pub evidence_fields: Vec<String>,
+    /// `match.kind` as written (`None` when absent).
+    pub kind: Option<String>,
     pub source: RuleSource,
 }
 
@@ -81,8 +81,13 @@ impl Rule {
     pub fn owner(&self) -> Option<Lifter> {
         match &self.matcher {
             Matcher::Pattern(_) | Matcher::Conditions(_) => Some(Lifter::RuleEngine),
-            Matcher::Lifter { kind, .. } => Lifter::owner_of(Some(kind)),
+            Matcher::Lifter(_) => Lifter::owner_of(self.match_kind()),
         }
+    }
+
+    /// The rule's `match.kind` as written, if any.
+    pub fn match_kind(&self) -> Option<&str> {
+        self.kind.as_deref()
     }
 
     pub fn applies_to(&self, source_kind: &str) -> bool {
@@ -107,7 +112,7 @@ impl Rule {
                 }
             }
             Matcher::Conditions(c) => c.eval(payload),
-            Matcher::Lifter { .. } => Ok(false),
+            Matcher::Lifter(_) => Ok(false),
         }
     }
 
@@ -121,7 +126,7 @@ impl Rule {
                 Some(lits.into_iter().map(|l| (field.clone(), l)).collect())
             }
             Matcher::Conditions(c) => c.required(),
-            Matcher::Lifter { .. } => None,
+            Matcher::Lifter(_) => None,
         }
     }
 
@@ -130,7 +135,7 @@ impl Rule {
         match &self.matcher {
             Matcher::Pattern(p) => vec![&p.regex],
             Matcher::Conditions(c) => c.regexes(),
-            Matcher::Lifter { .. } => Vec::new(),
+            Matcher::Lifter(_) => Vec::new(),
         }
     }
 }

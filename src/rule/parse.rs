@@ -8,6 +8,7 @@ use super::{Emit, Matcher, PatternMatch, Rule, RuleSource};
 use crate::attack::{self, Attack};
 use crate::diag::{Code, Diagnostic};
 use crate::lifter::{Lifter, LIFTER_KINDS};
+use crate::lifters::LifterRule;
 use crate::pyregex::{PyRegex, STEP_LIMIT};
 use crate::yaml::{self, Node, Pos, Value};
 use sha2::{Digest, Sha256};
@@ -157,6 +158,11 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
         matcher: matcher?,
         emits: emits?,
         evidence_fields: evidence_fields?,
+        kind: doc
+            .get("match")
+            .and_then(|m| m.get("kind"))
+            .and_then(Node::as_str)
+            .map(String::from),
         source: RuleSource {
             path: path.to_path_buf(),
             text: Arc::from(text),
@@ -343,20 +349,8 @@ fn matcher(doc: &Node, ctx: &mut Ctx) -> Option<Matcher> {
                     kind_pos,
                     format!("`{k}` has no behaviour (as in DECNET): this rule never fires"),
                 );
-            } else {
-                let owner = Lifter::owner_of(Some(k))
-                    .map(Lifter::name)
-                    .unwrap_or("none");
-                ctx.error(
-                    Code::LifterNotImplemented,
-                    kind_pos,
-                    format!("`{k}` belongs to the `{owner}` lifter, which is not implemented yet: this rule does not fire"),
-                );
             }
-            Some(Matcher::Lifter {
-                kind: k.to_string(),
-                params: m.to_json(),
-            })
+            LifterRule::compile(k, m, ctx).map(Matcher::Lifter)
         }
         Some("pattern") => pattern_form(m, ctx),
         None if m.get("pattern").is_some() => pattern_form(m, ctx),
@@ -422,10 +416,16 @@ fn check_reachability(doc: &Node, kinds: &[String], m: &Matcher, ctx: &mut Ctx) 
     let handled: &[&str] = match m {
         Matcher::Pattern(_) => Lifter::RuleEngine.handles(),
         Matcher::Conditions(_) => return,
-        Matcher::Lifter { kind, .. } => match Lifter::owner_of(Some(kind)) {
-            Some(owner) => owner.handles(),
-            None => return,
-        },
+        Matcher::Lifter(_) => {
+            let kind = doc
+                .get("match")
+                .and_then(|m| m.get("kind"))
+                .and_then(Node::as_str);
+            match Lifter::owner_of(kind) {
+                Some(owner) => owner.handles(),
+                None => return,
+            }
+        }
     };
     for k in kinds {
         if !handled.contains(&k.as_str()) {
@@ -764,7 +764,17 @@ mod tests {
             .replace("[command]", "[credential]");
         let (r, d) = parse(&text);
         assert!(r.is_some());
-        assert_eq!(codes(&d), vec!["W106"]);
+        assert!(d.is_empty(), "{d:?}");
+        let bad = GOOD
+            .replace(
+                "  pattern: 'whoami'",
+                "  kind: lifter:credential_auth_brute_generic\n  fail_threshold: [5]",
+            )
+            .replace("[command]", "[auth_attempt]");
+        let (r, d) = parse(&bad);
+        assert!(r.is_none());
+        assert_eq!(codes(&d), vec!["E017"]);
+        assert_eq!((d[0].line, d[0].col), (7, 19));
     }
 
     #[test]
