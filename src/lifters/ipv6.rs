@@ -1,6 +1,7 @@
 //! IPv6 link-local leak lifter (spec §5.7): an `fe80:` address seen from an
 //! attacker reveals its interface (and often its MAC).
 
+use super::LifterFailed;
 use serde_json::{Map, Value};
 
 /// `payload.get(k, default)`: the default only when the key is absent.
@@ -18,12 +19,12 @@ fn truthy_or(a: Value, b: Value) -> Value {
     }
 }
 
-/// `Ok(None)`: no fire. `Err(())`: the address is not a string, which makes
+/// `Ok(None)`: no fire. `Err(LifterFailed)`: the address is not a string, which makes
 /// DECNET's lifter raise (so it yields nothing for this event).
-pub fn fire(p: &Map<String, Value>) -> Result<Option<Map<String, Value>>, ()> {
+pub fn fire(p: &Map<String, Value>) -> Result<Option<Map<String, Value>>, LifterFailed> {
     let addr = truthy_or(get_or(p, "addr", ""), get_or(p, "src_ip", ""));
     let Value::String(text) = &addr else {
-        return Err(());
+        return Err(LifterFailed);
     };
     if !text.to_lowercase().starts_with("fe80:") {
         return Ok(None);
@@ -47,7 +48,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(p: Value) -> Result<Option<Value>, ()> {
+    fn run(p: Value) -> Result<Option<Value>, LifterFailed> {
         fire(p.as_object().unwrap()).map(|o| o.map(Value::Object))
     }
 
@@ -59,13 +60,13 @@ mod tests {
                 json!({"addr":"fe80::1","mac_oui":null,"iid_kind":"unknown","vector":"","on_iface":"","attacker_v4":"","observed_at":""})
             ))
         );
-        assert_eq!(run(json!({"addr": 5})), Err(()));
+        assert_eq!(run(json!({"addr": 5})), Err(LifterFailed));
         assert_eq!(
             run(json!({"addr": null})),
             Ok(None),
             "absent src_ip falls back to \"\""
         );
-        assert_eq!(run(json!({"addr": null, "src_ip": null})), Err(()));
+        assert_eq!(run(json!({"addr": null, "src_ip": null})), Err(LifterFailed));
         assert_eq!(run(json!({})), Ok(None));
         assert_eq!(run(json!({"addr": "2001:db8::1"})), Ok(None));
     }

@@ -164,7 +164,7 @@ pub fn run<'a>(
                 }
             }
             LifterRule::Ipv6Leak => {
-                if let Some(ev) = ipv6::fire(p).map_err(|()| LifterFailed)? {
+                if let Some(ev) = ipv6::fire(p)? {
                     emit_all(&mut tags, ev);
                 }
             }
