@@ -72,8 +72,6 @@ pub enum Code {
     DeprecatedTechnique,
     /// W105: a tactic the technique does not belong to.
     TacticMismatch,
-    /// W106: a lifter kind whose lifter is not implemented yet.
-    LifterNotImplemented,
     /// W107: a `lifter:*` kind that has no behaviour in DECNET (never fires).
     LifterNoBehaviour,
     /// W108: a source kind in `applies_to` that this rule can never see.
@@ -109,7 +107,6 @@ impl Code {
             Code::RevokedTechnique => "W103",
             Code::DeprecatedTechnique => "W104",
             Code::TacticMismatch => "W105",
-            Code::LifterNotImplemented => "W106",
             Code::LifterNoBehaviour => "W107",
             Code::UnreachableSourceKind => "W108",
             Code::UnknownTactic => "W109",

@@ -66,7 +66,10 @@ mod tests {
             Ok(None),
             "absent src_ip falls back to \"\""
         );
-        assert_eq!(run(json!({"addr": null, "src_ip": null})), Err(LifterFailed));
+        assert_eq!(
+            run(json!({"addr": null, "src_ip": null})),
+            Err(LifterFailed)
+        );
         assert_eq!(run(json!({})), Ok(None));
         assert_eq!(run(json!({"addr": "2001:db8::1"})), Ok(None));
     }
