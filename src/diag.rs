@@ -62,6 +62,8 @@ pub enum Code {
     TooLarge,
     /// E017: a lifter parameter of the wrong type or shape.
     BadLifterParam,
+    /// E018: malformed embedded `examples`.
+    BadExamples,
     /// W101: an unknown key (ignored).
     UnknownKey,
     /// W102: a technique or sub-technique id that ATT&CK does not know.
@@ -102,6 +104,7 @@ impl Code {
             Code::UnknownKeyStrict => "E015",
             Code::TooLarge => "E016",
             Code::BadLifterParam => "E017",
+            Code::BadExamples => "E018",
             Code::UnknownKey => "W101",
             Code::UnknownTechnique => "W102",
             Code::RevokedTechnique => "W103",

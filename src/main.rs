@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 use ttp_engine::diag::Severity;
 use ttp_engine::engine::Engine;
+use ttp_engine::event::{EventReader, Item, TaggerEvent};
 use ttp_engine::query::{list_tags, render_table, TagFilter};
 use ttp_engine::rule::load::{load_dir, LoadedRules};
 use ttp_engine::rule::parse::LoadOptions;
@@ -70,6 +71,26 @@ enum Command {
         /// How long to wait for another process's lock on the database, in ms.
         #[arg(long, default_value_t = 5000)]
         lock_timeout_ms: u64,
+    },
+    /// Run every rule's embedded examples and the precision gate.
+    ///
+    /// Each `examples.match` payload must fire its rule and each
+    /// `examples.no_match` payload must not. Rules emitting a confidence of
+    /// 0.85 or more must fire on no benign event (`--benign`) and on no other
+    /// rule's `no_match` example. Exits 1 on any failure.
+    Test {
+        /// The rules directory (read recursively: *.yaml, *.yml).
+        #[arg(long, env = "TTP_RULES", default_value = "rules")]
+        rules: PathBuf,
+        /// A JSON-lines corpus of benign events for the precision gate.
+        #[arg(long)]
+        benign: Option<PathBuf>,
+        /// Also fail on rules that carry no examples.
+        #[arg(long)]
+        strict: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// List stored tags, newest first.
     Tags {
@@ -234,6 +255,60 @@ fn tags(db: PathBuf, filter: TagFilter, format: Format) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn read_benign(path: &std::path::Path) -> Result<Vec<(u64, TaggerEvent)>> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the benign corpus {}", path.display()))?;
+    let mut reader = EventReader::new(BufReader::new(file));
+    let mut out = Vec::new();
+    while let Some(item) = reader.next_item()? {
+        match item {
+            Item::Event(line, ev) => out.push((line, ev)),
+            Item::Rejected(r) => anyhow::bail!(
+                "{}:{}: bad benign event: {}: {}",
+                path.display(),
+                r.line,
+                r.reason,
+                r.message
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn test_rules(rules: PathBuf, benign: Option<PathBuf>, strict: bool, format: Format) -> Result<ExitCode> {
+    let loaded = load_rules(&rules, false)?;
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        eprintln!("{d}");
+    }
+    let benign = match benign {
+        Some(p) => read_benign(&p)?,
+        None => Vec::new(),
+    };
+    let report = ttp_engine::ruletest::run(&loaded.rules, &benign);
+    let failing = report.failing(strict) + loaded.broken_files.len();
+    match format {
+        Format::Text => {
+            for f in &report.failures {
+                println!("{f}");
+            }
+            println!(
+                "{} rules, {} examples, {} benign events: {} failures{}",
+                report.rules,
+                report.examples,
+                report.benign_events,
+                failing,
+                if loaded.broken_files.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} broken rule files)", loaded.broken_files.len())
+                }
+            );
+        }
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(if failing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -268,6 +343,12 @@ fn main() -> ExitCode {
             strict,
             lock_timeout_ms,
         ),
+        Command::Test {
+            rules,
+            benign,
+            strict,
+            format,
+        } => test_rules(rules, benign, strict, format),
         Command::Tags {
             db,
             rule,

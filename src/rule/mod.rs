@@ -59,6 +59,17 @@ pub enum Matcher {
     Lifter(LifterRule),
 }
 
+/// An event embedded in a rule file that the rule must (or must not) fire on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    /// `true` under `examples.match`, `false` under `examples.no_match`.
+    pub should_match: bool,
+    pub source_kind: String,
+    pub payload: Map<String, Json>,
+    /// The line of the example in the rule file.
+    pub line: u32,
+}
+
 /// A checked, compiled rule.
 #[derive(Debug)]
 pub struct Rule {
@@ -73,6 +84,8 @@ pub struct Rule {
     pub evidence_fields: Vec<String>,
     /// `match.kind` as written (`None` when absent).
     pub kind: Option<String>,
+    /// Embedded examples (`examples.match` / `examples.no_match`).
+    pub examples: Vec<Example>,
     pub source: RuleSource,
 }
 
@@ -128,6 +141,11 @@ impl Rule {
             Matcher::Conditions(c) => c.required(),
             Matcher::Lifter(_) => None,
         }
+    }
+
+    /// The highest confidence any of its emits carries.
+    pub fn max_confidence(&self) -> f64 {
+        self.emits.iter().map(|e| e.confidence).fold(0.0, f64::max)
     }
 
     /// Every regex of the rule.

@@ -146,6 +146,11 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
     };
     let matcher = matcher(&doc, ctx);
     let emits = emits(&doc, ctx);
+    let examples = match (&applies_to, doc.get("examples")) {
+        (_, None) => Some(Vec::new()),
+        (Some(kinds), Some(n)) => examples(n, &kinds[0], ctx),
+        (None, Some(_)) => None,
+    };
     if let (Some(kinds), Some(m)) = (&applies_to, &matcher) {
         check_reachability(&doc, kinds, m, ctx);
     }
@@ -158,6 +163,7 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
         matcher: matcher?,
         emits: emits?,
         evidence_fields: evidence_fields?,
+        examples: examples?,
         kind: doc
             .get("match")
             .and_then(|m| m.get("kind"))
@@ -169,6 +175,64 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
             sha256: sha256_hex(text),
         },
     })
+}
+
+/// `examples: {match: [...], no_match: [...]}`; each example is an event
+/// payload, whose optional `source_kind` key picks the event's kind
+/// (default: the rule's first `applies_to`).
+fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Example>> {
+    let Value::Map(entries) = &n.value else {
+        ctx.error(
+            Code::BadExamples,
+            n.pos,
+            "`examples` must be a mapping with `match` and/or `no_match` lists",
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    for (k, v) in entries {
+        let should_match = match k.as_str() {
+            Some("match") => true,
+            Some("no_match") => false,
+            _ => {
+                ctx.error(
+                    Code::BadExamples,
+                    k.pos,
+                    "`examples` takes only `match` and `no_match`",
+                );
+                return None;
+            }
+        };
+        let Value::Seq(items) = &v.value else {
+            ctx.error(Code::BadExamples, v.pos, "examples must be a list of payloads");
+            return None;
+        };
+        for item in items {
+            let serde_json::Value::Object(mut payload) = item.to_json() else {
+                ctx.error(
+                    Code::BadExamples,
+                    item.pos,
+                    format!("an example must be a payload mapping, found {}", item.type_name()),
+                );
+                return None;
+            };
+            let source_kind = match payload.remove("source_kind") {
+                None => default_kind.to_string(),
+                Some(serde_json::Value::String(s)) => s,
+                Some(_) => {
+                    ctx.error(Code::BadExamples, item.pos, "an example's `source_kind` must be a string");
+                    return None;
+                }
+            };
+            out.push(super::Example {
+                should_match,
+                source_kind,
+                payload,
+                line: item.pos.line,
+            });
+        }
+    }
+    Some(out)
 }
 
 fn missing(doc: &Node, key: &str, ctx: &mut Ctx) {
