@@ -140,8 +140,11 @@ impl RuleIndex {
             hit[p as usize] = true;
         }
         let mut lowered = String::new();
+        let mut values = Vec::new();
         for filter in &bucket.filters {
-            let Some(text) = haystack(filter.field.lookup(payload), &mut lowered) else {
+            values.clear();
+            filter.field.lookup_all(payload, &mut values);
+            let Some(text) = haystack(&values, &mut lowered) else {
                 continue;
             };
             for m in filter.automaton.find_overlapping_iter(text) {
@@ -168,19 +171,31 @@ impl RuleIndex {
     }
 }
 
-/// The ASCII-lowercased text the prefilter searches for a field value:
-/// a string, or the strings of a list joined by newlines.
-fn haystack<'a>(value: Option<&Value>, buf: &'a mut String) -> Option<&'a str> {
+/// The ASCII-lowercased text the prefilter searches for a field: every
+/// string found there (directly or in a list), joined by newlines. Joining
+/// only adds text, so a literal in any one string is still found.
+fn haystack<'a>(values: &[&Value], buf: &'a mut String) -> Option<&'a str> {
     buf.clear();
-    match value? {
-        Value::String(s) => buf.push_str(s),
-        Value::Array(items) => {
-            for s in items.iter().filter_map(Value::as_str) {
+    let mut any = false;
+    for value in values {
+        match value {
+            Value::String(s) => {
                 buf.push_str(s);
                 buf.push('\n');
+                any = true;
             }
+            Value::Array(items) => {
+                for s in items.iter().filter_map(Value::as_str) {
+                    buf.push_str(s);
+                    buf.push('\n');
+                    any = true;
+                }
+            }
+            _ => {}
         }
-        _ => return None,
+    }
+    if !any {
+        return None;
     }
     buf.make_ascii_lowercase();
     Some(buf.as_str())

@@ -83,7 +83,7 @@ fn yaml_str(s: &str) -> String {
 
 fn condition(depth: u32) -> BoxedStrategy<String> {
     let leaf = (
-        prop::sample::select(vec!["command_text", "user", "headers.ua"]),
+        prop::sample::select(vec!["command_text", "user", "headers.ua", "headers.*"]),
         prop::sample::select(vec![
             "contains",
             "startswith",
@@ -171,7 +171,7 @@ proptest! {
             let command = if *list { json!([cmd, user]) } else { json!(cmd) };
             let ev = TaggerEvent::from_json(json!({
                 "source_kind": "command", "source_id": format!("e{i}"), "attacker_uuid": "a",
-                "payload": {"command_text": command, "user": user, "headers": {"ua": ua}}
+                "payload": {"command_text": command, "user": user, "headers": {"ua": ua, "x": user}}
             })).unwrap();
             let (mut a, mut b) = (Vec::new(), Vec::new());
             snap.tag_event(&ev, &TagConfig::default(), Evaluation::Indexed, &mut a);

@@ -25,6 +25,7 @@ impl FieldPath {
         FieldPath(p.split('.').map(String::from).collect())
     }
 
+    /// The value at this path (a `*` segment is not special here).
     pub fn lookup<'a>(&self, payload: &'a Map<String, Json>) -> Option<&'a Json> {
         let (first, rest) = self.0.split_first()?;
         let mut cur = payload.get(first)?;
@@ -32,6 +33,40 @@ impl FieldPath {
             cur = cur.as_object()?.get(seg)?;
         }
         Some(cur)
+    }
+
+    /// Every value at this path, where a `*` segment stands for every value
+    /// of an object (or element of a list): `headers.*` is every header.
+    pub fn lookup_all<'a>(&self, payload: &'a Map<String, Json>, out: &mut Vec<&'a Json>) {
+        fn walk<'a>(cur: &'a Json, rest: &[String], out: &mut Vec<&'a Json>) {
+            let Some((seg, rest)) = rest.split_first() else {
+                out.push(cur);
+                return;
+            };
+            match (seg.as_str(), cur) {
+                ("*", Json::Object(m)) => m.values().for_each(|v| walk(v, rest, out)),
+                ("*", Json::Array(a)) => a.iter().for_each(|v| walk(v, rest, out)),
+                (_, Json::Object(m)) => {
+                    if let Some(v) = m.get(seg) {
+                        walk(v, rest, out)
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some((first, rest)) = self.0.split_first() else {
+            return;
+        };
+        if first == "*" {
+            payload.values().for_each(|v| walk(v, rest, out));
+        } else if let Some(v) = payload.get(first) {
+            walk(v, rest, out);
+        }
+    }
+
+    /// Whether the path has a `*` segment.
+    pub fn has_wildcard(&self) -> bool {
+        self.0.iter().any(|s| s == "*")
     }
 
     pub fn display(&self) -> String {
@@ -255,24 +290,30 @@ impl Condition {
             }
             Condition::Not(sub) => Ok(!sub.eval(payload)?),
             Condition::Test { field, op, nocase } => {
-                let value = field.lookup(payload);
+                let mut values = Vec::new();
+                field.lookup_all(payload, &mut values);
                 if let Op::Exists(want) = op {
-                    return Ok(value.is_some() == *want);
+                    return Ok(values.is_empty() != *want);
                 }
-                let Some(value) = value else {
-                    return Ok(false);
-                };
-                match value {
-                    Json::Array(items) => {
-                        for item in items {
-                            if test_value(op, *nocase, item)? {
-                                return Ok(true);
+                for value in values {
+                    let hit = match value {
+                        Json::Array(items) => {
+                            let mut hit = false;
+                            for item in items {
+                                if test_value(op, *nocase, item)? {
+                                    hit = true;
+                                    break;
+                                }
                             }
+                            hit
                         }
-                        Ok(false)
+                        v => test_value(op, *nocase, v)?,
+                    };
+                    if hit {
+                        return Ok(true);
                     }
-                    v => test_value(op, *nocase, v),
                 }
+                Ok(false)
             }
         }
     }
@@ -553,4 +594,60 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
             return None;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::parse::{Ctx, LoadOptions};
+    use serde_json::json;
+    use std::path::Path;
+
+    fn cond(yaml: &str) -> Condition {
+        let node = crate::yaml::parse(yaml).unwrap();
+        let mut ctx = Ctx {
+            path: Path::new("t.yaml"),
+            source: yaml,
+            diags: Vec::new(),
+            options: LoadOptions::default(),
+        };
+        let c = Condition::parse(&node, &mut ctx, &[]);
+        assert!(ctx.diags.is_empty(), "{:?}", ctx.diags);
+        c.unwrap()
+    }
+
+    fn eval(c: &Condition, p: Json) -> bool {
+        c.eval(p.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn wildcard_paths_search_every_value() {
+        let c = cond("{field: 'headers.*', regex: '\\$\\{jndi:', nocase: true}");
+        assert!(eval(&c, json!({"headers": {"X-Api": "${JNDI:ldap://x}", "Accept": "*/*"}})));
+        assert!(!eval(&c, json!({"headers": {"Accept": "*/*"}})));
+        assert!(!eval(&c, json!({"headers": "${jndi:"})));
+        let e = cond("{field: 'headers.*', exists: true}");
+        assert!(!eval(&e, json!({"headers": {}})));
+        assert!(eval(&e, json!({"headers": {"a": null}})));
+    }
+
+    #[test]
+    fn lists_match_any_element_and_numbers_compare() {
+        let c = cond("{field: urls, startswith: 'https://xn--'}");
+        assert!(eval(&c, json!({"urls": ["http://a", "https://xn--pypal-4ve.com/"]})));
+        let n = cond("{all: [{field: n, gte: 10}, {field: n, lt: 20.5}]}");
+        assert!(eval(&n, json!({"n": 10})));
+        assert!(eval(&n, json!({"n": 20.4})));
+        assert!(!eval(&n, json!({"n": true})), "booleans are not numbers here");
+        assert!(!eval(&n, json!({"n": "15"})));
+        let cidr = cond("{field: ip, cidr: [10.0.0.0/8, 'fe80::/10']}");
+        assert!(eval(&cidr, json!({"ip": "10.1.2.3"})));
+        assert!(eval(&cidr, json!({"ip": "FE80::1"})));
+        assert!(!eval(&cidr, json!({"ip": "11.0.0.1"})));
+        let eq = cond("{field: user, in: [root, admin], nocase: true}");
+        assert!(eval(&eq, json!({"user": "ROOT"})));
+        let ex = cond("{not: {field: x, exists: true}}");
+        assert!(eval(&ex, json!({})));
+        assert!(!eval(&ex, json!({"x": null})));
+    }
 }
