@@ -275,7 +275,12 @@ fn read_benign(path: &std::path::Path) -> Result<Vec<(u64, TaggerEvent)>> {
     Ok(out)
 }
 
-fn test_rules(rules: PathBuf, benign: Option<PathBuf>, strict: bool, format: Format) -> Result<ExitCode> {
+fn test_rules(
+    rules: PathBuf,
+    benign: Option<PathBuf>,
+    strict: bool,
+    format: Format,
+) -> Result<ExitCode> {
     let loaded = load_rules(&rules, false)?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
@@ -306,7 +311,11 @@ fn test_rules(rules: PathBuf, benign: Option<PathBuf>, strict: bool, format: For
         }
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
     }
-    Ok(if failing > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failing > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn main() -> ExitCode {

@@ -91,7 +91,11 @@ impl TestReport {
     }
 }
 
-fn fired(snap: &Snapshot, kind: &str, payload: &serde_json::Map<String, serde_json::Value>) -> Vec<Tag> {
+fn fired(
+    snap: &Snapshot,
+    kind: &str,
+    payload: &serde_json::Map<String, serde_json::Value>,
+) -> Vec<Tag> {
     let event = TaggerEvent {
         source_kind: kind.to_string(),
         source_id: "example".into(),
@@ -102,7 +106,12 @@ fn fired(snap: &Snapshot, kind: &str, payload: &serde_json::Map<String, serde_js
         payload: payload.clone(),
     };
     let mut tags = Vec::new();
-    snap.tag_event(&event, &TagConfig::default(), Evaluation::Indexed, &mut tags);
+    snap.tag_event(
+        &event,
+        &TagConfig::default(),
+        Evaluation::Indexed,
+        &mut tags,
+    );
     tags
 }
 
@@ -137,7 +146,9 @@ pub fn run(rules: &[Arc<Rule>], benign: &[(u64, TaggerEvent)]) -> TestReport {
             let tags = fired(&snap, &ex.source_kind, &ex.payload);
             let hit = fires(&tags, &rule.rule_id);
             if ex.should_match && !hit {
-                report.failures.push(fail(rule, Failure::Missed { line: ex.line }));
+                report
+                    .failures
+                    .push(fail(rule, Failure::Missed { line: ex.line }));
             }
             if !ex.should_match && hit {
                 report
@@ -206,8 +217,14 @@ mod tests {
         ));
         let r = run(&[bad], &[]);
         assert_eq!(
-            r.failures.iter().map(|f| f.failure.clone()).collect::<Vec<_>>(),
-            vec![Failure::Missed { line: 9 }, Failure::FalsePositive { line: 11 }]
+            r.failures
+                .iter()
+                .map(|f| f.failure.clone())
+                .collect::<Vec<_>>(),
+            vec![
+                Failure::Missed { line: 9 },
+                Failure::FalsePositive { line: 11 }
+            ]
         );
     }
 
@@ -229,15 +246,24 @@ mod tests {
         }))
         .unwrap();
         let r = run(&[strict, other], &[(7, benign)]);
-        let kinds: Vec<(String, Failure)> =
-            r.failures.iter().map(|f| (f.rule_id.clone(), f.failure.clone())).collect();
+        let kinds: Vec<(String, Failure)> = r
+            .failures
+            .iter()
+            .map(|f| (f.rule_id.clone(), f.failure.clone()))
+            .collect();
         assert!(kinds.contains(&(
             "X".into(),
-            Failure::FiredOnOtherNoMatch { other_rule: "Y".into(), line: 9 }
+            Failure::FiredOnOtherNoMatch {
+                other_rule: "Y".into(),
+                line: 9
+            }
         )));
         assert!(kinds.contains(&(
             "X".into(),
-            Failure::FiredOnBenign { event_line: 7, source_id: "b1".into() }
+            Failure::FiredOnBenign {
+                event_line: 7,
+                source_id: "b1".into()
+            }
         )));
         assert!(!kinds.contains(&("Y".into(), Failure::NoExamples)));
     }

@@ -329,3 +329,41 @@ fn tags_lists_what_tag_stored() {
         .code(2)
         .stderr(predicate::str::contains("no such database"));
 }
+
+#[test]
+fn test_command_reports_failing_examples_by_rule_and_line() {
+    let good = format!(
+        "{WHOAMI}examples:\n  match:\n    - {{command_text: whoami}}\n  no_match:\n    - {{command_text: ls}}\n"
+    );
+    let dir = rules_dir(&[("a.yaml", &good)]);
+    ttp()
+        .args(["test", "--strict", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "1 rules, 2 examples, 0 benign events: 0 failures",
+        ));
+    let bad = good.replace("{command_text: ls}", "{command_text: 'sudo whoami'}");
+    let dir = rules_dir(&[("a.yaml", &bad)]);
+    ttp()
+        .args(["test", "--rules"])
+        .arg(dir.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "a.yaml:16: T0001: the `no_match` example fired the rule",
+        ));
+    let bare = rules_dir(&[("a.yaml", WHOAMI)]);
+    ttp()
+        .args(["test", "--rules"])
+        .arg(bare.path())
+        .assert()
+        .success();
+    ttp()
+        .args(["test", "--strict", "--rules"])
+        .arg(bare.path())
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("T0001: the rule has no examples"));
+}

@@ -623,7 +623,10 @@ mod tests {
     #[test]
     fn wildcard_paths_search_every_value() {
         let c = cond("{field: 'headers.*', regex: '\\$\\{jndi:', nocase: true}");
-        assert!(eval(&c, json!({"headers": {"X-Api": "${JNDI:ldap://x}", "Accept": "*/*"}})));
+        assert!(eval(
+            &c,
+            json!({"headers": {"X-Api": "${JNDI:ldap://x}", "Accept": "*/*"}})
+        ));
         assert!(!eval(&c, json!({"headers": {"Accept": "*/*"}})));
         assert!(!eval(&c, json!({"headers": "${jndi:"})));
         let e = cond("{field: 'headers.*', exists: true}");
@@ -634,11 +637,17 @@ mod tests {
     #[test]
     fn lists_match_any_element_and_numbers_compare() {
         let c = cond("{field: urls, startswith: 'https://xn--'}");
-        assert!(eval(&c, json!({"urls": ["http://a", "https://xn--pypal-4ve.com/"]})));
+        assert!(eval(
+            &c,
+            json!({"urls": ["http://a", "https://xn--pypal-4ve.com/"]})
+        ));
         let n = cond("{all: [{field: n, gte: 10}, {field: n, lt: 20.5}]}");
         assert!(eval(&n, json!({"n": 10})));
         assert!(eval(&n, json!({"n": 20.4})));
-        assert!(!eval(&n, json!({"n": true})), "booleans are not numbers here");
+        assert!(
+            !eval(&n, json!({"n": true})),
+            "booleans are not numbers here"
+        );
         assert!(!eval(&n, json!({"n": "15"})));
         let cidr = cond("{field: ip, cidr: [10.0.0.0/8, 'fe80::/10']}");
         assert!(eval(&cidr, json!({"ip": "10.1.2.3"})));

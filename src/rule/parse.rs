@@ -204,7 +204,11 @@ fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Ex
             }
         };
         let Value::Seq(items) = &v.value else {
-            ctx.error(Code::BadExamples, v.pos, "examples must be a list of payloads");
+            ctx.error(
+                Code::BadExamples,
+                v.pos,
+                "examples must be a list of payloads",
+            );
             return None;
         };
         for item in items {
@@ -212,7 +216,10 @@ fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Ex
                 ctx.error(
                     Code::BadExamples,
                     item.pos,
-                    format!("an example must be a payload mapping, found {}", item.type_name()),
+                    format!(
+                        "an example must be a payload mapping, found {}",
+                        item.type_name()
+                    ),
                 );
                 return None;
             };
@@ -220,7 +227,11 @@ fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Ex
                 None => default_kind.to_string(),
                 Some(serde_json::Value::String(s)) => s,
                 Some(_) => {
-                    ctx.error(Code::BadExamples, item.pos, "an example's `source_kind` must be a string");
+                    ctx.error(
+                        Code::BadExamples,
+                        item.pos,
+                        "an example's `source_kind` must be a string",
+                    );
                     return None;
                 }
             };
