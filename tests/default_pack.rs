@@ -144,3 +144,34 @@ fn example_events_fire_their_rules() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// The README's coverage table, rebuilt from the pack.
+fn coverage_table(loaded: &LoadedRules) -> String {
+    let attack = ttp_engine::attack::Attack::embedded();
+    let mut by_tactic: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for rule in &loaded.rules {
+        for e in &rule.emits {
+            let id = e.sub_technique_id.clone().unwrap_or_else(|| e.technique_id.clone());
+            by_tactic.entry(e.tactic.clone()).or_default().insert(id);
+        }
+    }
+    let mut out = String::from("| tactic | techniques covered |\n|---|---|\n");
+    for (tactic, techs) in by_tactic {
+        let name = attack.tactic(&tactic).map(|t| t.name.as_str()).unwrap_or("?");
+        let list: Vec<String> = techs.into_iter().collect();
+        out.push_str(&format!("| {tactic} {name} | {} |\n", list.join(", ")));
+    }
+    out
+}
+
+#[test]
+fn the_readme_coverage_table_matches_the_pack() {
+    let table = coverage_table(&pack());
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme.find("<!-- coverage:start -->\n").map(|i| i + 24);
+    let end = readme.find("<!-- coverage:end -->");
+    let (Some(start), Some(end)) = (start, end) else {
+        panic!("README.md lacks the coverage markers; the table is:\n{table}");
+    };
+    assert_eq!(&readme[start..end], table, "update README.md's coverage table to:\n{table}");
+}
