@@ -11,17 +11,19 @@ use crate::index::RuleIndex;
 use crate::lifter::Lifter;
 use crate::lifters::{self, LifterFailed};
 use crate::rule::Rule;
+use crate::state::{now_unix, Gate, RuleStates};
 use crate::tag::{build_tag, engine_evidence, now_timestamp, Tag, TagConfig};
 use arc_swap::ArcSwap;
 use std::sync::Arc;
 
-/// Every tagger's index at one moment.
-#[derive(Debug)]
+/// Every tagger's index, and the operators' rule states, at one moment.
+#[derive(Debug, Clone)]
 pub struct Snapshot {
     indexes: Vec<Arc<RuleIndex>>,
     /// Rules no tagger owns (e.g. `lifter:c2_fingerprint`): kept so that
     /// listings show them, never evaluated.
     unowned: Vec<Arc<Rule>>,
+    states: Arc<RuleStates>,
 }
 
 /// Counters from evaluating events.
@@ -56,6 +58,16 @@ impl Snapshot {
     /// Partitions rules by owner (keeping their order) and builds each
     /// tagger's index.
     pub fn build(rules: &[Arc<Rule>]) -> Snapshot {
+        Snapshot::rebuild(None, rules, &Lifter::ALL)
+    }
+
+    /// Like [`Snapshot::build`], but keeps `previous`'s indexes (and states)
+    /// for the lifters not listed in `affected`.
+    pub fn rebuild(
+        previous: Option<&Snapshot>,
+        rules: &[Arc<Rule>],
+        affected: &[Lifter],
+    ) -> Snapshot {
         let mut per: Vec<Vec<Arc<Rule>>> = vec![Vec::new(); Lifter::ALL.len()];
         let mut unowned = Vec::new();
         for rule in rules {
@@ -67,9 +79,28 @@ impl Snapshot {
         let indexes = Lifter::ALL
             .iter()
             .zip(per)
-            .map(|(l, rules)| Arc::new(RuleIndex::build(*l, rules)))
+            .map(|(l, rules)| match previous {
+                Some(prev) if !affected.contains(l) => prev.indexes[l.index()].clone(),
+                _ => Arc::new(RuleIndex::build(*l, rules)),
+            })
             .collect();
-        Snapshot { indexes, unowned }
+        Snapshot {
+            indexes,
+            unowned,
+            states: previous.map(|p| p.states.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The same rules with other operator states.
+    pub fn with_states(&self, states: RuleStates) -> Snapshot {
+        Snapshot {
+            states: Arc::new(states),
+            ..self.clone()
+        }
+    }
+
+    pub fn states(&self) -> &RuleStates {
+        &self.states
     }
 
     pub fn rule_index(&self, lifter: Lifter) -> &Arc<RuleIndex> {
@@ -98,6 +129,11 @@ impl Snapshot {
     ) -> EvalStats {
         let mut stats = EvalStats::default();
         let mut created_at: Option<String> = None;
+        let now = if self.states.is_empty() {
+            0
+        } else {
+            now_unix()
+        };
         for index in &self.indexes {
             if !index.handles_kind(&event.source_kind) {
                 continue;
@@ -105,7 +141,8 @@ impl Snapshot {
             if index.lifter() != Lifter::RuleEngine {
                 let ts = created_at.get_or_insert_with(now_timestamp);
                 let rules = index.all_for_kind(&event.source_kind);
-                match lifters::run(index.lifter(), rules, event, config, ts, out) {
+                let gate = |id: &str| self.states.gate(id, now);
+                match lifters::run(index.lifter(), rules, event, config, &gate, ts, out) {
                     Ok(n) => stats.rules_evaluated += n,
                     Err(LifterFailed) => stats.lifter_failures += 1,
                 }
@@ -116,6 +153,10 @@ impl Snapshot {
                 Evaluation::BruteForce => index.all_for_kind(&event.source_kind),
             };
             for rule in candidates {
+                let gate = self.states.gate(&rule.rule_id, now);
+                if gate == Gate::Off {
+                    continue;
+                }
                 stats.rules_evaluated += 1;
                 let fired = match rule.engine_matches(&event.source_kind, &event.payload) {
                     Ok(m) => m,
@@ -140,7 +181,7 @@ impl Snapshot {
                         rule,
                         emit,
                         evidence.clone(),
-                        emit.confidence,
+                        gate.apply(emit.confidence),
                         config,
                         ts,
                     ));

@@ -16,6 +16,7 @@ pub mod query;
 pub mod rule;
 pub mod ruletest;
 pub mod run;
+pub mod state;
 pub mod store;
 pub mod tag;
 pub mod yaml;

@@ -784,3 +784,41 @@ fn the_email_lifter_never_reads_message_files() {
     );
     assert!(tags.is_empty(), "{tags:#?}");
 }
+
+#[test]
+fn rule_state_clip_and_disable() {
+    use ttp_engine::state::{RuleState, RuleStates, StateKind};
+    let Some(sh) = shared() else { return };
+    let snap = decnet_snapshot(&sh);
+    let state = |kind, max, expires_at| RuleState {
+        rule_id: "R0054".into(),
+        state: kind,
+        confidence_max: max,
+        expires_at,
+        reason: None,
+        set_by: None,
+        set_at: String::new(),
+    };
+    let payload = json!({"abuseipdb_score":85,"abuseipdb_categories":[11,14,18,22,4]});
+    let clipped = snap.with_states(RuleStates::new([state(
+        StateKind::Clipped,
+        Some(0.5),
+        None,
+    )]));
+    let tags = intel(&clipped, "intel-1", payload.clone());
+    assert_eq!(tags.len(), 5);
+    assert!(
+        tags.iter().all(|t| t.confidence == 0.5),
+        "{:?}",
+        tags.iter().map(|t| t.confidence).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        tags[0].uuid, "cdff6ed6-896b-53b7-90a6-cf6866bb2fd8",
+        "UUIDs do not change"
+    );
+    let disabled = snap.with_states(RuleStates::new([state(StateKind::Disabled, None, None)]));
+    assert!(intel(&disabled, "intel-1", payload.clone()).is_empty());
+    // Deliberate difference: an expired state is over, the rule is enabled again.
+    let expired = snap.with_states(RuleStates::new([state(StateKind::Disabled, None, Some(0))]));
+    assert_eq!(intel(&expired, "intel-1", payload).len(), 5);
+}

@@ -151,13 +151,19 @@ fn coverage_table(loaded: &LoadedRules) -> String {
     let mut by_tactic: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for rule in &loaded.rules {
         for e in &rule.emits {
-            let id = e.sub_technique_id.clone().unwrap_or_else(|| e.technique_id.clone());
+            let id = e
+                .sub_technique_id
+                .clone()
+                .unwrap_or_else(|| e.technique_id.clone());
             by_tactic.entry(e.tactic.clone()).or_default().insert(id);
         }
     }
     let mut out = String::from("| tactic | techniques covered |\n|---|---|\n");
     for (tactic, techs) in by_tactic {
-        let name = attack.tactic(&tactic).map(|t| t.name.as_str()).unwrap_or("?");
+        let name = attack
+            .tactic(&tactic)
+            .map(|t| t.name.as_str())
+            .unwrap_or("?");
         let list: Vec<String> = techs.into_iter().collect();
         out.push_str(&format!("| {tactic} {name} | {} |\n", list.join(", ")));
     }
@@ -173,5 +179,9 @@ fn the_readme_coverage_table_matches_the_pack() {
     let (Some(start), Some(end)) = (start, end) else {
         panic!("README.md lacks the coverage markers; the table is:\n{table}");
     };
-    assert_eq!(&readme[start..end], table, "update README.md's coverage table to:\n{table}");
+    assert_eq!(
+        &readme[start..end],
+        table,
+        "update README.md's coverage table to:\n{table}"
+    );
 }

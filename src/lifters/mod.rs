@@ -23,6 +23,7 @@ use crate::event::TaggerEvent;
 use crate::lifter::Lifter;
 use crate::rule::parse::Ctx;
 use crate::rule::{Matcher, Rule};
+use crate::state::Gate;
 use crate::tag::{build_tag, Tag, TagConfig};
 use crate::yaml::Node;
 use serde_json::{Map, Value};
@@ -98,6 +99,7 @@ pub fn run<'a>(
     rules: impl IntoIterator<Item = &'a Arc<Rule>>,
     event: &TaggerEvent,
     config: &TagConfig,
+    gate: &dyn Fn(&str) -> Gate,
     created_at: &str,
     out: &mut Vec<Tag>,
 ) -> Result<u64, LifterFailed> {
@@ -120,6 +122,10 @@ pub fn run<'a>(
         let Matcher::Lifter(settings) = &rule.matcher else {
             continue;
         };
+        let gate = gate(&rule.rule_id);
+        if gate == Gate::Off {
+            continue;
+        }
         evaluated += 1;
         let emit_all = |tags: &mut Vec<Tag>, evidence: Map<String, Value>| {
             for emit in &rule.emits {
@@ -128,7 +134,7 @@ pub fn run<'a>(
                     rule,
                     emit,
                     evidence.clone(),
-                    emit.confidence,
+                    gate.apply(emit.confidence),
                     config,
                     created_at,
                 ));
@@ -190,7 +196,7 @@ pub fn run<'a>(
                         rule,
                         emit,
                         ev,
-                        emit.confidence * d.multiplier,
+                        gate.apply(emit.confidence * d.multiplier),
                         config,
                         created_at,
                     );
