@@ -14,6 +14,7 @@ pub mod literals;
 pub mod pyregex;
 pub mod query;
 pub mod rule;
+pub mod ruleset;
 pub mod ruletest;
 pub mod run;
 pub mod state;

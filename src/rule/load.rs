@@ -1,11 +1,11 @@
 //! Reading a rules directory: every `*.yaml` / `*.yml` below it, one rule per
 //! file. A broken file never stops the others from loading.
 
-use super::parse::{parse_rule, LoadOptions};
+use super::parse::LoadOptions;
 use super::Rule;
 use crate::diag::{Code, Diagnostic};
+use crate::ruleset::{Refresh, RuleSet};
 use crate::yaml::{Pos, MAX_RULE_FILE_BYTES};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -70,109 +70,62 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()>
     Ok(())
 }
 
-/// Reads and checks one file.
-pub fn load_file(path: &Path, options: LoadOptions) -> (Option<Rule>, Vec<Diagnostic>) {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            return (
-                None,
-                vec![Diagnostic::new(
-                    Code::Unreadable,
-                    path,
-                    Pos::UNKNOWN,
-                    format!("cannot read the file: {e}"),
-                )],
-            )
-        }
-    };
+/// Reads a rule file's text: at most [`MAX_RULE_FILE_BYTES`], UTF-8.
+pub fn load_file_text(path: &Path) -> Result<String, Diagnostic> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostic::new(
+            Code::Unreadable,
+            path,
+            Pos::UNKNOWN,
+            format!("cannot read the file: {e}"),
+        )
+    })?;
     if bytes.len() > MAX_RULE_FILE_BYTES {
-        return (
-            None,
-            vec![Diagnostic::new(
-                Code::TooLarge,
-                path,
-                Pos::UNKNOWN,
-                format!(
-                    "the file is {} bytes; rule files may hold at most {MAX_RULE_FILE_BYTES}",
-                    bytes.len()
-                ),
-            )],
-        );
+        return Err(Diagnostic::new(
+            Code::TooLarge,
+            path,
+            Pos::UNKNOWN,
+            format!(
+                "the file is {} bytes; rule files may hold at most {MAX_RULE_FILE_BYTES}",
+                bytes.len()
+            ),
+        ));
     }
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let offset = e.utf8_error().valid_up_to();
-            let valid = &e.as_bytes()[..offset];
-            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-            let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-            return (
-                None,
-                vec![Diagnostic::new(
-                    Code::Unreadable,
-                    path,
-                    Pos {
-                        line: line as u32,
-                        col: col as u32,
-                    },
-                    "the file is not valid UTF-8",
-                )],
-            );
-        }
-    };
-    parse_rule(path, &text, options)
+    String::from_utf8(bytes).map_err(|e| {
+        let offset = e.utf8_error().valid_up_to();
+        let valid = &e.as_bytes()[..offset];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
+        Diagnostic::new(
+            Code::Unreadable,
+            path,
+            Pos {
+                line: line as u32,
+                col: col as u32,
+            },
+            "the file is not valid UTF-8",
+        )
+    })
 }
 
 /// Loads every rule file below `dir`. Two files with one `rule_id`: the first
 /// in path order keeps it, the second is an error naming both.
 pub fn load_dir(dir: &Path, options: LoadOptions) -> Result<LoadedRules, std::io::Error> {
-    let files = rule_files(dir)?;
-    let mut out = LoadedRules {
-        files: files.len(),
-        ..LoadedRules::default()
-    };
-    let mut owners: HashMap<String, PathBuf> = HashMap::new();
-    for path in files {
-        let (rule, mut diags) = load_file(&path, options);
-        let rule = rule.and_then(|rule| {
-            if let Some(first) = owners.get(&rule.rule_id) {
-                let pos = rule_id_pos(&rule.source.text);
-                diags.push(
-                    Diagnostic::new(
-                        Code::DuplicateRuleId,
-                        &path,
-                        pos,
-                        format!(
-                            "rule_id `{}` is already defined in {}; this file is not loaded",
-                            rule.rule_id,
-                            first.display()
-                        ),
-                    )
-                    .with_source(&rule.source.text),
-                );
-                None
-            } else {
-                owners.insert(rule.rule_id.clone(), path.clone());
-                Some(rule)
-            }
-        });
-        if diags.iter().any(Diagnostic::is_error) {
-            out.broken_files.push(path.clone());
-        }
-        out.diagnostics.extend(diags);
-        if let Some(rule) = rule {
-            out.rules.push(Arc::new(rule));
-        }
-    }
-    Ok(out)
+    let mut set = RuleSet::new(dir, options);
+    set.refresh(Refresh::Full)?;
+    Ok(LoadedRules::from_set(&set))
 }
 
-fn rule_id_pos(text: &str) -> Pos {
-    crate::yaml::parse(text)
-        .ok()
-        .and_then(|doc| doc.get("rule_id").map(|n| n.pos))
-        .unwrap_or(Pos::UNKNOWN)
+impl LoadedRules {
+    /// A summary of a rule set's current state.
+    pub fn from_set(set: &RuleSet) -> LoadedRules {
+        LoadedRules {
+            rules: set.rules(),
+            diagnostics: set.diagnostics(),
+            broken_files: set.broken_files(),
+            files: set.file_count(),
+        }
+    }
 }
 
 #[cfg(test)]
