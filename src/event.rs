@@ -162,8 +162,16 @@ pub struct EventReader<R> {
     line_no: u64,
     buf: Vec<u8>,
     max_line: usize,
+    /// A line is half read: the input reported `WouldBlock` mid-line.
+    resume: Option<LineState>,
     /// Bytes consumed so far (for progress reports).
     pub bytes_read: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LineState {
+    too_long: bool,
+    any: bool,
 }
 
 /// One item of input.
@@ -184,21 +192,37 @@ impl<R: BufRead> EventReader<R> {
             line_no: 0,
             buf: Vec::new(),
             max_line,
+            resume: None,
             bytes_read: 0,
         }
     }
 
     /// Reads the next raw line into `self.buf`. Returns `Ok(None)` at EOF,
     /// `Ok(Some(false))` for a line that was too long (and was discarded).
+    /// An input error (such as `WouldBlock` from a live source) returns the
+    /// error and the next call resumes the same line.
     fn next_line(&mut self) -> io::Result<Option<bool>> {
-        self.buf.clear();
-        let mut too_long = false;
-        let mut any = false;
+        let LineState {
+            mut too_long,
+            mut any,
+        } = match self.resume.take() {
+            Some(state) => state,
+            None => {
+                self.buf.clear();
+                LineState {
+                    too_long: false,
+                    any: false,
+                }
+            }
+        };
         loop {
             let chunk = match self.input.fill_buf() {
                 Ok(c) => c,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.resume = Some(LineState { too_long, any });
+                    return Err(e);
+                }
             };
             if chunk.is_empty() {
                 if !any {
@@ -341,6 +365,62 @@ mod tests {
         assert!(line.len() <= MAX_LINE_BYTES);
         let items = read_all(&line, MAX_LINE_BYTES);
         assert_eq!(reasons(&items), vec![(1, "ok")]);
+    }
+
+    /// Yields its chunks with a `WouldBlock` between each.
+    struct Stuttering {
+        chunks: Vec<&'static [u8]>,
+        pos: usize,
+        blocked: bool,
+    }
+
+    impl std::io::Read for Stuttering {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            unreachable!("used through BufRead")
+        }
+    }
+
+    impl BufRead for Stuttering {
+        fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+            if self.pos >= self.chunks.len() {
+                return Ok(&[]);
+            }
+            if !self.blocked {
+                self.blocked = true;
+                return Err(std::io::ErrorKind::WouldBlock.into());
+            }
+            Ok(self.chunks[self.pos])
+        }
+        fn consume(&mut self, n: usize) {
+            self.chunks[self.pos] = &self.chunks[self.pos][n..];
+            if self.chunks[self.pos].is_empty() {
+                self.pos += 1;
+                self.blocked = false;
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_split_by_would_block_is_resumed() {
+        let input = Stuttering {
+            chunks: vec![
+                b"{\"source_kind\":\"c\",\"source_",
+                b"id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":{}}\n",
+            ],
+            pos: 0,
+            blocked: false,
+        };
+        let mut r = EventReader::new(input);
+        let mut blocks = 0;
+        let item = loop {
+            match r.next_item() {
+                Ok(item) => break item,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => blocks += 1,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(blocks, 2);
+        assert!(matches!(item, Some(Item::Event(1, _))), "{item:?}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for a map of the modules.
 
 pub mod attack;
+pub mod catalog;
 pub mod diag;
 pub mod engine;
 pub mod event;
@@ -20,4 +21,5 @@ pub mod run;
 pub mod state;
 pub mod store;
 pub mod tag;
+pub mod timefmt;
 pub mod yaml;

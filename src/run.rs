@@ -112,7 +112,75 @@ impl TagSummary {
 }
 
 /// Events between two hand-offs to the writer.
-const BATCH_EVENTS: usize = 4096;
+pub const BATCH_EVENTS: usize = 4096;
+
+/// The tagging step shared by `ttp tag` and `ttp run`: items in, tags that
+/// clear the floor batched for the writer, everything counted.
+pub struct Pipeline<'a> {
+    engine: &'a Engine,
+    floor: f64,
+    pub summary: TagSummary,
+    batch: Vec<Tag>,
+    scratch: Vec<Tag>,
+    since_send: usize,
+}
+
+impl<'a> Pipeline<'a> {
+    pub fn new(engine: &'a Engine, rules: &LoadedRules, floor: f64) -> Pipeline<'a> {
+        Pipeline {
+            engine,
+            floor,
+            summary: TagSummary {
+                floor,
+                rules_loaded: rules.rules.len(),
+                rules_broken: rules.broken_files.len(),
+                ..TagSummary::default()
+            },
+            batch: Vec::new(),
+            scratch: Vec::new(),
+            since_send: 0,
+        }
+    }
+
+    /// Tags one event (or counts one rejected line).
+    pub fn handle(&mut self, item: Item) {
+        self.summary.events_read += 1;
+        self.since_send += 1;
+        match item {
+            Item::Event(_, ev) => {
+                self.scratch.clear();
+                self.summary
+                    .eval
+                    .add(self.engine.tag_event(&ev, &mut self.scratch));
+                for t in self.scratch.drain(..) {
+                    self.summary.tags_emitted += 1;
+                    if t.confidence < self.floor {
+                        self.summary.below_floor += 1;
+                    } else {
+                        self.batch.push(t);
+                    }
+                }
+            }
+            Item::Rejected(r) => {
+                *self.summary.rejected.entry(r.reason).or_default() += 1;
+                if self.summary.first_rejections.len() < REPORTED_REJECTIONS {
+                    self.summary.first_rejections.push(r);
+                }
+            }
+        }
+    }
+
+    /// Whether enough events went by to hand the batch to the writer.
+    pub fn batch_full(&self) -> bool {
+        self.since_send >= BATCH_EVENTS
+    }
+
+    /// The tags waiting for the writer (the batch is emptied).
+    pub fn take_batch(&mut self) -> Vec<Tag> {
+        self.since_send = 0;
+        std::mem::take(&mut self.batch)
+    }
+}
 
 /// Tags every event of `input` with `engine` and writes new tags to `db`.
 /// `progress` is called now and then with (events read, bytes read).
@@ -126,50 +194,24 @@ pub fn tag_stream<R: BufRead>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<TagSummary, RunError> {
     let writer = TagWriter::start(db, &options.store, sink)?;
-    let mut summary = TagSummary {
-        floor: options.floor,
-        rules_loaded: rules.rules.len(),
-        rules_broken: rules.broken_files.len(),
-        ..TagSummary::default()
-    };
+    for w in writer.sync_rules(rules.rules.clone())?.warnings {
+        tracing::warn!("{w}");
+    }
+    writer.send_changes(rules.rejections())?;
+    let mut pipeline = Pipeline::new(engine, rules, options.floor);
     let mut reader = EventReader::new(input);
-    let mut batch: Vec<Tag> = Vec::new();
-    let mut scratch: Vec<Tag> = Vec::new();
-    let mut since_send = 0usize;
     let result = (|| -> Result<(), RunError> {
         while let Some(item) = reader.next_item()? {
-            match item {
-                Item::Event(_, ev) => {
-                    summary.events_read += 1;
-                    scratch.clear();
-                    summary.eval.add(engine.tag_event(&ev, &mut scratch));
-                    for t in scratch.drain(..) {
-                        summary.tags_emitted += 1;
-                        if t.confidence < options.floor {
-                            summary.below_floor += 1;
-                        } else {
-                            batch.push(t);
-                        }
-                    }
-                }
-                Item::Rejected(r) => {
-                    summary.events_read += 1;
-                    *summary.rejected.entry(r.reason).or_default() += 1;
-                    if summary.first_rejections.len() < REPORTED_REJECTIONS {
-                        summary.first_rejections.push(r);
-                    }
-                }
-            }
-            since_send += 1;
-            if since_send >= BATCH_EVENTS {
-                since_send = 0;
-                writer.send(std::mem::take(&mut batch))?;
-                progress(summary.events_read, reader.bytes_read);
+            pipeline.handle(item);
+            if pipeline.batch_full() {
+                writer.send(pipeline.take_batch())?;
+                progress(pipeline.summary.events_read, reader.bytes_read);
             }
         }
-        writer.send(std::mem::take(&mut batch))?;
+        writer.send(pipeline.take_batch())?;
         Ok(())
     })();
+    let mut summary = pipeline.summary;
     // A writer failure is the root cause of any send error: report it first.
     summary.write = match (result, writer.finish()) {
         (_, Err(e)) => return Err(e.into()),

@@ -4,10 +4,14 @@
 //! `rule_sha256`. All writes go through one [`TagWriter`] thread fed by a
 //! channel, in batched transactions; inserts are idempotent on `uuid`.
 
+use crate::catalog::{self, SyncReport};
+use crate::rule::Rule;
+use crate::ruleset::Change;
 use crate::tag::Tag;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use thiserror::Error;
@@ -109,6 +113,35 @@ CREATE INDEX ix_ttp_tag_sub_technique_id ON ttp_tag (sub_technique_id);
 CREATE INDEX ix_ttp_tag_tactic ON ttp_tag (tactic);
 CREATE INDEX ix_ttp_tag_technique_created ON ttp_tag (technique_id, created_at);
 CREATE INDEX ix_ttp_tag_technique_id ON ttp_tag (technique_id);
+"#,
+    // 2: rules (DECNET's ttp_rule and ttp_rule_state), every version, audit log.
+    r#"
+CREATE TABLE ttp_rule (
+  rule_id VARCHAR NOT NULL, rule_version INTEGER NOT NULL, source_path VARCHAR NOT NULL,
+  yaml_content TEXT NOT NULL, updated_at DATETIME NOT NULL, updated_by VARCHAR NOT NULL,
+  PRIMARY KEY (rule_id)
+);
+CREATE TABLE ttp_rule_state (
+  rule_id VARCHAR NOT NULL, state VARCHAR NOT NULL,
+  confidence_max FLOAT, expires_at DATETIME, reason VARCHAR, set_by VARCHAR,
+  set_at DATETIME NOT NULL,
+  PRIMARY KEY (rule_id)
+);
+CREATE TABLE ttp_rule_version (
+  rule_id VARCHAR NOT NULL, rule_version INTEGER NOT NULL, sha256 VARCHAR NOT NULL,
+  yaml_content TEXT NOT NULL, source_path VARCHAR NOT NULL,
+  first_loaded_at DATETIME NOT NULL, last_loaded_at DATETIME NOT NULL,
+  PRIMARY KEY (sha256)
+);
+CREATE INDEX ix_ttp_rule_version_rule_id ON ttp_rule_version (rule_id, rule_version);
+CREATE TABLE ttp_rule_event (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  at DATETIME NOT NULL, rule_id VARCHAR, path VARCHAR,
+  action VARCHAR NOT NULL CHECK (action IN ('loaded', 'updated', 'removed', 'rejected', 'state')),
+  detail TEXT
+);
+CREATE INDEX ix_ttp_rule_event_rule_id ON ttp_rule_event (rule_id, id);
+CREATE INDEX ix_ttp_rule_event_path ON ttp_rule_event (path, id);
 "#,
 ];
 
@@ -228,12 +261,18 @@ pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
 
 enum Msg {
     Tags(Vec<Tag>),
+    Changes(Vec<Change>),
+    Sync(Vec<Arc<Rule>>, SyncSender<Result<SyncReport, StoreError>>),
+    ExpireStates(i64),
+    Flush(SyncSender<()>),
 }
 
 /// Rows buffered before a transaction is committed regardless of input.
 const BATCH_ROWS: usize = 10_000;
 
-/// The one writer: a thread owning the connection, fed by a channel.
+/// The one writer of a process: a thread owning the connection, fed by a
+/// channel. Tags are inserted in batched transactions; rule changes, the
+/// start-up rule sync and state expiry go through it too, in order.
 pub struct TagWriter {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<Result<WriteStats, StoreError>>>,
@@ -261,16 +300,47 @@ impl TagWriter {
         })
     }
 
+    fn send_msg(&self, msg: Msg) -> Result<(), StoreError> {
+        self.tx
+            .as_ref()
+            .ok_or(StoreError::WriterGone)?
+            .send(msg)
+            .map_err(|_| StoreError::WriterGone)
+    }
+
     /// Queues tags for writing (blocks when the writer is behind).
     pub fn send(&self, tags: Vec<Tag>) -> Result<(), StoreError> {
         if tags.is_empty() {
             return Ok(());
         }
-        self.tx
-            .as_ref()
-            .ok_or(StoreError::WriterGone)?
-            .send(Msg::Tags(tags))
-            .map_err(|_| StoreError::WriterGone)
+        self.send_msg(Msg::Tags(tags))
+    }
+
+    /// Queues the changes of a reload for the rule catalog.
+    pub fn send_changes(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.send_msg(Msg::Changes(changes))
+    }
+
+    /// Asks the writer to delete states expired at `now` (and log them).
+    pub fn expire_states(&self, now: i64) -> Result<(), StoreError> {
+        self.send_msg(Msg::ExpireStates(now))
+    }
+
+    /// Records the serving rules at start-up and waits for the result.
+    pub fn sync_rules(&self, rules: Vec<Arc<Rule>>) -> Result<SyncReport, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send_msg(Msg::Sync(rules, reply))?;
+        answer.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, done) = mpsc::sync_channel(1);
+        self.send_msg(Msg::Flush(reply))?;
+        done.recv().map_err(|_| StoreError::WriterGone)
     }
 
     /// Flushes everything queued, commits and stops the writer.
@@ -290,39 +360,61 @@ fn writer_loop(
     path: &Path,
     opts: &StoreOptions,
 ) -> Result<WriteStats, StoreError> {
+    let err = |e| classify(path, e, opts);
     let mut stats = WriteStats::default();
     let mut pending: Vec<Tag> = Vec::new();
     let mut open = true;
     while open {
-        // Block for the first message, then drain what is queued.
+        // Block for the first message, then drain what is queued; anything
+        // other than tags first commits the tags before it (order kept).
+        let mut other: Option<Msg> = None;
         match rx.recv() {
             Ok(Msg::Tags(t)) => pending.extend(t),
+            Ok(m) => other = Some(m),
             Err(_) => open = false,
         }
-        while open && pending.len() < BATCH_ROWS {
+        while open && other.is_none() && pending.len() < BATCH_ROWS {
             match rx.try_recv() {
                 Ok(Msg::Tags(t)) => pending.extend(t),
+                Ok(m) => other = Some(m),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
-        if pending.is_empty() {
-            continue;
+        if !pending.is_empty() {
+            let new = insert_tags(&conn, &pending).map_err(err)?;
+            stats.transactions += 1;
+            stats.new += new.len() as u64;
+            stats.already_present += (pending.len() - new.len()) as u64;
+            if let Some(sink) = sink.as_mut() {
+                for t in new {
+                    sink(t);
+                }
+            }
+            pending.clear();
         }
-        let new = insert_tags(&conn, &pending).map_err(|e| classify(path, e, opts))?;
-        stats.transactions += 1;
-        stats.new += new.len() as u64;
-        stats.already_present += (pending.len() - new.len()) as u64;
-        if let Some(sink) = sink.as_mut() {
-            for t in new {
-                sink(t);
+        match other {
+            None | Some(Msg::Tags(_)) => {}
+            Some(Msg::Changes(changes)) => {
+                for w in catalog::record_changes(&conn, &changes).map_err(err)? {
+                    tracing::warn!("{w}");
+                }
+            }
+            Some(Msg::Sync(rules, reply)) => {
+                let _ = reply.send(catalog::sync_rules(&conn, &rules).map_err(err));
+            }
+            Some(Msg::ExpireStates(now)) => {
+                for id in catalog::expire_states(&conn, now).map_err(err)? {
+                    tracing::info!(rule_id = %id, "rule state expired; the rule is enabled again");
+                }
+            }
+            Some(Msg::Flush(reply)) => {
+                let _ = reply.send(());
             }
         }
-        pending.clear();
     }
     Ok(stats)
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;

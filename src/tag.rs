@@ -84,11 +84,7 @@ pub fn engine_evidence(rule: &Rule, event: &TaggerEvent) -> Map<String, Value> {
 
 /// The current UTC time in SQLAlchemy's SQLite `DATETIME` format.
 pub fn now_timestamp() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:6]"
-    );
-    now.format(&fmt).unwrap_or_default()
+    crate::timefmt::now()
 }
 
 /// Settings that shape every tag.

@@ -161,7 +161,10 @@ fn tag_loads_good_rules_rejects_bad_lines_and_is_idempotent() {
         ),
         2
     );
-    assert_eq!(count(&db, "PRAGMA user_version"), 1);
+    assert_eq!(
+        count(&db, "PRAGMA user_version"),
+        ttp_engine::store::SCHEMA_VERSION
+    );
 
     // A second run inserts nothing and prints nothing.
     ttp()

@@ -26,6 +26,23 @@ impl LoadedRules {
     pub fn errors(&self) -> usize {
         self.diagnostics.iter().filter(|d| d.is_error()).count()
     }
+
+    /// The broken files, as rejections for the audit log.
+    pub fn rejections(&self) -> Vec<crate::ruleset::Change> {
+        self.broken_files
+            .iter()
+            .map(|p| crate::ruleset::Change::Rejected {
+                path: p.clone(),
+                diagnostics: self
+                    .diagnostics
+                    .iter()
+                    .filter(|d| &d.path == p)
+                    .cloned()
+                    .collect(),
+                kept: None,
+            })
+            .collect()
+    }
 }
 
 /// Whether a file name is a rule file: `.yaml`/`.yml`, not hidden, not an
