@@ -225,7 +225,7 @@ impl RuleSet {
         let fp = fingerprint(path);
         let (text, mut diagnostics) = match load_file_text(path) {
             Ok(t) => (t, Vec::new()),
-            Err(d) => (String::new(), vec![d]),
+            Err(d) => (String::new(), vec![*d]),
         };
         let entry = self.files.entry(path.to_path_buf()).or_default();
         entry.fingerprint = fp;

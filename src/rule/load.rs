@@ -88,17 +88,17 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()>
 }
 
 /// Reads a rule file's text: at most [`MAX_RULE_FILE_BYTES`], UTF-8.
-pub fn load_file_text(path: &Path) -> Result<String, Diagnostic> {
+pub fn load_file_text(path: &Path) -> Result<String, Box<Diagnostic>> {
     let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::new(
+        Box::new(Diagnostic::new(
             Code::Unreadable,
             path,
             Pos::UNKNOWN,
             format!("cannot read the file: {e}"),
-        )
+        ))
     })?;
     if bytes.len() > MAX_RULE_FILE_BYTES {
-        return Err(Diagnostic::new(
+        return Err(Box::new(Diagnostic::new(
             Code::TooLarge,
             path,
             Pos::UNKNOWN,
@@ -106,14 +106,14 @@ pub fn load_file_text(path: &Path) -> Result<String, Diagnostic> {
                 "the file is {} bytes; rule files may hold at most {MAX_RULE_FILE_BYTES}",
                 bytes.len()
             ),
-        ));
+        )));
     }
     String::from_utf8(bytes).map_err(|e| {
         let offset = e.utf8_error().valid_up_to();
         let valid = &e.as_bytes()[..offset];
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         let col = valid.iter().rev().take_while(|b| **b != b'\n').count() + 1;
-        Diagnostic::new(
+        Box::new(Diagnostic::new(
             Code::Unreadable,
             path,
             Pos {
@@ -121,7 +121,7 @@ pub fn load_file_text(path: &Path) -> Result<String, Diagnostic> {
                 col: col as u32,
             },
             "the file is not valid UTF-8",
-        )
+        ))
     })
 }
 
