@@ -5,6 +5,7 @@
 
 pub mod attack;
 pub mod catalog;
+pub mod daemon;
 pub mod diag;
 pub mod engine;
 pub mod event;

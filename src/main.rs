@@ -5,7 +5,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
+use ttp_engine::catalog;
+use ttp_engine::daemon::input::Source;
+use ttp_engine::daemon::watch::WatchOptions;
+use ttp_engine::daemon::RunOptions;
 use ttp_engine::diag::Severity;
 use ttp_engine::engine::Engine;
 use ttp_engine::event::{EventReader, Item, TaggerEvent};
@@ -13,6 +19,7 @@ use ttp_engine::query::{list_tags, render_table, TagFilter};
 use ttp_engine::rule::load::{load_dir, LoadedRules};
 use ttp_engine::rule::parse::LoadOptions;
 use ttp_engine::run::{tag_stream, TagOptions, DEFAULT_FLOOR};
+use ttp_engine::state::{now_unix, RuleState, StateKind};
 use ttp_engine::store::StoreOptions;
 use ttp_engine::tag::{TagConfig, DEFAULT_ATTACK_RELEASE};
 
@@ -92,6 +99,49 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Tag a live event stream while hot-reloading the rules.
+    ///
+    /// Reads stdin until EOF (then flushes and exits), or follows a file like
+    /// `tail -F` (surviving truncation and rotation). Rule files are watched:
+    /// an edit is live in milliseconds; a broken edit is reported with
+    /// file:line:col while the last good version keeps serving. Operator state
+    /// changes (`ttp rule disable|enable|clip`) apply within 100 ms.
+    /// SIGINT/SIGTERM: stop reading, commit what was read, exit 0.
+    Run {
+        /// The rules directory (read recursively: *.yaml, *.yml).
+        #[arg(long, env = "TTP_RULES", default_value = "rules")]
+        rules: PathBuf,
+        /// The SQLite file tags are written to (created if missing).
+        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+        db: PathBuf,
+        /// `-` for stdin, or a JSON-lines file to follow.
+        #[arg(long, default_value = "-")]
+        events: String,
+        /// Tags with a confidence below this are counted but not written.
+        #[arg(long, default_value_t = DEFAULT_FLOOR)]
+        floor: f64,
+        /// Print the tags newly inserted, as JSON lines on stdout.
+        #[arg(long)]
+        emit_tags: bool,
+        /// The `attack_release` value written on every tag.
+        #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
+        attack_release: String,
+        /// Treat unknown keys in rule files as errors.
+        #[arg(long)]
+        strict: bool,
+        /// How long to wait for another process's lock on the database, in ms.
+        #[arg(long, default_value_t = 5000)]
+        lock_timeout_ms: u64,
+        /// Quiet time before a burst of file events is applied, in ms.
+        #[arg(long, default_value_t = 20)]
+        debounce_ms: u64,
+        /// A full rescan of the rules directory every this many seconds.
+        #[arg(long, default_value_t = 60)]
+        rescan_secs: u64,
+    },
+    /// Inspect rules and set their operator state (stored in the database).
+    #[command(subcommand)]
+    Rule(RuleCommand),
     /// List stored tags, newest first.
     Tags {
         /// The SQLite file to read.
@@ -113,6 +163,51 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+#[derive(Subcommand)]
+enum RuleCommand {
+    /// Each rule's file, version, state and last error.
+    List {
+        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// A rule's current YAML, its version history and recent audit events.
+    Show {
+        id: String,
+        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+        db: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Enable a rule (clears a disable or a clip).
+    Enable(StateArgs),
+    /// Stop a rule from firing, without touching its file.
+    Disable(StateArgs),
+    /// Cap a rule's confidence at --max (it still fires).
+    Clip {
+        #[command(flatten)]
+        args: StateArgs,
+        /// The ceiling, in [0, 1].
+        #[arg(long)]
+        max: f64,
+    },
+}
+
+#[derive(clap::Args)]
+struct StateArgs {
+    /// The rule id.
+    id: String,
+    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+    db: PathBuf,
+    /// Only for this long (e.g. 30m, 2h, 7d); then the rule is enabled again.
+    #[arg(long = "for", value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Why (kept in the state and the audit log).
+    #[arg(long)]
+    reason: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -201,16 +296,7 @@ fn tag(
             .with_context(|| format!("cannot open the events file {events}"))?;
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
-    let sink: Option<ttp_engine::store::NewTagSink> = if emit_tags {
-        Some(Box::new(|t| {
-            let mut out = std::io::stdout().lock();
-            if let Ok(line) = serde_json::to_string(t) {
-                let _ = writeln!(out, "{line}");
-            }
-        }))
-    } else {
-        None
-    };
+    let sink = emit_sink(emit_tags);
     let options = TagOptions {
         floor,
         tag_config: engine.config().clone(),
@@ -318,15 +404,217 @@ fn test_rules(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
+fn run_daemon(
+    rules: PathBuf,
+    db: PathBuf,
+    events: String,
+    floor: f64,
+    emit_tags: bool,
+    attack_release: String,
+    strict: bool,
+    lock_timeout_ms: u64,
+    debounce_ms: u64,
+    rescan_secs: u64,
+) -> Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&floor),
+        "--floor must be between 0 and 1 (got {floor})"
+    );
+    let source = if events == "-" {
+        Source::Stdin
+    } else {
+        Source::Follow(PathBuf::from(events))
+    };
+    let mut options = RunOptions::new(rules, db, source);
+    options.tag = TagOptions {
+        floor,
+        tag_config: TagConfig { attack_release },
+        store: StoreOptions {
+            busy_timeout: Duration::from_millis(lock_timeout_ms),
+        },
+    };
+    options.load = LoadOptions { strict };
+    options.watch = WatchOptions {
+        debounce: Duration::from_millis(debounce_ms.max(1)),
+        rescan_every: Duration::from_secs(rescan_secs.max(1)),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let summary = ttp_engine::daemon::run(&options, emit_sink(emit_tags), shutdown)?;
+    eprintln!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit_sink(emit: bool) -> Option<ttp_engine::store::NewTagSink> {
+    emit.then(|| -> ttp_engine::store::NewTagSink {
+        Box::new(|t| {
+            let mut out = std::io::stdout().lock();
+            if let Ok(line) = serde_json::to_string(t) {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        })
+    })
+}
+
+fn rule_command(cmd: RuleCommand) -> Result<ExitCode> {
+    let open = |db: &std::path::Path| -> Result<rusqlite::Connection> {
+        anyhow::ensure!(
+            db.exists(),
+            "{}: no such database (`ttp tag` or `ttp run` creates it)",
+            db.display()
+        );
+        Ok(ttp_engine::store::open(db, &StoreOptions::default())?)
+    };
+    match cmd {
+        RuleCommand::List { db, format } => {
+            let rows = catalog::list_rules(&open(&db)?)?;
+            match format {
+                Format::Json => {
+                    for r in &rows {
+                        println!("{}", serde_json::to_string(r)?);
+                    }
+                }
+                Format::Text => {
+                    println!(
+                        "{:<12} {:>7}  {:<10} {:<40} last error",
+                        "rule", "version", "state", "file"
+                    );
+                    for r in &rows {
+                        let state = match (r.state.as_str(), r.confidence_max) {
+                            ("clipped", Some(m)) => format!("clipped<={m}"),
+                            (s, _) => s.to_string(),
+                        };
+                        let state = match &r.expires_at {
+                            Some(e) => format!("{state} until {e}"),
+                            None => state,
+                        };
+                        println!(
+                            "{:<12} {:>7}  {:<10} {:<40} {}",
+                            if r.rule_id.is_empty() {
+                                "-"
+                            } else {
+                                &r.rule_id
+                            },
+                            r.rule_version,
+                            state,
+                            r.source_path,
+                            r.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+        RuleCommand::Show { id, db, format } => {
+            let Some(detail) = catalog::show_rule(&open(&db)?, &id)? else {
+                anyhow::bail!("no rule `{id}` in {} (see `ttp rule list`)", db.display());
+            };
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&detail)?),
+                Format::Text => {
+                    let r = &detail.rule;
+                    println!(
+                        "# {} version {} ({}) state: {}",
+                        r.rule_id, r.rule_version, r.source_path, r.state
+                    );
+                    if let Some(e) = &r.last_error {
+                        println!("# last error: {e}");
+                    }
+                    print!("{}", detail.yaml_content);
+                    if !detail.yaml_content.ends_with('\n') {
+                        println!();
+                    }
+                    println!("\n# versions (newest first)");
+                    for v in &detail.versions {
+                        println!(
+                            "#   version {:<4} sha256 {}  loaded {} .. {}  {}",
+                            v.rule_version,
+                            &v.sha256[..16],
+                            v.first_loaded_at,
+                            v.last_loaded_at,
+                            v.source_path
+                        );
+                    }
+                    println!("# events (newest first)");
+                    for e in &detail.events {
+                        println!(
+                            "#   {} {:<8} {}",
+                            e.at,
+                            e.action,
+                            e.detail.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+            }
+        }
+        RuleCommand::Enable(args) => set_state(args, StateKind::Enabled, None)?,
+        RuleCommand::Disable(args) => set_state(args, StateKind::Disabled, None)?,
+        RuleCommand::Clip { args, max } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&max),
+                "--max must be between 0 and 1 (got {max})"
+            );
+            set_state(args, StateKind::Clipped, Some(max))?
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_state(args: StateArgs, kind: StateKind, max: Option<f64>) -> Result<()> {
+    anyhow::ensure!(
+        args.db.exists(),
+        "{}: no such database (`ttp tag` or `ttp run` creates it)",
+        args.db.display()
+    );
+    let conn = ttp_engine::store::open(&args.db, &StoreOptions::default())?;
+    anyhow::ensure!(
+        catalog::rule_exists(&conn, &args.id)?,
+        "no rule `{}` in {} (see `ttp rule list`)",
+        args.id,
+        args.db.display()
+    );
+    let expires_at = args
+        .duration
+        .map(|d| now_unix() + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2));
+    let state = RuleState {
+        rule_id: args.id.clone(),
+        state: kind,
+        confidence_max: max,
+        expires_at,
+        reason: args.reason,
+        set_by: std::env::var("USER").ok().or_else(|| Some("ttp".into())),
+        set_at: ttp_engine::timefmt::now(),
+    };
+    catalog::set_state(&conn, &state)?;
+    eprintln!(
+        "{}: {}{}",
+        args.id,
+        kind.as_str(),
+        expires_at
+            .map(|e| format!(" until {}", ttp_engine::timefmt::format_unix(e)))
+            .unwrap_or_default()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TTP_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Check {
             rules,
@@ -352,6 +640,30 @@ fn main() -> ExitCode {
             strict,
             lock_timeout_ms,
         ),
+        Command::Run {
+            rules,
+            db,
+            events,
+            floor,
+            emit_tags,
+            attack_release,
+            strict,
+            lock_timeout_ms,
+            debounce_ms,
+            rescan_secs,
+        } => run_daemon(
+            rules,
+            db,
+            events,
+            floor,
+            emit_tags,
+            attack_release,
+            strict,
+            lock_timeout_ms,
+            debounce_ms,
+            rescan_secs,
+        ),
+        Command::Rule(cmd) => rule_command(cmd),
         Command::Test {
             rules,
             benign,

@@ -24,6 +24,8 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error("reading events: {0}")]
     Input(#[from] std::io::Error),
+    #[error("cannot read the rules directory {0}: {1}")]
+    RulesDir(std::path::PathBuf, std::io::Error),
 }
 
 /// Options of a tagging run.

@@ -75,7 +75,7 @@ impl Gate {
 }
 
 /// The states of all rules at one moment (immutable; part of a snapshot).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RuleStates {
     by_rule: HashMap<String, RuleState>,
 }

@@ -274,8 +274,14 @@ const BATCH_ROWS: usize = 10_000;
 /// channel. Tags are inserted in batched transactions; rule changes, the
 /// start-up rule sync and state expiry go through it too, in order.
 pub struct TagWriter {
-    tx: Option<SyncSender<Msg>>,
-    handle: Option<JoinHandle<Result<WriteStats, StoreError>>>,
+    handle: WriterHandle,
+    join: JoinHandle<Result<WriteStats, StoreError>>,
+}
+
+/// A way to send work to the writer; cheap to clone, one per thread.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Msg>,
 }
 
 impl TagWriter {
@@ -290,22 +296,40 @@ impl TagWriter {
         let (tx, rx) = mpsc::sync_channel::<Msg>(64);
         let path = path.to_path_buf();
         let opts = opts.clone();
-        let handle = std::thread::Builder::new()
+        let join = std::thread::Builder::new()
             .name("ttp-writer".into())
             .spawn(move || writer_loop(conn, rx, sink, &path, &opts))
             .map_err(|_| StoreError::WriterGone)?;
         Ok(TagWriter {
-            tx: Some(tx),
-            handle: Some(handle),
+            handle: WriterHandle { tx },
+            join,
         })
     }
 
+    /// Another handle for another thread.
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Commits everything queued and stops the writer. Every other handle
+    /// must have been dropped (the writer runs until the last one is).
+    pub fn finish(self) -> Result<WriteStats, StoreError> {
+        let TagWriter { handle, join } = self;
+        drop(handle);
+        join.join().unwrap_or(Err(StoreError::WriterGone))
+    }
+}
+
+impl std::ops::Deref for TagWriter {
+    type Target = WriterHandle;
+    fn deref(&self) -> &WriterHandle {
+        &self.handle
+    }
+}
+
+impl WriterHandle {
     fn send_msg(&self, msg: Msg) -> Result<(), StoreError> {
-        self.tx
-            .as_ref()
-            .ok_or(StoreError::WriterGone)?
-            .send(msg)
-            .map_err(|_| StoreError::WriterGone)
+        self.tx.send(msg).map_err(|_| StoreError::WriterGone)
     }
 
     /// Queues tags for writing (blocks when the writer is behind).
@@ -341,15 +365,6 @@ impl TagWriter {
         let (reply, done) = mpsc::sync_channel(1);
         self.send_msg(Msg::Flush(reply))?;
         done.recv().map_err(|_| StoreError::WriterGone)
-    }
-
-    /// Flushes everything queued, commits and stops the writer.
-    pub fn finish(mut self) -> Result<WriteStats, StoreError> {
-        self.tx.take();
-        match self.handle.take().map(JoinHandle::join) {
-            Some(Ok(r)) => r,
-            _ => Err(StoreError::WriterGone),
-        }
     }
 }
 

@@ -242,8 +242,14 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
                 })
                 .unwrap_or(Pos::UNKNOWN);
             let message = e.to_string();
-            // serde-saphyr appends "at line X column Y"; keep the first line only.
-            let message = message.lines().next().unwrap_or("invalid YAML").to_string();
+            // Keep the first line, without serde-saphyr's own "at line X,
+            // column Y" (the position is reported separately).
+            let mut message = message.lines().next().unwrap_or("invalid YAML").to_string();
+            if let Some(i) = message.rfind(" at line ") {
+                if message[i..].contains("column") {
+                    message.truncate(i);
+                }
+            }
             Err(SyntaxError { pos, message })
         }
     }

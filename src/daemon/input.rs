@@ -1,0 +1,284 @@
+//! Live input for `ttp run`: stdin until EOF, or a file followed like
+//! `tail -F` (surviving truncation and rotation).
+//!
+//! An input thread reads raw chunks and hands them over a channel, so that
+//! everything read from the source is in the tagging loop's hands at once:
+//! on shutdown the loop drains the channel and loses nothing that was read.
+//! [`ChunkReader`] turns the channel back into a `BufRead` that reports
+//! `WouldBlock` when the source is idle (the loop flushes then).
+
+use std::fs::File;
+use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where events come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Stdin,
+    Follow(PathBuf),
+}
+
+const CHUNK: usize = 256 * 1024;
+/// How often a followed file is checked for growth, truncation or rotation.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Starts the input thread.
+pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Receiver<Vec<u8>>> {
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(64);
+    std::thread::Builder::new()
+        .name("ttp-input".into())
+        .spawn(move || {
+            let result = match source {
+                Source::Stdin => pump(io::stdin().lock(), &tx),
+                Source::Follow(path) => follow(&path, &tx, &shutdown),
+            };
+            if let Err(e) = result {
+                tracing::error!("reading events: {e}");
+            }
+        })?;
+    Ok(rx)
+}
+
+fn pump(mut r: impl Read, tx: &SyncSender<Vec<u8>>) -> io::Result<()> {
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if tx.send(buf[..n].to_vec()).is_err() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(unix)]
+fn inode(m: &std::fs::Metadata) -> u64 {
+    std::os::unix::fs::MetadataExt::ino(m)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &std::fs::Metadata) -> u64 {
+    0
+}
+
+fn open_when_present(path: &Path, shutdown: &AtomicBool) -> io::Result<Option<(File, u64)>> {
+    loop {
+        match File::open(path) {
+            Ok(f) => {
+                let ino = inode(&f.metadata()?);
+                return Ok(Some((f, ino)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if shutdown.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                std::thread::sleep(POLL);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `tail -F`: read to the end, then wait for more; reopen when the path is
+/// replaced (rotation), start over when the file shrinks (truncation).
+fn follow(path: &Path, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::Result<()> {
+    let Some((mut file, mut ino)) = open_when_present(path, shutdown)? else {
+        return Ok(());
+    };
+    let mut pos: u64 = 0;
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        if shutdown.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let n = match file.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n > 0 {
+            pos += n as u64;
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        match std::fs::metadata(path) {
+            Ok(m) if inode(&m) != ino => {
+                // Rotated: finish the old file, then follow the new one.
+                loop {
+                    match file.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            if tx.send(buf[..n].to_vec()).is_err() {
+                                return Ok(());
+                            }
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let Some((f, i)) = open_when_present(path, shutdown)? else {
+                    return Ok(());
+                };
+                tracing::info!(path = %path.display(), "input file rotated; following the new file");
+                file = f;
+                ino = i;
+                pos = 0;
+                continue;
+            }
+            Ok(m) if m.len() < pos => {
+                tracing::info!(path = %path.display(), "input file truncated; reading from the start");
+                file.seek(SeekFrom::Start(0))?;
+                pos = 0;
+                continue;
+            }
+            _ => {}
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The tagging loop's side of the input channel.
+pub struct ChunkReader {
+    rx: Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    offset: usize,
+    idle: Duration,
+    shutdown: Arc<AtomicBool>,
+    draining: bool,
+}
+
+impl ChunkReader {
+    /// `idle`: how long to wait for input before reporting `WouldBlock`.
+    pub fn new(rx: Receiver<Vec<u8>>, idle: Duration, shutdown: Arc<AtomicBool>) -> ChunkReader {
+        ChunkReader {
+            rx,
+            chunk: Vec::new(),
+            offset: 0,
+            idle,
+            shutdown,
+            draining: false,
+        }
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChunkReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.offset >= self.chunk.len() {
+            if self.draining || self.shutdown.load(Ordering::Relaxed) {
+                // Stop: hand over what was already read, then end.
+                self.draining = true;
+                match self.rx.try_recv() {
+                    Ok(c) => {
+                        self.chunk = c;
+                        self.offset = 0;
+                        continue;
+                    }
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(&[]),
+                }
+            }
+            match self.rx.recv_timeout(self.idle) {
+                Ok(c) => {
+                    self.chunk = c;
+                    self.offset = 0;
+                }
+                Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::WouldBlock.into()),
+                Err(RecvTimeoutError::Disconnected) => return Ok(&[]),
+            }
+        }
+        Ok(&self.chunk[self.offset..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.offset = (self.offset + n).min(self.chunk.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn collect_lines(rx: Receiver<Vec<u8>>, want: usize) -> Vec<String> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut r = ChunkReader::new(rx, Duration::from_millis(20), stop);
+        let mut lines = Vec::new();
+        let mut buf = String::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while lines.len() < want && std::time::Instant::now() < deadline {
+            match r.read_line(&mut buf) {
+                Ok(0) => break,
+                Ok(_) if buf.ends_with('\n') => {
+                    lines.push(std::mem::take(&mut buf).trim().to_string())
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        lines
+    }
+
+    #[test]
+    fn follows_appends_truncation_and_rotation() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("events.jsonl");
+        std::fs::write(&path, "one\n").unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let rx = start(Source::Follow(path.clone()), stop.clone()).unwrap();
+        let writer = std::thread::spawn({
+            let path = path.clone();
+            move || {
+                std::thread::sleep(Duration::from_millis(150));
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&path)
+                    .unwrap()
+                    .write_all(b"two\n")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(150));
+                // Truncate in place, then write a shorter content.
+                std::fs::write(&path, "3\n").unwrap();
+                std::thread::sleep(Duration::from_millis(150));
+                // Rotate: move away and create a new file.
+                std::fs::rename(&path, path.with_extension("1")).unwrap();
+                std::fs::write(&path, "four\n").unwrap();
+            }
+        });
+        let lines = collect_lines(rx, 4);
+        stop.store(true, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert_eq!(lines, vec!["one", "two", "3", "four"]);
+    }
+
+    #[test]
+    fn shutdown_drains_what_was_read() {
+        let (tx, rx) = mpsc::sync_channel(8);
+        tx.send(b"a\nb".to_vec()).unwrap();
+        tx.send(b"\nc\n".to_vec()).unwrap();
+        let stop = Arc::new(AtomicBool::new(true));
+        let mut r = ChunkReader::new(rx, Duration::from_millis(10), stop);
+        let mut all = String::new();
+        r.read_to_string(&mut all).unwrap();
+        assert_eq!(all, "a\nb\nc\n");
+        drop(tx);
+    }
+}

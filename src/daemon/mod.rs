@@ -1,0 +1,249 @@
+//! `ttp run`: tag a live event stream while the rules hot-reload.
+//!
+//! Threads, each with one job:
+//! * input ([`input`]): reads stdin or follows a file, hands raw chunks over;
+//! * tagging (the caller's thread): events → engine → batches for the writer;
+//! * reload ([`watch`]): rule files → `RuleSet` → new snapshot → one store;
+//! * state: polls `PRAGMA data_version` on its own read connection and
+//!   installs operator state changes without re-reading rule files;
+//! * writer ([`crate::store::TagWriter`]): the one SQLite writer.
+//!
+//! SIGINT/SIGTERM stop reading; everything already read is tagged and
+//! committed, then the process exits 0.
+
+pub mod input;
+pub mod watch;
+
+use crate::catalog;
+use crate::engine::Engine;
+use crate::event::EventReader;
+use crate::rule::load::LoadedRules;
+use crate::rule::parse::LoadOptions;
+use crate::ruleset::{Refresh, RuleSet};
+use crate::run::{Pipeline, RunError, TagOptions, TagSummary};
+use crate::state::{now_unix, RuleStates};
+use crate::store::{self, NewTagSink, StoreOptions, TagWriter, WriterHandle};
+use input::{ChunkReader, Source};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use watch::{ReloadStats, WatchOptions};
+
+/// Settings of `ttp run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub rules: PathBuf,
+    pub db: PathBuf,
+    pub source: Source,
+    pub tag: TagOptions,
+    pub load: LoadOptions,
+    pub watch: WatchOptions,
+    /// How often operator state changes are looked for.
+    pub state_poll: Duration,
+    /// Idle time after which pending tags are committed.
+    pub idle_flush: Duration,
+}
+
+impl RunOptions {
+    pub fn new(rules: PathBuf, db: PathBuf, source: Source) -> RunOptions {
+        RunOptions {
+            rules,
+            db,
+            source,
+            tag: TagOptions::default(),
+            load: LoadOptions::default(),
+            watch: WatchOptions::default(),
+            state_poll: Duration::from_millis(25),
+            idle_flush: Duration::from_millis(50),
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    pub tags: TagSummary,
+    pub reloads: u64,
+    pub rejected_edits: u64,
+}
+
+impl RunSummary {
+    pub fn render(&self) -> String {
+        format!(
+            "{}\nreloads: {} applied, {} rejected edits",
+            self.tags.render(),
+            self.reloads,
+            self.rejected_edits
+        )
+    }
+}
+
+fn read_connection(db: &Path, opts: &StoreOptions) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    Ok(conn)
+}
+
+/// Watches `ttp_rule_state` through `PRAGMA data_version` and installs
+/// state changes; asks the writer to retire expired states.
+fn state_loop(
+    db: PathBuf,
+    opts: StoreOptions,
+    engine: Arc<Engine>,
+    writer: WriterHandle,
+    poll: Duration,
+    shutdown: Arc<AtomicBool>,
+) {
+    let conn = match read_connection(&db, &opts) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot watch rule states: {e}");
+            return;
+        }
+    };
+    let mut version: Option<i64> = None;
+    let mut asked_expiry: Vec<String> = Vec::new();
+    while !shutdown.load(Ordering::Relaxed) {
+        let v: Option<i64> = conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok();
+        if v != version {
+            version = v;
+            match catalog::load_states(&conn) {
+                Ok(states) => {
+                    let states = RuleStates::new(states);
+                    let snap = engine.snapshot();
+                    if *snap.states() != states {
+                        tracing::info!("rule states changed; applied");
+                        engine.install(snap.with_states(states));
+                    }
+                }
+                Err(e) => tracing::warn!("cannot read rule states: {e}"),
+            }
+        }
+        let expired = engine.snapshot().states().expired(now_unix());
+        if !expired.is_empty() && expired != asked_expiry {
+            asked_expiry = expired;
+            if writer.expire_states(now_unix()).is_err() {
+                return;
+            }
+        }
+        std::thread::sleep(poll);
+    }
+}
+
+/// Runs the daemon until the input ends or `shutdown` is set.
+pub fn run(
+    options: &RunOptions,
+    sink: Option<NewTagSink>,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunSummary, RunError> {
+    let mut set = RuleSet::new(&options.rules, options.load);
+    set.refresh(Refresh::Full)
+        .map_err(|e| RunError::RulesDir(options.rules.clone(), e))?;
+    let loaded = LoadedRules::from_set(&set);
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        tracing::error!("{d}");
+    }
+    let engine = Arc::new(Engine::new(&loaded.rules, options.tag.tag_config.clone()));
+    let writer = TagWriter::start(&options.db, &options.tag.store, sink)?;
+    for w in writer.sync_rules(loaded.rules.clone())?.warnings {
+        tracing::warn!("{w}");
+    }
+    writer.send_changes(loaded.rejections())?;
+    {
+        let conn = read_connection(&options.db, &options.tag.store).map_err(|e| {
+            store::StoreError::Sqlite {
+                path: options.db.clone(),
+                source: e,
+            }
+        })?;
+        let states = catalog::load_states(&conn).map_err(|e| store::StoreError::Sqlite {
+            path: options.db.clone(),
+            source: e,
+        })?;
+        let snap = engine.snapshot();
+        engine.install(snap.with_states(RuleStates::new(states)));
+    }
+    tracing::info!(
+        rules = loaded.rules.len(),
+        broken = loaded.broken_files.len(),
+        dir = %options.rules.display(),
+        "rules loaded; watching for changes"
+    );
+
+    let stop_threads = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(ReloadStats::default());
+    let reload_thread = {
+        let (engine, writer, opts, stop, stats) = (
+            engine.clone(),
+            writer.handle(),
+            options.watch.clone(),
+            stop_threads.clone(),
+            stats.clone(),
+        );
+        std::thread::Builder::new()
+            .name("ttp-reload".into())
+            .spawn(move || watch::run(set, engine, writer, opts, stop, stats))?
+    };
+    let state_thread = {
+        let (db, opts, engine, writer, poll, stop) = (
+            options.db.clone(),
+            options.tag.store.clone(),
+            engine.clone(),
+            writer.handle(),
+            options.state_poll,
+            stop_threads.clone(),
+        );
+        std::thread::Builder::new()
+            .name("ttp-state".into())
+            .spawn(move || state_loop(db, opts, engine, writer, poll, stop))?
+    };
+
+    let chunks = input::start(options.source.clone(), shutdown.clone())?;
+    let mut reader = EventReader::new(ChunkReader::new(
+        chunks,
+        options.idle_flush,
+        shutdown.clone(),
+    ));
+    let mut pipeline = Pipeline::new(&engine, &loaded, options.tag.floor);
+    let mut last_flush = Instant::now();
+    let result = (|| -> Result<(), RunError> {
+        loop {
+            match reader.next_item() {
+                Ok(Some(item)) => {
+                    pipeline.handle(item);
+                    if pipeline.batch_full() || last_flush.elapsed() >= options.idle_flush {
+                        writer.send(pipeline.take_batch())?;
+                        last_flush = Instant::now();
+                    }
+                }
+                Ok(None) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    writer.send(pipeline.take_batch())?;
+                    last_flush = Instant::now();
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        writer.send(pipeline.take_batch())?;
+        Ok(())
+    })();
+    stop_threads.store(true, Ordering::Relaxed);
+    let _ = reload_thread.join();
+    let _ = state_thread.join();
+    let mut summary = RunSummary {
+        tags: pipeline.summary,
+        reloads: stats.reloads.load(Ordering::Relaxed),
+        rejected_edits: stats.rejected.load(Ordering::Relaxed),
+    };
+    summary.tags.write = match (result, writer.finish()) {
+        (_, Err(e)) => return Err(e.into()),
+        (Err(e), Ok(_)) => return Err(e),
+        (Ok(()), Ok(w)) => w,
+    };
+    Ok(summary)
+}

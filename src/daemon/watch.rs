@@ -1,0 +1,322 @@
+//! The reload thread: watches the rules tree (`notify` with the full
+//! debouncer), refreshes the [`RuleSet`], rebuilds the affected lifters'
+//! indexes off the event path and installs the new snapshot with one store.
+//!
+//! It watches the directory tree recursively and the directory's parent
+//! non-recursively (to notice the directory itself being replaced). After a
+//! rescan notice, an overflow or a watcher error it rescans everything, and
+//! it rescans everything periodically as a safety net.
+
+use crate::engine::{Engine, Snapshot};
+use crate::lifter::Lifter;
+use crate::rule::load::is_rule_file_name;
+use crate::ruleset::{Change, Refresh, RuleSet};
+use crate::store::WriterHandle;
+use notify::RecursiveMode;
+use notify_debouncer_full::{new_debouncer, DebounceEventResult};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Settings of the reload thread.
+#[derive(Debug, Clone)]
+pub struct WatchOptions {
+    pub debounce: Duration,
+    pub rescan_every: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            debounce: Duration::from_millis(20),
+            rescan_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters the reload thread shares.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    pub reloads: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+#[cfg(unix)]
+fn dir_identity(dir: &Path) -> Option<u64> {
+    std::fs::metadata(dir)
+        .ok()
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+}
+
+#[cfg(not(unix))]
+fn dir_identity(dir: &Path) -> Option<u64> {
+    std::fs::metadata(dir).ok().map(|_| 0)
+}
+
+/// Whether a name is an editor's temporary, swap or backup file.
+fn is_editor_noise(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || name == "4913"
+        || name.ends_with(".swp")
+        || name.ends_with(".swx")
+}
+
+/// Decides what to refresh for a batch of changed paths.
+fn plan(dir: &Path, paths: &BTreeSet<PathBuf>) -> Option<Refresh> {
+    let mut files = Vec::new();
+    for p in paths {
+        if !p.starts_with(dir) || p == dir {
+            // The directory itself (or its parent's other entries): only the
+            // directory matters, and if it changed everything may have.
+            if p == dir || dir.starts_with(p) {
+                return Some(Refresh::Full);
+            }
+            continue;
+        }
+        let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if p.is_dir() {
+            return Some(Refresh::Full);
+        }
+        if is_rule_file_name(name) {
+            files.push(p.clone());
+        } else if !is_editor_noise(name) {
+            // A name we cannot classify (a directory that is gone, a file
+            // renamed to or from a rule name): look at everything.
+            return Some(Refresh::Full);
+        }
+    }
+    (!files.is_empty()).then_some(Refresh::Paths(files))
+}
+
+/// Rebuilds the indexes of the lifters that `changes` touch and installs
+/// the new snapshot; returns how many rules changed.
+pub fn apply(engine: &Engine, set: &RuleSet, changes: &[Change]) -> usize {
+    let affected: BTreeSet<Lifter> = changes
+        .iter()
+        .flat_map(Change::touched)
+        .filter_map(|r| r.owner())
+        .collect();
+    let touched = changes
+        .iter()
+        .filter(|c| !matches!(c, Change::Rejected { .. }))
+        .count();
+    if touched == 0 {
+        return 0;
+    }
+    let affected: Vec<Lifter> = affected.into_iter().collect();
+    let current = engine.snapshot();
+    let next = Snapshot::rebuild(Some(&current), &set.rules(), &affected);
+    engine.install(next);
+    touched
+}
+
+fn describe(changes: &[Change]) -> String {
+    changes
+        .iter()
+        .map(|c| match c {
+            Change::Loaded(r) => format!("+{}", r.rule_id),
+            Change::Updated { new, .. } => format!("~{}", new.rule_id),
+            Change::Removed { rule, .. } => format!("-{}", rule.rule_id),
+            Change::Rejected { path, .. } => format!("!{}", path.display()),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs the reload loop until `shutdown`.
+pub fn run(
+    mut set: RuleSet,
+    engine: Arc<Engine>,
+    writer: WriterHandle,
+    options: WatchOptions,
+    shutdown: Arc<AtomicBool>,
+    stats: Arc<ReloadStats>,
+) {
+    let dir = set.dir().to_path_buf();
+    // notify reports absolute paths; the rule set speaks in `dir`'s terms.
+    let abs_dir = std::path::absolute(&dir).unwrap_or_else(|_| dir.clone());
+    let to_set_path = |p: &Path| -> PathBuf {
+        match p.strip_prefix(&abs_dir) {
+            Ok(rel) => dir.join(rel),
+            Err(_) => p.to_path_buf(),
+        }
+    };
+    let (tx, rx) = mpsc::channel::<DebounceEventResult>();
+    let mut debouncer = match new_debouncer(options.debounce, None, tx) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!("cannot start the rules watcher: {e}; relying on periodic rescans");
+            return poll_only(set, engine, writer, options, shutdown, stats);
+        }
+    };
+    let watch_dir = |d: &mut notify_debouncer_full::Debouncer<_, _>| {
+        if let Err(e) = d.watch(&dir, RecursiveMode::Recursive) {
+            tracing::warn!(dir = %dir.display(), "cannot watch the rules directory: {e}");
+        }
+    };
+    watch_dir(&mut debouncer);
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if let Err(e) = debouncer.watch(parent, RecursiveMode::NonRecursive) {
+            tracing::debug!("cannot watch {}: {e}", parent.display());
+        }
+    }
+    let mut identity = dir_identity(&dir);
+    let mut next_rescan = Instant::now() + options.rescan_every;
+    while !shutdown.load(Ordering::Relaxed) {
+        let wait = next_rescan
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(200));
+        let (refresh, detected) = match rx.recv_timeout(wait) {
+            Ok(Ok(events)) => {
+                let detected = events
+                    .iter()
+                    .map(|e| e.time)
+                    .min()
+                    .unwrap_or_else(Instant::now);
+                if events.iter().any(|e| e.need_rescan()) {
+                    (Some(Refresh::Full), detected)
+                } else {
+                    let paths: BTreeSet<PathBuf> = events
+                        .iter()
+                        .flat_map(|e| e.paths.iter().map(|p| to_set_path(p)))
+                        .collect();
+                    (plan(&dir, &paths), detected)
+                }
+            }
+            Ok(Err(errors)) => {
+                for e in errors {
+                    tracing::warn!("rules watcher error: {e}; rescanning");
+                }
+                (Some(Refresh::Full), Instant::now())
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if Instant::now() >= next_rescan {
+                    (Some(Refresh::Full), Instant::now())
+                } else {
+                    (None, Instant::now())
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        // The directory replaced (or gone and back): watch the new one.
+        let now_identity = dir_identity(&dir);
+        let refresh = if now_identity != identity {
+            identity = now_identity;
+            if identity.is_some() {
+                let _ = debouncer.unwatch(&dir);
+                watch_dir(&mut debouncer);
+            }
+            Some(Refresh::Full)
+        } else {
+            refresh
+        };
+        let Some(refresh) = refresh else { continue };
+        if matches!(refresh, Refresh::Full) {
+            next_rescan = Instant::now() + options.rescan_every;
+        }
+        reload(&mut set, &engine, &writer, refresh, detected, &stats);
+    }
+}
+
+fn reload(
+    set: &mut RuleSet,
+    engine: &Engine,
+    writer: &WriterHandle,
+    refresh: Refresh,
+    detected: Instant,
+    stats: &ReloadStats,
+) {
+    let changes = match set.refresh(refresh) {
+        Ok(c) => c,
+        Err(e) => {
+            // The directory is unreadable (e.g. being replaced): keep serving.
+            tracing::warn!(dir = %set.dir().display(), "cannot read the rules directory: {e}");
+            return;
+        }
+    };
+    if changes.is_empty() {
+        return;
+    }
+    let touched = apply(engine, set, &changes);
+    let elapsed = detected.elapsed();
+    for c in &changes {
+        if let Change::Rejected {
+            diagnostics, kept, ..
+        } = c
+        {
+            stats.rejected.fetch_add(1, Ordering::Relaxed);
+            for d in diagnostics.iter().filter(|d| d.is_error()) {
+                match kept {
+                    Some(k) => tracing::error!(
+                        "{d} (version {} of {} keeps serving)",
+                        k.rule_version,
+                        k.rule_id
+                    ),
+                    None => tracing::error!("{d}"),
+                }
+            }
+        }
+    }
+    if touched > 0 {
+        stats.reloads.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            "reloaded {touched} rule(s) [{}] in {:.1} ms from change to swap",
+            describe(&changes),
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+    if let Err(e) = writer.send_changes(changes) {
+        tracing::error!("cannot record rule changes: {e}");
+    }
+}
+
+/// Without a working watcher: periodic full rescans only.
+fn poll_only(
+    mut set: RuleSet,
+    engine: Arc<Engine>,
+    writer: WriterHandle,
+    options: WatchOptions,
+    shutdown: Arc<AtomicBool>,
+    stats: Arc<ReloadStats>,
+) {
+    let mut next = Instant::now() + options.rescan_every;
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() >= next {
+            next = Instant::now() + options.rescan_every;
+            reload(
+                &mut set,
+                &engine,
+                &writer,
+                Refresh::Full,
+                Instant::now(),
+                &stats,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_follow_the_paths() {
+        let dir = Path::new("/r");
+        let set = |v: &[&str]| v.iter().map(PathBuf::from).collect::<BTreeSet<_>>();
+        assert!(
+            matches!(plan(dir, &set(&["/r/a.yaml"])), Some(Refresh::Paths(p)) if p == vec![PathBuf::from("/r/a.yaml")])
+        );
+        assert!(plan(dir, &set(&["/r/.a.yaml.swp", "/r/a.yaml~", "/r/4913"])).is_none());
+        assert!(matches!(
+            plan(dir, &set(&["/r/gone-subdir"])),
+            Some(Refresh::Full)
+        ));
+        assert!(matches!(plan(dir, &set(&["/r"])), Some(Refresh::Full)));
+        assert!(plan(dir, &set(&["/other-sibling"])).is_none());
+    }
+}
