@@ -94,6 +94,10 @@ fn follow(path: &Path, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::R
     };
     let mut pos: u64 = 0;
     let mut buf = vec![0u8; CHUNK];
+    // The last bytes read and the file's modification time then: a file
+    // rewritten in place to the same length is noticed by comparing them.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut seen_modified = None;
     loop {
         if shutdown.load(Ordering::Relaxed) {
             return Ok(());
@@ -105,6 +109,14 @@ fn follow(path: &Path, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::R
         };
         if n > 0 {
             pos += n as u64;
+            let keep = n.min(TAIL);
+            if keep == TAIL {
+                tail.clear();
+            } else if tail.len() + keep > TAIL {
+                tail.drain(..tail.len() + keep - TAIL);
+            }
+            tail.extend_from_slice(&buf[n - keep..n]);
+            seen_modified = file.metadata().ok().and_then(|m| m.modified().ok());
             if tx.send(buf[..n].to_vec()).is_err() {
                 return Ok(());
             }
@@ -134,16 +146,42 @@ fn follow(path: &Path, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::R
                 pos = 0;
                 continue;
             }
-            Ok(m) if m.len() < pos => {
+            Ok(m)
+                if m.len() < pos
+                    || (m.len() == pos && rewritten(&mut file, &m, pos, &tail, seen_modified)?) =>
+            {
                 tracing::info!(path = %path.display(), "input file truncated; reading from the start");
                 file.seek(SeekFrom::Start(0))?;
                 pos = 0;
+                tail.clear();
                 continue;
             }
             _ => {}
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// Bytes remembered from the end of what was read.
+const TAIL: usize = 64;
+
+/// Whether a file whose length equals what was read was rewritten in place:
+/// modified since, and its last bytes differ from those read.
+fn rewritten(
+    file: &mut File,
+    meta: &std::fs::Metadata,
+    pos: u64,
+    tail: &[u8],
+    seen_modified: Option<std::time::SystemTime>,
+) -> io::Result<bool> {
+    if tail.is_empty() || meta.modified().ok() == seen_modified {
+        return Ok(false);
+    }
+    let mut now = vec![0u8; tail.len()];
+    file.seek(SeekFrom::Start(pos - tail.len() as u64))?;
+    let same = file.read_exact(&mut now).is_ok() && now == tail;
+    file.seek(SeekFrom::Start(pos))?;
+    Ok(!same)
 }
 
 /// The tagging loop's side of the input channel.
