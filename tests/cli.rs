@@ -370,3 +370,33 @@ fn test_command_reports_failing_examples_by_rule_and_line() {
         .code(1)
         .stdout(predicate::str::contains("T0001: the rule has no examples"));
 }
+
+#[test]
+fn every_rule_version_is_kept_and_a_text_change_without_a_version_bump_warns() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI)]);
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("v.db");
+    let run = || {
+        let mut c = ttp();
+        c.env("TTP_LOG", "warn")
+            .args(["tag", "--rules"])
+            .arg(dir.path())
+            .arg("--db")
+            .arg(&db)
+            .write_stdin(event("e1", "whoami"));
+        c
+    };
+    run().assert().success().stderr(predicate::str::contains("rule_version is still").not());
+    fs::write(dir.path().join("a.yaml"), WHOAMI.replace("confidence: 0.6", "confidence: 0.7")).unwrap();
+    run()
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("the text of rule T0001 changed but rule_version is still 1"));
+    assert_eq!(count(&db, "SELECT count(*) FROM ttp_rule_version WHERE rule_id = 'T0001'"), 2);
+    // Every tag's rule_sha256 resolves to the exact text that produced it.
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM ttp_tag t JOIN ttp_rule_version v ON v.sha256 = t.rule_sha256"),
+        count(&db, "SELECT count(*) FROM ttp_tag")
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM ttp_rule_event WHERE action = 'updated'"), 1);
+}
