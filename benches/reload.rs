@@ -26,7 +26,11 @@ fn rule(version: usize) -> String {
 }
 
 fn main() {
-    let iterations = if std::env::args().any(|a| a == "--bench") { 300 } else { 5 };
+    let iterations = if std::env::args().any(|a| a == "--bench") {
+        300
+    } else {
+        5
+    };
     let work = tempfile::TempDir::new().expect("temp dir");
     let rules = work.path().join("rules");
     std::fs::create_dir_all(&rules).expect("rules dir");
@@ -38,12 +42,20 @@ fn main() {
     let mut set = RuleSet::new(&rules, LoadOptions::default());
     set.refresh(Refresh::Full).expect("load");
     let engine = Arc::new(Engine::new(&set.rules(), TagConfig::default()));
-    let writer = TagWriter::start(&work.path().join("b.db"), &StoreOptions::default(), None).expect("db");
+    let writer =
+        TagWriter::start(&work.path().join("b.db"), &StoreOptions::default(), None).expect("db");
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
         let (engine, handle, stop) = (engine.clone(), writer.handle(), stop.clone());
         std::thread::spawn(move || {
-            watch::run(set, engine, handle, WatchOptions::default(), stop, Arc::new(ReloadStats::default()))
+            watch::run(
+                set,
+                engine,
+                handle,
+                WatchOptions::default(),
+                stop,
+                Arc::new(ReloadStats::default()),
+            )
         })
     };
     std::thread::sleep(Duration::from_millis(200));
@@ -59,10 +71,16 @@ fn main() {
         loop {
             let mut tags = Vec::new();
             engine.tag_event(&event, &mut tags);
-            if tags.iter().any(|t| t.rule_id == "BENCH" && t.technique_id == want) {
+            if tags
+                .iter()
+                .any(|t| t.rule_id == "BENCH" && t.technique_id == want)
+            {
                 break;
             }
-            assert!(saved.elapsed() < Duration::from_secs(10), "reload never happened");
+            assert!(
+                saved.elapsed() < Duration::from_secs(10),
+                "reload never happened"
+            );
             std::thread::sleep(Duration::from_micros(200));
         }
         samples.push(saved.elapsed());
@@ -72,7 +90,9 @@ fn main() {
     let _ = thread.join();
     let _ = writer.finish();
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0;
+    let pct = |p: f64| {
+        samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    };
     println!(
         "reload latency over {} saves (debounce {} ms): p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         samples.len(),

@@ -386,17 +386,38 @@ fn every_rule_version_is_kept_and_a_text_change_without_a_version_bump_warns() {
             .write_stdin(event("e1", "whoami"));
         c
     };
-    run().assert().success().stderr(predicate::str::contains("rule_version is still").not());
-    fs::write(dir.path().join("a.yaml"), WHOAMI.replace("confidence: 0.6", "confidence: 0.7")).unwrap();
     run()
         .assert()
         .success()
-        .stderr(predicate::str::contains("the text of rule T0001 changed but rule_version is still 1"));
-    assert_eq!(count(&db, "SELECT count(*) FROM ttp_rule_version WHERE rule_id = 'T0001'"), 2);
+        .stderr(predicate::str::contains("rule_version is still").not());
+    fs::write(
+        dir.path().join("a.yaml"),
+        WHOAMI.replace("confidence: 0.6", "confidence: 0.7"),
+    )
+    .unwrap();
+    run().assert().success().stderr(predicate::str::contains(
+        "the text of rule T0001 changed but rule_version is still 1",
+    ));
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ttp_rule_version WHERE rule_id = 'T0001'"
+        ),
+        2
+    );
     // Every tag's rule_sha256 resolves to the exact text that produced it.
     assert_eq!(
-        count(&db, "SELECT count(*) FROM ttp_tag t JOIN ttp_rule_version v ON v.sha256 = t.rule_sha256"),
+        count(
+            &db,
+            "SELECT count(*) FROM ttp_tag t JOIN ttp_rule_version v ON v.sha256 = t.rule_sha256"
+        ),
         count(&db, "SELECT count(*) FROM ttp_tag")
     );
-    assert_eq!(count(&db, "SELECT count(*) FROM ttp_rule_event WHERE action = 'updated'"), 1);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ttp_rule_event WHERE action = 'updated'"
+        ),
+        1
+    );
 }
