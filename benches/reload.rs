@@ -17,7 +17,11 @@ use ttp_engine::store::{StoreOptions, TagWriter};
 use ttp_engine::tag::TagConfig;
 
 fn rule(version: usize) -> String {
-    let tech = if version.is_multiple_of(2) { "T1059" } else { "T1105" };
+    let tech = if version.is_multiple_of(2) {
+        "T1059"
+    } else {
+        "T1105"
+    };
     format!(
         "rule_id: BENCH\nrule_version: {version}\nname: bench\napplies_to: [command]\n\
          match: {{field: command_text, contains: probe}}\n\
@@ -63,7 +67,11 @@ fn main() {
         .expect("event");
     let mut samples = Vec::with_capacity(iterations);
     for v in 1..=iterations {
-        let want = if v.is_multiple_of(2) { "T1059" } else { "T1105" };
+        let want = if v.is_multiple_of(2) {
+            "T1059"
+        } else {
+            "T1105"
+        };
         let tmp = rules.join(".bench.yaml.tmp");
         std::fs::write(&tmp, rule(v)).expect("write");
         std::fs::rename(&tmp, &file).expect("rename");
