@@ -164,6 +164,8 @@ pub struct EventReader<R> {
     max_line: usize,
     /// A line is half read: the input reported `WouldBlock` mid-line.
     resume: Option<LineState>,
+    /// Whether the last line read ended with a newline (not cut by EOF).
+    terminated: bool,
     /// Bytes consumed so far (for progress reports).
     pub bytes_read: u64,
 }
@@ -193,6 +195,7 @@ impl<R: BufRead> EventReader<R> {
             buf: Vec::new(),
             max_line,
             resume: None,
+            terminated: true,
             bytes_read: 0,
         }
     }
@@ -228,6 +231,8 @@ impl<R: BufRead> EventReader<R> {
                 if !any {
                     return Ok(None);
                 }
+                // End of input in the middle of a line.
+                self.terminated = false;
                 break;
             }
             any = true;
@@ -248,11 +253,18 @@ impl<R: BufRead> EventReader<R> {
             self.input.consume(used);
             self.bytes_read += used as u64;
             if done.is_some() {
+                self.terminated = true;
                 break;
             }
         }
         self.line_no += 1;
         Ok(Some(!too_long))
+    }
+
+    /// Whether the line behind the last item ended with a newline (false when
+    /// the input ended in the middle of it).
+    pub fn last_line_terminated(&self) -> bool {
+        self.terminated
     }
 
     /// The next event or rejection; `None` at end of input. Blank lines are
@@ -354,6 +366,16 @@ mod tests {
                 (10, "ok"),
             ]
         );
+    }
+
+    #[test]
+    fn an_unterminated_last_line_is_reported() {
+        let mut r = EventReader::new("{}\n{\"a\"".as_bytes());
+        r.next_item().unwrap();
+        assert!(r.last_line_terminated());
+        r.next_item().unwrap();
+        assert!(!r.last_line_terminated());
+        assert!(r.next_item().unwrap().is_none());
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct TagSummary {
     pub eval: EvalStats,
     pub rules_loaded: usize,
     pub rules_broken: usize,
+    /// A last line cut short by a shutdown (not tagged, not counted as read).
+    pub incomplete_at_shutdown: u64,
 }
 
 impl TagSummary {

@@ -214,6 +214,12 @@ pub fn run(
     let result = (|| -> Result<(), RunError> {
         loop {
             match reader.next_item() {
+                Ok(Some(_))
+                    if shutdown.load(Ordering::Relaxed) && !reader.last_line_terminated() =>
+                {
+                    // Cut by the shutdown: not an event, not a bad line.
+                    pipeline.summary.incomplete_at_shutdown += 1;
+                }
                 Ok(Some(item)) => {
                     pipeline.handle(item);
                     if pipeline.batch_full() || last_flush.elapsed() >= options.idle_flush {
