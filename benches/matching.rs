@@ -1,32 +1,25 @@
-//! Matching throughput: the engine tagging a fixed, realistic event mix
-//! (`examples/events.jsonl`) with the shipped pack, and with DECNET's pack
-//! when `../shared` is present. Run with `cargo bench`.
+//! Criterion benches on deterministic fixtures (`ttp_engine::bench::fixtures`):
+//! matching throughput with the shipped pack and DECNET's pack on a fixed
+//! realistic event mix, scaling with generated packs of 1k and 10k regex
+//! rules, index build time, and SQLite tag insert throughput.
+//! Run with `cargo bench --bench matching`.
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
 use std::path::Path;
-use ttp_engine::engine::{Engine, EvalStats};
-use ttp_engine::event::{EventReader, Item, TaggerEvent};
+use std::sync::Arc;
+use ttp_engine::bench::fixtures::{event_mix, regex_pack};
+use ttp_engine::engine::{Engine, EvalStats, Snapshot};
+use ttp_engine::event::TaggerEvent;
 use ttp_engine::rule::load::load_dir;
-use ttp_engine::rule::parse::LoadOptions;
-use ttp_engine::tag::TagConfig;
+use ttp_engine::rule::parse::{parse_rule, LoadOptions};
+use ttp_engine::rule::Rule;
+use ttp_engine::tag::{Tag, TagConfig};
 
-fn events(root: &Path) -> Vec<TaggerEvent> {
-    let file =
-        std::fs::File::open(root.join("examples/events.jsonl")).expect("examples/events.jsonl");
-    let mut reader = EventReader::new(std::io::BufReader::new(file));
-    let mut out = Vec::new();
-    while let Ok(Some(item)) = reader.next_item() {
-        if let Item::Event(_, ev) = item {
-            out.push(ev);
-        }
-    }
-    out
-}
+const MIX: usize = 2000;
 
-fn bench_pack(c: &mut Criterion, name: &str, rules_dir: &Path, events: &[TaggerEvent]) {
-    let loaded = load_dir(rules_dir, LoadOptions::default()).expect("rules directory");
-    let engine = Engine::new(&loaded.rules, TagConfig::default());
+fn bench_engine(c: &mut Criterion, name: &str, rules: &[Arc<Rule>], events: &[TaggerEvent]) {
+    let engine = Engine::new(rules, TagConfig::default());
     let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(events.len() as u64));
     group.bench_function("tag_events", |b| {
@@ -43,17 +36,86 @@ fn bench_pack(c: &mut Criterion, name: &str, rules_dir: &Path, events: &[TaggerE
     group.finish();
 }
 
+fn generated(n: usize) -> Vec<Arc<Rule>> {
+    regex_pack(n)
+        .into_iter()
+        .filter_map(|(name, yaml)| parse_rule(Path::new(&name), &yaml, LoadOptions::default()).0)
+        .map(Arc::new)
+        .collect()
+}
+
 fn matching(c: &mut Criterion) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let events = events(root);
-    bench_pack(c, "shipped_pack", &root.join("rules"), &events);
+    let events = event_mix(MIX, 42);
+    let shipped = load_dir(&root.join("rules"), LoadOptions::default())
+        .expect("rules/")
+        .rules;
+    bench_engine(c, "shipped_pack", &shipped, &events);
     let decnet = root.join("../shared/reference/decnet-rules");
     if decnet.is_dir() {
-        bench_pack(c, "decnet_pack", &decnet, &events);
+        let rules = load_dir(&decnet, LoadOptions::default())
+            .expect("decnet rules")
+            .rules;
+        bench_engine(c, "decnet_pack", &rules, &events);
     } else {
         eprintln!("skipped the DECNET pack: ../shared is absent");
     }
+    for n in [1_000, 10_000] {
+        let rules = generated(n);
+        bench_engine(c, &format!("generated_{n}_rules"), &rules, &events);
+    }
 }
 
-criterion_group!(benches, matching);
+fn index_build(c: &mut Criterion) {
+    let mut group = c.benchmark_group("index_build");
+    group.sample_size(10);
+    for n in [1_000, 10_000] {
+        let rules = generated(n);
+        group.bench_function(format!("{n}_rules"), |b| {
+            b.iter(|| black_box(Snapshot::build(&rules)))
+        });
+    }
+    group.finish();
+}
+
+fn tag_inserts(c: &mut Criterion) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = load_dir(&root.join("rules"), LoadOptions::default())
+        .expect("rules/")
+        .rules;
+    let engine = Engine::new(&rules, TagConfig::default());
+    let mut tags: Vec<Tag> = Vec::new();
+    let mut seed = 0;
+    while tags.len() < 20_000 {
+        seed += 1;
+        for ev in event_mix(MIX, seed) {
+            engine.tag_event(&ev, &mut tags);
+        }
+    }
+    tags.truncate(20_000);
+    let mut group = c.benchmark_group("sqlite");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(tags.len() as u64));
+    group.bench_function("insert_20k_tags", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::TempDir::new().expect("temp dir");
+                let conn = ttp_engine::store::open(&dir.path().join("t.db"), &Default::default())
+                    .expect("db");
+                (dir, conn)
+            },
+            |(_dir, conn)| {
+                black_box(
+                    ttp_engine::store::insert_tags(&conn, &tags)
+                        .expect("insert")
+                        .len(),
+                )
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, matching, index_build, tag_inserts);
 criterion_main!(benches);

@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for a map of the modules.
 
 pub mod attack;
+pub mod bench;
 pub mod catalog;
 pub mod daemon;
 pub mod diag;

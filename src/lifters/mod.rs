@@ -67,6 +67,22 @@ impl LifterRule {
     }
 }
 
+impl LifterRule {
+    /// Whether the rule's predicate accepts the payload (no tags built; used
+    /// by `ttp bench` to time rules one by one).
+    pub fn fires(&self, p: &Map<String, Value>) -> bool {
+        match self {
+            LifterRule::Behavioral(b) => b.fire(p).is_some(),
+            LifterRule::Credential(c) => c.fire(p).is_some(),
+            LifterRule::Canary(c) => c.fire(p).is_some(),
+            LifterRule::Email(e) => e.fire(p).is_some(),
+            LifterRule::Intel(i) => !i.decide(p).is_empty(),
+            LifterRule::Ipv6Leak => matches!(ipv6::fire(p), Ok(Some(_))),
+            LifterRule::Inert => false,
+        }
+    }
+}
+
 /// DECNET's base evidence: `evidence_fields` present in the payload, in order.
 fn field_evidence(rule: &Rule, p: &Map<String, Value>) -> Map<String, Value> {
     let mut ev = Map::new();
