@@ -150,7 +150,7 @@ impl Snapshot {
             }
             let candidates = match how {
                 Evaluation::Indexed => index.candidates(&event.source_kind, &event.payload),
-                Evaluation::BruteForce => index.all_for_kind(&event.source_kind),
+                Evaluation::BruteForce => index.all_for_kind(&event.source_kind).collect(),
             };
             for rule in candidates {
                 let gate = self.states.gate(&rule.rule_id, now);

@@ -37,7 +37,8 @@ struct Bucket {
 pub struct RuleIndex {
     lifter: Lifter,
     rules: Vec<Arc<Rule>>,
-    buckets: HashMap<String, Bucket>,
+    /// Per source kind; a handful, so a linear scan beats hashing.
+    buckets: Vec<(String, Bucket)>,
 }
 
 /// Whether `rule` (owned by `lifter`) can see events of `kind`.
@@ -68,6 +69,8 @@ impl RuleIndex {
                 }
             }
         }
+        let mut buckets: Vec<(String, Bucket)> = buckets.into_iter().collect();
+        buckets.sort_by(|a, b| a.0.cmp(&b.0));
         for (kind, bucket) in &mut buckets {
             let mut per_field: BTreeMap<FieldPath, BTreeMap<Vec<u8>, Vec<u32>>> = BTreeMap::new();
             for (pos, &ri) in bucket.order.iter().enumerate() {
@@ -124,20 +127,24 @@ impl RuleIndex {
         &self.rules
     }
 
+    fn bucket(&self, kind: &str) -> Option<&Bucket> {
+        self.buckets.iter().find(|(k, _)| k == kind).map(|(_, b)| b)
+    }
+
     /// Whether any rule of this index can see `kind`.
     pub fn handles_kind(&self, kind: &str) -> bool {
-        self.buckets.contains_key(kind)
+        self.bucket(kind).is_some()
     }
 
     /// Rules that can match an event of `kind` with this payload, in
     /// evaluation order, after prefiltering.
     pub fn candidates(&self, kind: &str, payload: &Map<String, Value>) -> Vec<&Arc<Rule>> {
-        let Some(bucket) = self.buckets.get(kind) else {
+        let Some(bucket) = self.bucket(kind) else {
             return Vec::new();
         };
-        let mut hit = vec![false; bucket.order.len()];
+        let mut hit = Hits::new(bucket.order.len());
         for &p in &bucket.always {
-            hit[p as usize] = true;
+            hit.set(p);
         }
         let mut lowered = String::new();
         let mut values = Vec::new();
@@ -149,25 +156,62 @@ impl RuleIndex {
             };
             for m in filter.automaton.find_overlapping_iter(text) {
                 for &p in &filter.owners[m.pattern().as_usize()] {
-                    hit[p as usize] = true;
+                    hit.set(p);
                 }
             }
         }
         bucket
             .order
             .iter()
-            .zip(hit)
-            .filter(|(_, h)| *h)
-            .map(|(&ri, _)| &self.rules[ri as usize])
+            .enumerate()
+            .filter(|(pos, _)| hit.get(*pos as u32))
+            .map(|(_, &ri)| &self.rules[ri as usize])
             .collect()
     }
 
     /// Every rule that can see `kind`, in evaluation order (no prefilter).
-    pub fn all_for_kind(&self, kind: &str) -> Vec<&Arc<Rule>> {
-        self.buckets
-            .get(kind)
-            .map(|b| b.order.iter().map(|&ri| &self.rules[ri as usize]).collect())
-            .unwrap_or_default()
+    pub fn all_for_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
+        self.bucket(kind)
+            .map(|b| b.order.as_slice())
+            .unwrap_or(&[])
+            .iter()
+            .map(move |&ri| &self.rules[ri as usize])
+    }
+}
+
+/// A bit per bucket position; no allocation for buckets of up to 256 rules.
+enum Hits {
+    Inline([u64; 4]),
+    Heap(Vec<u64>),
+}
+
+impl Hits {
+    fn new(n: usize) -> Hits {
+        if n <= 256 {
+            Hits::Inline([0; 4])
+        } else {
+            Hits::Heap(vec![0; n.div_ceil(64)])
+        }
+    }
+
+    fn words(&mut self) -> &mut [u64] {
+        match self {
+            Hits::Inline(a) => a,
+            Hits::Heap(v) => v,
+        }
+    }
+
+    fn set(&mut self, p: u32) {
+        let w = self.words();
+        w[(p / 64) as usize] |= 1 << (p % 64);
+    }
+
+    fn get(&self, p: u32) -> bool {
+        let w: &[u64] = match self {
+            Hits::Inline(a) => a,
+            Hits::Heap(v) => v,
+        };
+        w[(p / 64) as usize] & (1 << (p % 64)) != 0
     }
 }
 

@@ -218,7 +218,7 @@ pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<V
              ON CONFLICT(uuid) DO NOTHING",
         )?;
         for t in tags {
-            let evidence = serde_json::Value::Object(t.evidence.clone()).to_string();
+            let evidence = serde_json::to_string(&t.evidence).unwrap_or_else(|_| "{}".into());
             let n = stmt.execute(params![
                 t.uuid,
                 t.source_kind,
@@ -293,7 +293,9 @@ impl TagWriter {
         sink: Option<NewTagSink>,
     ) -> Result<TagWriter, StoreError> {
         let conn = open(path, opts)?;
-        let (tx, rx) = mpsc::sync_channel::<Msg>(64);
+        // A few batches in flight: enough to overlap matching and writing,
+        // few enough to bound memory (a batch holds thousands of tags).
+        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
         let path = path.to_path_buf();
         let opts = opts.clone();
         let join = std::thread::Builder::new()

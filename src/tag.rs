@@ -1,6 +1,5 @@
 //! Tags out (spec §9): the deterministic UUIDv5 key, evidence, `mitre_url`.
 
-use crate::attack::Attack;
 use crate::event::TaggerEvent;
 use crate::rule::{Emit, Rule};
 use serde::Serialize;
@@ -136,7 +135,7 @@ pub fn build_tag(
         rule_version: rule.rule_version,
         evidence,
         attack_release: config.attack_release.clone(),
-        mitre_url: Attack::embedded().mitre_url(sub.unwrap_or(&emit.technique_id)),
+        mitre_url: emit.mitre_url.clone(),
         created_at: created_at.to_string(),
         rule_sha256: rule.source.sha256.clone(),
     }

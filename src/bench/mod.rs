@@ -88,7 +88,7 @@ fn rule_costs(snap: &Snapshot, events: &[TaggerEvent], top: usize) -> Vec<RuleCo
             let rules: Vec<&Arc<Rule>> = if lifter == Lifter::RuleEngine {
                 index.candidates(&ev.source_kind, &ev.payload)
             } else {
-                index.all_for_kind(&ev.source_kind)
+                index.all_for_kind(&ev.source_kind).collect()
             };
             for rule in rules {
                 let t0 = Instant::now();

@@ -41,17 +41,33 @@ pub enum EngineKind {
 #[derive(Debug)]
 enum Engine {
     Linear {
-        re: regex::Regex,
+        re: LinearRegex,
         /// Python `$` emulation: also search without a final `\n`.
         end_anchor: bool,
         /// For `\b` on haystacks holding characters whose word-ness differs
-        /// between Python and the regex crate.
-        exact_word: Option<Box<fancy_regex::Regex>>,
+        /// between Python and the regex crate: the exact pattern, compiled on
+        /// first need (rare: only such non-ASCII haystacks need it).
+        exact_word: Option<Box<LazyExact>>,
     },
     Backtracking {
         re: fancy_regex::Regex,
         reason: &'static str,
     },
+}
+
+/// The exact (backtracking) form of a linear pattern, compiled on first use.
+#[derive(Debug)]
+struct LazyExact {
+    pattern: String,
+    compiled: OnceLock<Option<fancy_regex::Regex>>,
+}
+
+impl LazyExact {
+    fn get(&self) -> Option<&fancy_regex::Regex> {
+        self.compiled
+            .get_or_init(|| build_fancy(&self.pattern).ok())
+            .as_ref()
+    }
 }
 
 /// A compiled Python regular expression.
@@ -62,6 +78,27 @@ pub struct PyRegex {
     /// A `regex`-syntax pattern whose language contains the original's, for
     /// literal extraction by the prefilter.
     superset: String,
+}
+
+/// A linear-time matcher: `regex-automata`'s meta engine limited to the
+/// lazy DFA and the PikeVM (no one-pass DFA, no bounded backtracker, no
+/// explicit capture groups), which keeps compile time and memory small for packs of
+/// thousands of rules while keeping linear-time search.
+type LinearRegex = regex_automata::meta::Regex;
+
+fn build_linear(pattern: &str) -> Result<LinearRegex, CompileError> {
+    use regex_automata::{meta, nfa::thompson::WhichCaptures};
+    meta::Regex::builder()
+        .configure(
+            meta::Config::new()
+                .nfa_size_limit(Some(SIZE_LIMIT))
+                .onepass(false)
+                .backtrack(false)
+                .which_captures(WhichCaptures::Implicit)
+                .hybrid_cache_capacity(256 * 1024),
+        )
+        .build(pattern)
+        .map_err(|e| CompileError::Engine(e.to_string()))
 }
 
 fn build_fancy(pattern: &str) -> Result<fancy_regex::Regex, CompileError> {
@@ -103,12 +140,12 @@ impl PyRegex {
                 end_anchor,
                 unicode_word_boundary,
             }) => {
-                let re = regex::RegexBuilder::new(&linear)
-                    .size_limit(SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| CompileError::Engine(e.to_string()))?;
+                let re = build_linear(&linear)?;
                 let exact_word = if unicode_word_boundary {
-                    Some(Box::new(build_fancy(&exact(pattern)?)?))
+                    Some(Box::new(LazyExact {
+                        pattern: exact(pattern)?,
+                        compiled: OnceLock::new(),
+                    }))
                 } else {
                     None
                 };
@@ -166,7 +203,9 @@ impl PyRegex {
             } => {
                 if let Some(exact) = exact_word {
                     if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
-                        return exact.is_match(haystack).map_err(|_| StepLimitExceeded);
+                        if let Some(re) = exact.get() {
+                            return re.is_match(haystack).map_err(|_| StepLimitExceeded);
+                        }
                     }
                 }
                 if re.is_match(haystack) {
@@ -196,15 +235,17 @@ impl PyRegex {
             } => {
                 if let Some(exact) = exact_word {
                     if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
-                        return exact.find(haystack).ok().flatten().map(|m| m.as_str());
+                        if let Some(re) = exact.get() {
+                            return re.find(haystack).ok().flatten().map(|m| m.as_str());
+                        }
                     }
                 }
                 if let Some(m) = re.find(haystack) {
-                    return Some(m.as_str());
+                    return haystack.get(m.range());
                 }
                 if *end_anchor {
                     if let Some(stripped) = haystack.strip_suffix('\n') {
-                        return re.find(stripped).map(|m| m.as_str());
+                        return re.find(stripped).and_then(|m| stripped.get(m.range()));
                     }
                 }
                 None

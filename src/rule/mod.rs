@@ -23,6 +23,8 @@ pub struct Emit {
     pub technique_id: String,
     pub sub_technique_id: Option<String>,
     pub confidence: f64,
+    /// DECNET's `mitre_url` for this emit, resolved once at load time.
+    pub mitre_url: Option<String>,
 }
 
 /// Where a rule came from: the exact file text and its SHA-256.

@@ -619,11 +619,13 @@ fn emit(n: &Node, ctx: &mut Ctx) -> Option<Emit> {
     let confidence = confidence(n, ctx);
     let (tactic, technique, sub, confidence) = (tactic?, technique?, sub?, confidence?);
     check_attack(n, &tactic, &technique, sub.as_deref(), ctx);
+    let mitre_url = Attack::embedded().mitre_url(sub.as_deref().unwrap_or(&technique));
     Some(Emit {
         tactic,
         technique_id: technique,
         sub_technique_id: sub,
         confidence,
+        mitre_url,
     })
 }
 
