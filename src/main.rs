@@ -54,30 +54,11 @@ enum Command {
     /// reported). Bad event lines are counted by reason and skipped. A summary
     /// goes to stderr.
     Tag {
-        /// The rules directory (read recursively: *.yaml, *.yml).
-        #[arg(long, env = "TTP_RULES", default_value = "rules")]
-        rules: PathBuf,
-        /// The SQLite file tags are written to (created if missing).
-        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
-        db: PathBuf,
+        #[command(flatten)]
+        common: TaggingArgs,
         /// JSON-lines events, one TaggerEvent per line; `-` reads stdin.
         #[arg(long, default_value = "-")]
         events: String,
-        /// Tags with a confidence below this are counted but not written.
-        #[arg(long, default_value_t = DEFAULT_FLOOR)]
-        floor: f64,
-        /// Print the tags this run newly inserted, as JSON lines on stdout.
-        #[arg(long)]
-        emit_tags: bool,
-        /// The `attack_release` value written on every tag.
-        #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
-        attack_release: String,
-        /// Treat unknown keys in rule files as errors (those rules do not load).
-        #[arg(long)]
-        strict: bool,
-        /// How long to wait for another process's lock on the database, in ms.
-        #[arg(long, default_value_t = 5000)]
-        lock_timeout_ms: u64,
     },
     /// Run every rule's embedded examples and the precision gate.
     ///
@@ -108,30 +89,11 @@ enum Command {
     /// changes (`ttp rule disable|enable|clip`) apply within 100 ms.
     /// SIGINT/SIGTERM: stop reading, commit what was read, exit 0.
     Run {
-        /// The rules directory (read recursively: *.yaml, *.yml).
-        #[arg(long, env = "TTP_RULES", default_value = "rules")]
-        rules: PathBuf,
-        /// The SQLite file tags are written to (created if missing).
-        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
-        db: PathBuf,
+        #[command(flatten)]
+        common: TaggingArgs,
         /// `-` for stdin, or a JSON-lines file to follow.
         #[arg(long, default_value = "-")]
         events: String,
-        /// Tags with a confidence below this are counted but not written.
-        #[arg(long, default_value_t = DEFAULT_FLOOR)]
-        floor: f64,
-        /// Print the tags newly inserted, as JSON lines on stdout.
-        #[arg(long)]
-        emit_tags: bool,
-        /// The `attack_release` value written on every tag.
-        #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
-        attack_release: String,
-        /// Treat unknown keys in rule files as errors.
-        #[arg(long)]
-        strict: bool,
-        /// How long to wait for another process's lock on the database, in ms.
-        #[arg(long, default_value_t = 5000)]
-        lock_timeout_ms: u64,
         /// Quiet time before a burst of file events is applied, in ms.
         #[arg(long, default_value_t = 20)]
         debounce_ms: u64,
@@ -188,6 +150,51 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+}
+
+/// What `ttp tag` and `ttp run` share.
+#[derive(clap::Args)]
+struct TaggingArgs {
+    /// The rules directory (read recursively: *.yaml, *.yml).
+    #[arg(long, env = "TTP_RULES", default_value = "rules")]
+    rules: PathBuf,
+    /// The SQLite file tags are written to (created if missing).
+    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+    db: PathBuf,
+    /// Tags with a confidence below this are counted but not written.
+    #[arg(long, default_value_t = DEFAULT_FLOOR)]
+    floor: f64,
+    /// Print the tags newly inserted, as JSON lines on stdout.
+    #[arg(long)]
+    emit_tags: bool,
+    /// The `attack_release` value written on every tag.
+    #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
+    attack_release: String,
+    /// Treat unknown keys in rule files as errors (those rules do not load).
+    #[arg(long)]
+    strict: bool,
+    /// How long to wait for another process's lock on the database, in ms.
+    #[arg(long, default_value_t = 5000)]
+    lock_timeout_ms: u64,
+}
+
+impl TaggingArgs {
+    fn tag_options(&self) -> Result<TagOptions> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.floor),
+            "--floor must be between 0 and 1 (got {})",
+            self.floor
+        );
+        Ok(TagOptions {
+            floor: self.floor,
+            tag_config: TagConfig {
+                attack_release: self.attack_release.clone(),
+            },
+            store: StoreOptions {
+                busy_timeout: Duration::from_millis(self.lock_timeout_ms),
+            },
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -294,26 +301,13 @@ fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn tag(
-    rules: PathBuf,
-    db: PathBuf,
-    events: String,
-    floor: f64,
-    emit_tags: bool,
-    attack_release: String,
-    strict: bool,
-    lock_timeout_ms: u64,
-) -> Result<ExitCode> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&floor),
-        "--floor must be between 0 and 1 (got {floor})"
-    );
-    let loaded = load_rules(&rules, strict)?;
+fn tag(common: TaggingArgs, events: String) -> Result<ExitCode> {
+    let options = common.tag_options()?;
+    let loaded = load_rules(&common.rules, common.strict)?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
-    let engine = Engine::new(&loaded.rules, TagConfig { attack_release });
+    let engine = Engine::new(&loaded.rules, options.tag_config.clone());
     let input: Box<dyn BufRead> = if events == "-" {
         Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
     } else {
@@ -321,21 +315,14 @@ fn tag(
             .with_context(|| format!("cannot open the events file {events}"))?;
         Box::new(BufReader::with_capacity(1 << 20, f))
     };
-    let sink = emit_sink(emit_tags);
-    let options = TagOptions {
-        floor,
-        tag_config: engine.config().clone(),
-        store: StoreOptions {
-            busy_timeout: Duration::from_millis(lock_timeout_ms),
-        },
-    };
+    let sink = emit_sink(common.emit_tags);
     let interactive = std::io::stderr().is_terminal();
     let mut last = std::time::Instant::now();
     let summary = tag_stream(
         &engine,
         &loaded,
         input,
-        &db,
+        &common.db,
         &options,
         sink,
         |events, bytes| {
@@ -429,37 +416,22 @@ fn test_rules(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn run_daemon(
-    rules: PathBuf,
-    db: PathBuf,
+    common: TaggingArgs,
     events: String,
-    floor: f64,
-    emit_tags: bool,
-    attack_release: String,
-    strict: bool,
-    lock_timeout_ms: u64,
     debounce_ms: u64,
     rescan_secs: u64,
 ) -> Result<ExitCode> {
-    anyhow::ensure!(
-        (0.0..=1.0).contains(&floor),
-        "--floor must be between 0 and 1 (got {floor})"
-    );
     let source = if events == "-" {
         Source::Stdin
     } else {
         Source::Follow(PathBuf::from(events))
     };
-    let mut options = RunOptions::new(rules, db, source);
-    options.tag = TagOptions {
-        floor,
-        tag_config: TagConfig { attack_release },
-        store: StoreOptions {
-            busy_timeout: Duration::from_millis(lock_timeout_ms),
-        },
+    let mut options = RunOptions::new(common.rules.clone(), common.db.clone(), source);
+    options.tag = common.tag_options()?;
+    options.load = LoadOptions {
+        strict: common.strict,
     };
-    options.load = LoadOptions { strict };
     options.watch = WatchOptions {
         debounce: Duration::from_millis(debounce_ms.max(1)),
         rescan_every: Duration::from_secs(rescan_secs.max(1)),
@@ -469,7 +441,7 @@ fn run_daemon(
         signal_hook::flag::register(sig, shutdown.clone())
             .context("cannot install signal handlers")?;
     }
-    let summary = ttp_engine::daemon::run(&options, emit_sink(emit_tags), shutdown)?;
+    let summary = ttp_engine::daemon::run(&options, emit_sink(common.emit_tags), shutdown)?;
     eprintln!("{}", summary.render());
     Ok(ExitCode::SUCCESS)
 }
@@ -692,48 +664,13 @@ fn main() -> ExitCode {
             strict,
             format,
         } => check(rules, strict, format),
-        Command::Tag {
-            rules,
-            db,
-            events,
-            floor,
-            emit_tags,
-            attack_release,
-            strict,
-            lock_timeout_ms,
-        } => tag(
-            rules,
-            db,
-            events,
-            floor,
-            emit_tags,
-            attack_release,
-            strict,
-            lock_timeout_ms,
-        ),
+        Command::Tag { common, events } => tag(common, events),
         Command::Run {
-            rules,
-            db,
+            common,
             events,
-            floor,
-            emit_tags,
-            attack_release,
-            strict,
-            lock_timeout_ms,
             debounce_ms,
             rescan_secs,
-        } => run_daemon(
-            rules,
-            db,
-            events,
-            floor,
-            emit_tags,
-            attack_release,
-            strict,
-            lock_timeout_ms,
-            debounce_ms,
-            rescan_secs,
-        ),
+        } => run_daemon(common, events, debounce_ms, rescan_secs),
         Command::Rule(cmd) => rule_command(cmd),
         Command::Bench {
             rules,

@@ -421,3 +421,47 @@ fn every_rule_version_is_kept_and_a_text_change_without_a_version_bump_warns() {
         1
     );
 }
+
+#[test]
+fn bench_reports_throughput_latency_costs_and_scaling() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yaml", WGET)]);
+    let work = TempDir::new().unwrap();
+    let events = work.path().join("e.jsonl");
+    let lines: Vec<String> = (0..200)
+        .map(|i| {
+            event(
+                &format!("b{i}"),
+                if i % 2 == 0 { "whoami" } else { "ls -la" },
+            )
+        })
+        .collect();
+    fs::write(&events, lines.join("\n")).unwrap();
+    let out = ttp()
+        .args([
+            "bench",
+            "--repeat",
+            "2",
+            "--threads",
+            "2",
+            "--format",
+            "json",
+            "--rules",
+        ])
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["events"], 200);
+    assert_eq!(r["rules"], 2);
+    assert!(r["matching"]["events_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["matching"]["tags_per_s"].as_f64().unwrap() > 0.0);
+    assert!(r["with_sqlite"]["events_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(r["scaling"].as_array().unwrap().len(), 2);
+    let costs = r["rule_costs"].as_array().unwrap();
+    assert!(costs.iter().any(|c| c["rule_id"] == "T0001"), "{costs:?}");
+    // The prefilter skips the curl/wget rule for events without those words.
+    assert!(r["rules_evaluated_per_event"].as_f64().unwrap() < 2.0);
+}

@@ -131,11 +131,13 @@ fn matching_pass(snap: &Snapshot, config: &TagConfig, events: &[TaggerEvent]) ->
 }
 
 fn scratch_db() -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "ttp-bench-{}-{}.db",
-        std::process::id(),
-        Instant::now().elapsed().as_nanos()
-    ))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    std::env::temp_dir().join(format!("ttp-bench-{}-{nanos}-{n}.db", std::process::id()))
 }
 
 fn sqlite_pass(
