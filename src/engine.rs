@@ -24,6 +24,9 @@ pub struct Snapshot {
     /// listings show them, never evaluated.
     unowned: Vec<Arc<Rule>>,
     states: Arc<RuleStates>,
+    /// For each source kind any index handles: the bucket of each lifter's
+    /// index (resolved once per event instead of once per lifter).
+    routes: Arc<Vec<(String, Vec<Option<usize>>)>>,
 }
 
 /// Counters from evaluating events.
@@ -76,7 +79,7 @@ impl Snapshot {
                 None => unowned.push(rule.clone()),
             }
         }
-        let indexes = Lifter::ALL
+        let indexes: Vec<Arc<RuleIndex>> = Lifter::ALL
             .iter()
             .zip(per)
             .map(|(l, rules)| match previous {
@@ -84,10 +87,12 @@ impl Snapshot {
                 _ => Arc::new(RuleIndex::build(*l, rules)),
             })
             .collect();
+        let routes = Arc::new(routes(&indexes));
         Snapshot {
             indexes,
             unowned,
             states: previous.map(|p| p.states.clone()).unwrap_or_default(),
+            routes,
         }
     }
 
@@ -134,13 +139,16 @@ impl Snapshot {
         } else {
             now_unix()
         };
-        for index in &self.indexes {
-            if !index.handles_kind(&event.source_kind) {
+        let Some((_, buckets)) = self.routes.iter().find(|(k, _)| *k == event.source_kind) else {
+            return stats;
+        };
+        for (index, bucket) in self.indexes.iter().zip(buckets) {
+            let Some(bucket) = *bucket else {
                 continue;
-            }
+            };
             if index.lifter() != Lifter::RuleEngine {
                 let ts = created_at.get_or_insert_with(now_timestamp);
-                let rules = index.all_for_kind(&event.source_kind);
+                let rules = index.all_in(bucket);
                 let gate = |id: &str| self.states.gate(id, now);
                 match lifters::run(index.lifter(), rules, event, config, &gate, ts, out) {
                     Ok(n) => stats.rules_evaluated += n,
@@ -149,8 +157,8 @@ impl Snapshot {
                 continue;
             }
             let candidates = match how {
-                Evaluation::Indexed => index.candidates(&event.source_kind, &event.payload),
-                Evaluation::BruteForce => index.all_for_kind(&event.source_kind).collect(),
+                Evaluation::Indexed => index.candidates_in(bucket, &event.payload),
+                Evaluation::BruteForce => index.all_in(bucket).collect(),
             };
             for rule in candidates {
                 let gate = self.states.gate(&rule.rule_id, now);
@@ -190,6 +198,21 @@ impl Snapshot {
         }
         stats
     }
+}
+
+fn routes(indexes: &[Arc<RuleIndex>]) -> Vec<(String, Vec<Option<usize>>)> {
+    let mut kinds: Vec<&str> = indexes.iter().flat_map(|i| i.kinds()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    kinds
+        .into_iter()
+        .map(|k| {
+            (
+                k.to_string(),
+                indexes.iter().map(|i| i.bucket_id(k)).collect(),
+            )
+        })
+        .collect()
 }
 
 /// The live engine: the current snapshot and the tag settings.

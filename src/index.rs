@@ -128,7 +128,18 @@ impl RuleIndex {
     }
 
     fn bucket(&self, kind: &str) -> Option<&Bucket> {
-        self.buckets.iter().find(|(k, _)| k == kind).map(|(_, b)| b)
+        self.bucket_id(kind).map(|i| &self.buckets[i].1)
+    }
+
+    /// The position of `kind`'s bucket (resolve once, then use the `_in`
+    /// methods, to avoid comparing the kind again and again).
+    pub fn bucket_id(&self, kind: &str) -> Option<usize> {
+        self.buckets.iter().position(|(k, _)| k == kind)
+    }
+
+    /// The source kinds this index has rules for.
+    pub fn kinds(&self) -> impl Iterator<Item = &str> {
+        self.buckets.iter().map(|(k, _)| k.as_str())
     }
 
     /// Whether any rule of this index can see `kind`.
@@ -139,7 +150,15 @@ impl RuleIndex {
     /// Rules that can match an event of `kind` with this payload, in
     /// evaluation order, after prefiltering.
     pub fn candidates(&self, kind: &str, payload: &Map<String, Value>) -> Vec<&Arc<Rule>> {
-        let Some(bucket) = self.bucket(kind) else {
+        match self.bucket_id(kind) {
+            Some(b) => self.candidates_in(b, payload),
+            None => Vec::new(),
+        }
+    }
+
+    /// [`RuleIndex::candidates`] for a bucket found with [`RuleIndex::bucket_id`].
+    pub fn candidates_in(&self, bucket_id: usize, payload: &Map<String, Value>) -> Vec<&Arc<Rule>> {
+        let Some((_, bucket)) = self.buckets.get(bucket_id) else {
             return Vec::new();
         };
         let mut hit = Hits::new(bucket.order.len());
@@ -171,8 +190,14 @@ impl RuleIndex {
 
     /// Every rule that can see `kind`, in evaluation order (no prefilter).
     pub fn all_for_kind<'a>(&'a self, kind: &str) -> impl Iterator<Item = &'a Arc<Rule>> + 'a {
-        self.bucket(kind)
-            .map(|b| b.order.as_slice())
+        self.all_in(self.bucket_id(kind).unwrap_or(usize::MAX))
+    }
+
+    /// [`RuleIndex::all_for_kind`] for a bucket found with [`RuleIndex::bucket_id`].
+    pub fn all_in(&self, bucket_id: usize) -> impl Iterator<Item = &Arc<Rule>> + '_ {
+        self.buckets
+            .get(bucket_id)
+            .map(|(_, b)| b.order.as_slice())
             .unwrap_or(&[])
             .iter()
             .map(move |&ri| &self.rules[ri as usize])
