@@ -193,65 +193,62 @@ impl PyRegex {
         &self.superset
     }
 
-    /// Python's `re.search(pattern, haystack) is not None`.
-    pub fn is_match(&self, haystack: &str) -> Result<bool, StepLimitExceeded> {
+    /// Runs a search with Python's semantics: the exact engine where the
+    /// linear one could differ (word boundaries next to some non-ASCII
+    /// characters), and `$` also just before a final newline.
+    fn search<'h, T>(
+        &self,
+        haystack: &'h str,
+        linear: impl Fn(&LinearRegex, &'h str) -> Option<T>,
+        exact: impl Fn(&fancy_regex::Regex, &'h str) -> Result<Option<T>, fancy_regex::Error>,
+    ) -> Result<Option<T>, StepLimitExceeded> {
         match &self.engine {
             Engine::Linear {
                 re,
                 end_anchor,
                 exact_word,
             } => {
-                if let Some(exact) = exact_word {
+                if let Some(lazy) = exact_word {
                     if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
-                        if let Some(re) = exact.get() {
-                            return re.is_match(haystack).map_err(|_| StepLimitExceeded);
+                        if let Some(re) = lazy.get() {
+                            return exact(re, haystack).map_err(|_| StepLimitExceeded);
                         }
                     }
                 }
-                if re.is_match(haystack) {
-                    return Ok(true);
+                if let Some(found) = linear(re, haystack) {
+                    return Ok(Some(found));
                 }
                 if *end_anchor {
                     if let Some(stripped) = haystack.strip_suffix('\n') {
-                        return Ok(re.is_match(stripped));
+                        return Ok(linear(re, stripped));
                     }
                 }
-                Ok(false)
+                Ok(None)
             }
-            Engine::Backtracking { re, .. } => re.is_match(haystack).map_err(|_| StepLimitExceeded),
+            Engine::Backtracking { re, .. } => exact(re, haystack).map_err(|_| StepLimitExceeded),
         }
     }
-}
 
-impl PyRegex {
+    /// Python's `re.search(pattern, haystack) is not None`.
+    pub fn is_match(&self, haystack: &str) -> Result<bool, StepLimitExceeded> {
+        self.search(
+            haystack,
+            |re, h| re.is_match(h).then_some(()),
+            |re, h| re.is_match(h).map(|m| m.then_some(())),
+        )
+        .map(|m| m.is_some())
+    }
+
     /// The text of the leftmost match, as `re.search(...).group(0)`. A match
     /// abandoned at the step limit counts as none.
     pub fn find<'h>(&self, haystack: &'h str) -> Option<&'h str> {
-        match &self.engine {
-            Engine::Linear {
-                re,
-                end_anchor,
-                exact_word,
-            } => {
-                if let Some(exact) = exact_word {
-                    if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
-                        if let Some(re) = exact.get() {
-                            return re.find(haystack).ok().flatten().map(|m| m.as_str());
-                        }
-                    }
-                }
-                if let Some(m) = re.find(haystack) {
-                    return haystack.get(m.range());
-                }
-                if *end_anchor {
-                    if let Some(stripped) = haystack.strip_suffix('\n') {
-                        return re.find(stripped).and_then(|m| stripped.get(m.range()));
-                    }
-                }
-                None
-            }
-            Engine::Backtracking { re, .. } => re.find(haystack).ok().flatten().map(|m| m.as_str()),
-        }
+        self.search(
+            haystack,
+            |re, h| re.find(h).and_then(|m| h.get(m.range())),
+            |re, h| re.find(h).map(|m| m.map(|m| m.as_str())),
+        )
+        .ok()
+        .flatten()
     }
 }
 
