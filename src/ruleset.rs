@@ -60,6 +60,47 @@ impl FileEntry {
     }
 }
 
+/// A file read and parsed, not yet applied.
+struct Prepared {
+    fingerprint: Option<Fingerprint>,
+    outcome: Outcome,
+}
+
+enum Outcome {
+    /// Same text as last time: nothing to do.
+    Unchanged,
+    Unreadable(Box<Diagnostic>),
+    Parsed {
+        sha256: String,
+        rule: Option<Box<Rule>>,
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn prepare(path: &Path, known_sha: Option<&str>, force: bool, options: LoadOptions) -> Prepared {
+    let fingerprint = fingerprint(path);
+    let outcome = match load_file_text(path) {
+        Err(d) => Outcome::Unreadable(d),
+        Ok(text) => {
+            let sha256 = crate::rule::parse::sha256_hex(&text);
+            if !force && known_sha == Some(sha256.as_str()) {
+                Outcome::Unchanged
+            } else {
+                let (rule, diagnostics) = parse_rule(path, &text, options);
+                Outcome::Parsed {
+                    sha256,
+                    rule: rule.map(Box::new),
+                    diagnostics,
+                }
+            }
+        }
+    };
+    Prepared {
+        fingerprint,
+        outcome,
+    }
+}
+
 /// One change a refresh made.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -178,9 +219,7 @@ impl RuleSet {
         for p in gone {
             self.remove(&p, &mut changes);
         }
-        for p in present {
-            self.update(&p, false, &mut changes);
-        }
+        self.update_many(&present, &mut changes);
         self.retry_blocked(&mut changes);
         Ok(changes)
     }
@@ -222,29 +261,77 @@ impl RuleSet {
     }
 
     fn update(&mut self, path: &Path, force: bool, changes: &mut Vec<Change>) {
-        let fp = fingerprint(path);
-        let (text, mut diagnostics) = match load_file_text(path) {
-            Ok(t) => (t, Vec::new()),
-            Err(d) => (String::new(), vec![*d]),
-        };
-        let entry = self.files.entry(path.to_path_buf()).or_default();
-        entry.fingerprint = fp;
-        if diagnostics.is_empty() {
-            let sha = crate::rule::parse::sha256_hex(&text);
-            if !force && entry.sha256.as_deref() == Some(&sha) {
-                return;
+        let known = self.files.get(path).and_then(|e| e.sha256.clone());
+        let prepared = prepare(path, known.as_deref(), force, self.options);
+        self.apply(path, prepared, changes);
+    }
+
+    /// Reads and parses several files on all cores, then applies them in
+    /// path order (parsing is independent per file; applying is not).
+    fn update_many(&mut self, paths: &[PathBuf], changes: &mut Vec<Change>) {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
+        if threads < 2 || paths.len() < 16 {
+            for p in paths {
+                self.update(p, false, changes);
             }
-            entry.sha256 = Some(sha);
-        } else {
-            entry.sha256 = None;
+            return;
         }
-        let mut parsed = None;
-        if diagnostics.is_empty() {
-            let (rule, diags) = parse_rule(path, &text, self.options);
-            parsed = rule;
-            diagnostics = diags;
+        let known: Vec<Option<String>> = paths
+            .iter()
+            .map(|p| self.files.get(p).and_then(|e| e.sha256.clone()))
+            .collect();
+        let options = self.options;
+        let chunk = paths.len().div_ceil(threads);
+        let prepared: Vec<Prepared> = std::thread::scope(|scope| {
+            let handles: Vec<_> = paths
+                .chunks(chunk)
+                .zip(known.chunks(chunk))
+                .map(|(ps, ks)| {
+                    scope.spawn(move || {
+                        ps.iter()
+                            .zip(ks)
+                            .map(|(p, k)| prepare(p, k.as_deref(), false, options))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        if prepared.len() != paths.len() {
+            // A parsing thread panicked: fall back to doing it here.
+            for p in paths {
+                self.update(p, false, changes);
+            }
+            return;
         }
+        for (p, prep) in paths.iter().zip(prepared) {
+            self.apply(p, prep, changes);
+        }
+    }
+
+    fn apply(&mut self, path: &Path, prepared: Prepared, changes: &mut Vec<Change>) {
         let entry = self.files.entry(path.to_path_buf()).or_default();
+        entry.fingerprint = prepared.fingerprint;
+        let (parsed, mut diagnostics) = match prepared.outcome {
+            Outcome::Unchanged => return,
+            Outcome::Unreadable(d) => {
+                entry.sha256 = None;
+                (None, vec![*d])
+            }
+            Outcome::Parsed {
+                sha256,
+                rule,
+                diagnostics,
+            } => {
+                entry.sha256 = Some(sha256);
+                (rule, diagnostics)
+            }
+        };
         entry.blocked_by = None;
         let Some(rule) = parsed else {
             entry.diagnostics = diagnostics.clone();
@@ -255,7 +342,7 @@ impl RuleSet {
             });
             return;
         };
-        let rule = Arc::new(rule);
+        let rule: Arc<Rule> = Arc::from(rule);
         if let Some(owner) = self
             .owners
             .get(&rule.rule_id)
