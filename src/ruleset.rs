@@ -537,6 +537,27 @@ mod tests {
     }
 
     #[test]
+    fn a_large_directory_loads_in_path_order_and_the_first_duplicate_wins() {
+        let dir = tempfile::TempDir::new().unwrap();
+        for i in 0..40 {
+            fs::write(
+                dir.path().join(format!("r{i:02}.yaml")),
+                rule(&format!("R{i:02}"), "T1059"),
+            )
+            .unwrap();
+        }
+        // r40 repeats r07's id: the earlier path keeps it.
+        fs::write(dir.path().join("r40.yaml"), rule("R07", "T1105")).unwrap();
+        let mut set = RuleSet::new(dir.path(), LoadOptions::default());
+        set.refresh(Refresh::Full).unwrap();
+        let got = ids(&set);
+        let want: Vec<String> = (0..40).map(|i| format!("R{i:02}")).collect();
+        assert_eq!(got, want);
+        assert_eq!(set.rules()[7].emits[0].technique_id, "T1059");
+        assert_eq!(set.broken_files(), vec![dir.path().join("r40.yaml")]);
+    }
+
+    #[test]
     fn editor_files_are_ignored() {
         let dir = tempfile::TempDir::new().unwrap();
         let mut set = RuleSet::new(dir.path(), LoadOptions::default());
