@@ -56,19 +56,25 @@ pub struct Tag {
     pub rule_sha256: String,
 }
 
-/// The engine's evidence (spec §4 step 3): present `evidence_fields` keys in
-/// list order, then for `command` events the auxiliary `uid`, `user`, `src`,
-/// `pwd` when present and not already there.
-pub fn engine_evidence(rule: &Rule, event: &TaggerEvent) -> Map<String, Value> {
+/// DECNET's base evidence: the `evidence_fields` present in the payload (even
+/// holding `null`), in list order, each once.
+pub fn field_evidence(rule: &Rule, payload: &Map<String, Value>) -> Map<String, Value> {
     let mut ev = Map::new();
     for name in &rule.evidence_fields {
-        if ev.contains_key(name) {
-            continue;
-        }
-        if let Some(v) = event.payload.get(name) {
-            ev.insert(name.clone(), v.clone());
+        if !ev.contains_key(name) {
+            if let Some(v) = payload.get(name) {
+                ev.insert(name.clone(), v.clone());
+            }
         }
     }
+    ev
+}
+
+/// The engine's evidence (spec §4 step 3): the base evidence, then for
+/// `command` events the auxiliary `uid`, `user`, `src`, `pwd` when present
+/// and not already there.
+pub fn engine_evidence(rule: &Rule, event: &TaggerEvent) -> Map<String, Value> {
+    let mut ev = field_evidence(rule, &event.payload);
     if event.source_kind == "command" {
         for name in ["uid", "user", "src", "pwd"] {
             if !ev.contains_key(name) {

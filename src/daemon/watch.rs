@@ -146,11 +146,13 @@ pub fn run(
         }
     };
     let (tx, rx) = mpsc::channel::<DebounceEventResult>();
-    let mut debouncer = match new_debouncer(options.debounce, None, tx) {
-        Ok(d) => d,
+    // Without a working watcher the loop below still rescans periodically
+    // (`tx` is kept so the channel stays open).
+    let mut debouncer = match new_debouncer(options.debounce, None, tx.clone()) {
+        Ok(d) => Some(d),
         Err(e) => {
             tracing::error!("cannot start the rules watcher: {e}; relying on periodic rescans");
-            return poll_only(set, engine, writer, options, shutdown, stats);
+            None
         }
     };
     let watch_dir = |d: &mut notify_debouncer_full::Debouncer<_, _>| {
@@ -158,10 +160,12 @@ pub fn run(
             tracing::warn!(dir = %dir.display(), "cannot watch the rules directory: {e}");
         }
     };
-    watch_dir(&mut debouncer);
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if let Err(e) = debouncer.watch(parent, RecursiveMode::NonRecursive) {
-            tracing::debug!("cannot watch {}: {e}", parent.display());
+    if let Some(d) = debouncer.as_mut() {
+        watch_dir(d);
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            if let Err(e) = d.watch(parent, RecursiveMode::NonRecursive) {
+                tracing::debug!("cannot watch {}: {e}", parent.display());
+            }
         }
     }
     let mut identity = dir_identity(&dir);
@@ -207,8 +211,10 @@ pub fn run(
         let refresh = if now_identity != identity {
             identity = now_identity;
             if identity.is_some() {
-                let _ = debouncer.unwatch(&dir);
-                watch_dir(&mut debouncer);
+                if let Some(d) = debouncer.as_mut() {
+                    let _ = d.unwatch(&dir);
+                    watch_dir(d);
+                }
             }
             Some(Refresh::Full)
         } else {
@@ -220,6 +226,7 @@ pub fn run(
         }
         reload(&mut set, &engine, &writer, refresh, detected, &stats);
     }
+    drop(tx);
 }
 
 fn reload(
@@ -271,32 +278,6 @@ fn reload(
     }
     if let Err(e) = writer.send_changes(changes) {
         tracing::error!("cannot record rule changes: {e}");
-    }
-}
-
-/// Without a working watcher: periodic full rescans only.
-fn poll_only(
-    mut set: RuleSet,
-    engine: Arc<Engine>,
-    writer: WriterHandle,
-    options: WatchOptions,
-    shutdown: Arc<AtomicBool>,
-    stats: Arc<ReloadStats>,
-) {
-    let mut next = Instant::now() + options.rescan_every;
-    while !shutdown.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-        if Instant::now() >= next {
-            next = Instant::now() + options.rescan_every;
-            reload(
-                &mut set,
-                &engine,
-                &writer,
-                Refresh::Full,
-                Instant::now(),
-                &stats,
-            );
-        }
     }
 }
 

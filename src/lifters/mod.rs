@@ -24,7 +24,7 @@ use crate::lifter::Lifter;
 use crate::rule::parse::Ctx;
 use crate::rule::{Matcher, Rule};
 use crate::state::Gate;
-use crate::tag::{build_tag, Tag, TagConfig};
+use crate::tag::{build_tag, field_evidence, Tag, TagConfig};
 use crate::yaml::Node;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -81,19 +81,6 @@ impl LifterRule {
             LifterRule::Inert => false,
         }
     }
-}
-
-/// DECNET's base evidence: `evidence_fields` present in the payload, in order.
-fn field_evidence(rule: &Rule, p: &Map<String, Value>) -> Map<String, Value> {
-    let mut ev = Map::new();
-    for name in &rule.evidence_fields {
-        if !ev.contains_key(name) {
-            if let Some(v) = p.get(name) {
-                ev.insert(name.clone(), v.clone());
-            }
-        }
-    }
-    ev
 }
 
 /// `dict.update`: existing keys keep their place and take the new value.
