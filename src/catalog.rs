@@ -13,6 +13,7 @@ use crate::state::{RuleState, StateKind};
 use crate::timefmt;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Who writes `ttp_rule.updated_by`.
@@ -47,9 +48,10 @@ pub fn log_event(
     action: Action,
     detail: &str,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO ttp_rule_event (at, rule_id, path, action, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![timefmt::now(), rule_id, path, action.as_str(), detail],
+    )?
+    .execute(params![timefmt::now(), rule_id, path, action.as_str(), detail],
     )?;
     Ok(())
 }
@@ -59,26 +61,30 @@ pub fn log_event(
 /// (its tags would share UUIDs with the earlier text's).
 fn record_rule(conn: &Connection, rule: &Rule, now: &str) -> rusqlite::Result<Option<String>> {
     let path = rule.source.path.display().to_string();
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO ttp_rule (rule_id, rule_version, source_path, yaml_content, updated_at, updated_by) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
          ON CONFLICT(rule_id) DO UPDATE SET rule_version = excluded.rule_version, \
          source_path = excluded.source_path, yaml_content = excluded.yaml_content, \
          updated_at = excluded.updated_at, updated_by = excluded.updated_by",
-        params![rule.rule_id, rule.rule_version, path, &*rule.source.text, now, UPDATED_BY],
+    )?
+    .execute(params![rule.rule_id, rule.rule_version, path, &*rule.source.text, now, UPDATED_BY],
     )?;
     let clash: Option<String> = conn
-        .query_row(
+        .prepare_cached(
             "SELECT sha256 FROM ttp_rule_version WHERE rule_id = ?1 AND rule_version = ?2 AND sha256 != ?3 LIMIT 1",
+        )?
+        .query_row(
             params![rule.rule_id, rule.rule_version, rule.source.sha256],
             |r| r.get(0),
         )
         .optional()?;
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO ttp_rule_version (rule_id, rule_version, sha256, yaml_content, source_path, first_loaded_at, last_loaded_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) \
          ON CONFLICT(sha256) DO UPDATE SET last_loaded_at = excluded.last_loaded_at, source_path = excluded.source_path",
-        params![rule.rule_id, rule.rule_version, rule.source.sha256, &*rule.source.text, path, now],
+    )?
+    .execute(params![rule.rule_id, rule.rule_version, rule.source.sha256, &*rule.source.text, path, now],
     )?;
     Ok(clash.map(|_| {
         format!(
@@ -197,17 +203,17 @@ pub struct SyncReport {
 /// Start-up: the rules now serving replace the stored definitions; rules
 /// stored but no longer serving are removed; every change is logged.
 pub fn sync_rules(conn: &Connection, rules: &[Arc<Rule>]) -> rusqlite::Result<SyncReport> {
-    let stored: Vec<(String, String, String, i64)> = {
+    let stored: HashMap<String, (String, String, i64)> = {
         let mut stmt =
             conn.prepare("SELECT rule_id, source_path, yaml_content, rule_version FROM ttp_rule")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?))))?;
         rows.collect::<Result<_, _>>()?
     };
     let tx = conn.unchecked_transaction()?;
     let now = timefmt::now();
     let mut report = SyncReport::default();
     for rule in rules {
-        let previous = stored.iter().find(|(id, ..)| *id == rule.rule_id);
+        let previous = stored.get(&rule.rule_id);
         report.warnings.extend(record_rule(&tx, rule, &now)?);
         let path = rule.source.path.display().to_string();
         match previous {
@@ -221,7 +227,7 @@ pub fn sync_rules(conn: &Connection, rules: &[Arc<Rule>]) -> rusqlite::Result<Sy
                     &format!("version {}", rule.rule_version),
                 )?;
             }
-            Some((_, _, text, version))
+            Some((_, text, version))
                 if crate::rule::parse::sha256_hex(text) != rule.source.sha256 =>
             {
                 report.updated += 1;
@@ -240,18 +246,23 @@ pub fn sync_rules(conn: &Connection, rules: &[Arc<Rule>]) -> rusqlite::Result<Sy
             Some(_) => report.unchanged += 1,
         }
     }
-    for (id, path, _, _) in &stored {
-        if !rules.iter().any(|r| &r.rule_id == id) {
-            report.removed += 1;
-            tx.execute("DELETE FROM ttp_rule WHERE rule_id = ?1", params![id])?;
-            log_event(
-                &tx,
-                Some(id),
-                Some(path),
-                Action::Removed,
-                "not in the rules directory any more",
-            )?;
-        }
+    let serving: HashSet<&str> = rules.iter().map(|r| r.rule_id.as_str()).collect();
+    let mut gone: Vec<(&String, &String)> = stored
+        .iter()
+        .filter(|(id, _)| !serving.contains(id.as_str()))
+        .map(|(id, (path, _, _))| (id, path))
+        .collect();
+    gone.sort();
+    for (id, path) in gone {
+        report.removed += 1;
+        tx.execute("DELETE FROM ttp_rule WHERE rule_id = ?1", params![id])?;
+        log_event(
+            &tx,
+            Some(id),
+            Some(path),
+            Action::Removed,
+            "not in the rules directory any more",
+        )?;
     }
     tx.commit()?;
     Ok(report)

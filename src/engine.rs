@@ -34,7 +34,8 @@ pub struct Snapshot {
 pub struct EvalStats {
     /// Rules whose predicate ran (after prefiltering).
     pub rules_evaluated: u64,
-    /// Regex matches abandoned at the step limit (counted as no match).
+    /// Regex searches abandoned (step limit, or a full-Unicode program too
+    /// large to build); each counted as no match.
     pub step_limit_hits: u64,
     /// Lifters that could not evaluate an event (they yield no tags for it).
     pub lifter_failures: u64,
@@ -168,12 +169,12 @@ impl Snapshot {
                 stats.rules_evaluated += 1;
                 let fired = match rule.engine_matches(&event.source_kind, &event.payload) {
                     Ok(m) => m,
-                    Err(_) => {
+                    Err(e) => {
                         stats.step_limit_hits += 1;
                         tracing::warn!(
                             rule_id = %rule.rule_id,
                             source_id = %event.source_id,
-                            "regex step limit exceeded; counted as no match"
+                            "{e}; counted as no match"
                         );
                         false
                     }

@@ -248,13 +248,19 @@ enum Format {
     Json,
 }
 
-fn load_rules(dir: &std::path::Path, strict: bool) -> Result<LoadedRules> {
-    load_dir(dir, LoadOptions { strict })
+fn load_rules(dir: &std::path::Path, load: LoadOptions) -> Result<LoadedRules> {
+    load_dir(dir, load)
         .with_context(|| format!("cannot read the rules directory {}", dir.display()))
 }
 
 fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
-    let loaded = load_rules(&rules, strict)?;
+    let loaded = load_rules(
+        &rules,
+        LoadOptions {
+            strict,
+            compile_unicode: true,
+        },
+    )?;
     let count = |s: Severity| {
         loaded
             .diagnostics
@@ -303,7 +309,13 @@ fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
 
 fn tag(common: TaggingArgs, events: String) -> Result<ExitCode> {
     let options = common.tag_options()?;
-    let loaded = load_rules(&common.rules, common.strict)?;
+    let loaded = load_rules(
+        &common.rules,
+        LoadOptions {
+            strict: common.strict,
+            ..Default::default()
+        },
+    )?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
@@ -379,7 +391,7 @@ fn test_rules(
     strict: bool,
     format: Format,
 ) -> Result<ExitCode> {
-    let loaded = load_rules(&rules, false)?;
+    let loaded = load_rules(&rules, LoadOptions::default())?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
@@ -431,6 +443,7 @@ fn run_daemon(
     options.tag = common.tag_options()?;
     options.load = LoadOptions {
         strict: common.strict,
+        ..Default::default()
     };
     options.watch = WatchOptions {
         debounce: Duration::from_millis(debounce_ms.max(1)),
@@ -606,7 +619,7 @@ fn bench(
     no_db: bool,
     format: Format,
 ) -> Result<ExitCode> {
-    let loaded = load_rules(&rules, false)?;
+    let loaded = load_rules(&rules, LoadOptions::default())?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }

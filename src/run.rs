@@ -102,7 +102,7 @@ impl TagSummary {
         if self.eval.step_limit_hits > 0 {
             let _ = writeln!(
                 s,
-                "regex: {} matches abandoned at the step limit (counted as no match)",
+                "regex: {} searches abandoned (step limit, or a pattern too large for non-ASCII text; counted as no match)",
                 self.eval.step_limit_hits
             );
         }

@@ -15,7 +15,11 @@ fn root() -> &'static Path {
 }
 
 fn pack() -> LoadedRules {
-    load_dir(&root().join("rules"), LoadOptions { strict: true }).unwrap()
+    let options = LoadOptions {
+        strict: true,
+        compile_unicode: true,
+    };
+    load_dir(&root().join("rules"), options).unwrap()
 }
 
 fn read_events(path: &Path) -> Vec<(u64, TaggerEvent)> {

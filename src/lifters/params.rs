@@ -105,13 +105,7 @@ pub fn regexes(m: &Node, key: &str, ctx: &mut Ctx) -> Option<Vec<PyRegex>> {
             bad(ctx, item, key, "a list of regexes");
             return None;
         };
-        match PyRegex::new(s) {
-            Ok(r) => out.push(r),
-            Err(e) => {
-                ctx.error(Code::BadRegex, item.pos, format!("invalid regex: {e}"));
-                return None;
-            }
-        }
+        out.push(ctx.regex(s, item.pos)?);
     }
     Some(out)
 }

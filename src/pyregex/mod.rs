@@ -5,6 +5,7 @@
 //! look-around, back-references and the like fall back to `fancy-regex`, a
 //! backtracking engine, with a hard step limit per match ([`STEP_LIMIT`]).
 
+mod ascii;
 pub mod translate;
 
 use std::sync::OnceLock;
@@ -25,11 +26,18 @@ pub enum CompileError {
     Engine(String),
 }
 
-/// A match that ran out of backtracking steps. The match counts as "no
-/// match"; callers count and report these.
+/// A search that could not run to the end; it counts as "no match", and
+/// callers count and report these.
 #[derive(Debug, Error, Clone, Copy, PartialEq, Eq)]
-#[error("regex step limit exceeded")]
-pub struct StepLimitExceeded;
+pub enum SearchAbandoned {
+    /// The backtracking engine ran out of steps.
+    #[error("regex step limit exceeded")]
+    StepLimit,
+    /// The haystack needed the full-Unicode program, and it is too large to
+    /// build (`ttp check` reports such patterns).
+    #[error("the pattern's full-Unicode program is too large to build (see `ttp check`)")]
+    TooLarge,
+}
 
 /// Which engine runs a pattern.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +49,10 @@ pub enum EngineKind {
 #[derive(Debug)]
 enum Engine {
     Linear {
-        re: LinearRegex,
+        /// The ASCII restriction, for haystacks that are all ASCII.
+        ascii: LinearRegex,
+        /// The full program, for the others.
+        unicode: Box<LazyUnicode>,
         /// Python `$` emulation: also search without a final `\n`.
         end_anchor: bool,
         /// For `\b` on haystacks holding characters whose word-ness differs
@@ -70,6 +81,21 @@ impl LazyExact {
     }
 }
 
+/// The full-Unicode linear program, compiled when a haystack first needs it.
+#[derive(Debug)]
+struct LazyUnicode {
+    pattern: String,
+    compiled: OnceLock<Result<LinearRegex, CompileError>>,
+}
+
+impl LazyUnicode {
+    fn get(&self) -> Result<&LinearRegex, &CompileError> {
+        self.compiled
+            .get_or_init(|| build_linear(&self.pattern))
+            .as_ref()
+    }
+}
+
 /// A compiled Python regular expression.
 #[derive(Debug)]
 pub struct PyRegex {
@@ -86,18 +112,35 @@ pub struct PyRegex {
 /// thousands of rules while keeping linear-time search.
 type LinearRegex = regex_automata::meta::Regex;
 
-fn build_linear(pattern: &str) -> Result<LinearRegex, CompileError> {
+fn linear_builder() -> regex_automata::meta::Builder {
     use regex_automata::{meta, nfa::thompson::WhichCaptures};
-    meta::Regex::builder()
-        .configure(
-            meta::Config::new()
-                .nfa_size_limit(Some(SIZE_LIMIT))
-                .onepass(false)
-                .backtrack(false)
-                .which_captures(WhichCaptures::Implicit)
-                .hybrid_cache_capacity(256 * 1024),
-        )
+    let mut b = meta::Regex::builder();
+    b.configure(
+        meta::Config::new()
+            .nfa_size_limit(Some(SIZE_LIMIT))
+            .onepass(false)
+            .backtrack(false)
+            .dfa(false)
+            .auto_prefilter(false)
+            .which_captures(WhichCaptures::Implicit)
+            .hybrid_cache_capacity(256 * 1024),
+    );
+    b
+}
+
+fn build_linear(pattern: &str) -> Result<LinearRegex, CompileError> {
+    linear_builder()
         .build(pattern)
+        .map_err(|e| CompileError::Engine(e.to_string()))
+}
+
+/// Compiles the ASCII restriction of a linear pattern (see [`ascii`]).
+fn build_ascii(pattern: &str) -> Result<LinearRegex, CompileError> {
+    let hir = regex_syntax::Parser::new()
+        .parse(pattern)
+        .map_err(|e| CompileError::Engine(e.to_string()))?;
+    linear_builder()
+        .build_from_hir(&ascii::restrict(&hir))
         .map_err(|e| CompileError::Engine(e.to_string()))
 }
 
@@ -140,7 +183,11 @@ impl PyRegex {
                 end_anchor,
                 unicode_word_boundary,
             }) => {
-                let re = build_linear(&linear)?;
+                let ascii = build_ascii(&linear)?;
+                let unicode = Box::new(LazyUnicode {
+                    pattern: linear,
+                    compiled: OnceLock::new(),
+                });
                 let exact_word = if unicode_word_boundary {
                     Some(Box::new(LazyExact {
                         pattern: exact(pattern)?,
@@ -150,7 +197,8 @@ impl PyRegex {
                     None
                 };
                 Engine::Linear {
-                    re,
+                    ascii,
+                    unicode,
                     end_anchor,
                     exact_word,
                 }
@@ -165,6 +213,20 @@ impl PyRegex {
             engine,
             superset,
         })
+    }
+
+    /// Checks that the full-Unicode program (built on first need) compiles,
+    /// so that a pattern too large for the linear engine is reported at
+    /// load. The program built here is dropped: memory stays as small as
+    /// for the rules that never see non-ASCII text.
+    pub fn compile_unicode(&self) -> Result<(), CompileError> {
+        match &self.engine {
+            Engine::Linear { unicode, .. } => match unicode.compiled.get() {
+                Some(done) => done.as_ref().map(|_| ()).map_err(Clone::clone),
+                None => build_linear(&unicode.pattern).map(drop),
+            },
+            Engine::Backtracking { .. } => Ok(()),
+        }
     }
 
     /// The Python source of the pattern.
@@ -201,20 +263,26 @@ impl PyRegex {
         haystack: &'h str,
         linear: impl Fn(&LinearRegex, &'h str) -> Option<T>,
         exact: impl Fn(&fancy_regex::Regex, &'h str) -> Result<Option<T>, fancy_regex::Error>,
-    ) -> Result<Option<T>, StepLimitExceeded> {
+    ) -> Result<Option<T>, SearchAbandoned> {
         match &self.engine {
             Engine::Linear {
-                re,
+                ascii,
+                unicode,
                 end_anchor,
                 exact_word,
             } => {
-                if let Some(lazy) = exact_word {
-                    if !haystack.is_ascii() && word_mismatch().is_match(haystack) {
-                        if let Some(re) = lazy.get() {
-                            return exact(re, haystack).map_err(|_| StepLimitExceeded);
+                let re = if haystack.is_ascii() {
+                    ascii
+                } else {
+                    if let Some(lazy) = exact_word {
+                        if word_mismatch().is_match(haystack) {
+                            if let Some(re) = lazy.get() {
+                                return exact(re, haystack).map_err(|_| SearchAbandoned::StepLimit);
+                            }
                         }
                     }
-                }
+                    unicode.get().map_err(|_| SearchAbandoned::TooLarge)?
+                };
                 if let Some(found) = linear(re, haystack) {
                     return Ok(Some(found));
                 }
@@ -225,12 +293,38 @@ impl PyRegex {
                 }
                 Ok(None)
             }
-            Engine::Backtracking { re, .. } => exact(re, haystack).map_err(|_| StepLimitExceeded),
+            Engine::Backtracking { re, .. } => {
+                exact(re, haystack).map_err(|_| SearchAbandoned::StepLimit)
+            }
         }
     }
 
+    /// `is_match` with the Unicode program whatever the haystack (the
+    /// reference the ASCII program is checked against).
+    #[cfg(test)]
+    fn is_match_with_unicode_program(&self, haystack: &str) -> bool {
+        let Engine::Linear {
+            unicode,
+            end_anchor,
+            exact_word,
+            ..
+        } = &self.engine
+        else {
+            return self.is_match(haystack).unwrap_or(false);
+        };
+        if exact_word.is_some() && word_mismatch().is_match(haystack) {
+            // Both programs defer to the exact engine here.
+            return self.is_match(haystack).unwrap_or(false);
+        }
+        let Ok(re) = unicode.get() else {
+            return false;
+        };
+        re.is_match(haystack)
+            || (*end_anchor && haystack.strip_suffix('\n').is_some_and(|h| re.is_match(h)))
+    }
+
     /// Python's `re.search(pattern, haystack) is not None`.
-    pub fn is_match(&self, haystack: &str) -> Result<bool, StepLimitExceeded> {
+    pub fn is_match(&self, haystack: &str) -> Result<bool, SearchAbandoned> {
         self.search(
             haystack,
             |re, h| re.is_match(h).then_some(()),
@@ -355,6 +449,69 @@ mod tests {
         let r = PyRegex::new(r"(?:(a)\1?)+(?=b)c").unwrap();
         assert_eq!(r.engine(), EngineKind::Backtracking);
         let hay = "a".repeat(40);
-        assert_eq!(r.is_match(&hay), Err(StepLimitExceeded));
+        assert_eq!(r.is_match(&hay), Err(SearchAbandoned::StepLimit));
+    }
+
+    #[test]
+    fn non_ascii_haystacks_use_the_unicode_program() {
+        // Python's classes are Unicode; the ASCII program alone would miss these.
+        assert!(m(r"^\w+$", "été"));
+        assert!(m(r"a\sb", "a\u{a0}b"));
+        assert!(m(r"^\d$", "\u{663}"));
+        assert!(m(r"(?i)k", "\u{212a}"));
+        assert!(!m(r"^\W$", "é"));
+        // ... and the ASCII one still decides ASCII haystacks.
+        assert!(m(r"^\w+$", "ete"));
+        assert!(!m(r"^\w+$", "e-e"));
+    }
+
+    /// Pieces of patterns the linear engine runs.
+    const PIECES: [&str; 14] = [
+        r"\w", r"\W", r"\d", r"\s", r"\S", r"\b", r"\B", ".", "[^a]", "a", "é", "(?:k|é)", "+", "*",
+    ];
+    /// Characters of haystacks: ASCII, and non-ASCII with differing classes.
+    const CHARS: [char; 12] = [
+        'a', 'k', 'K', '1', ' ', '-', '\n', 'é', '\u{a0}', '\u{212a}', '\u{663}', '\u{301}',
+    ];
+
+    proptest::proptest! {
+        /// The ASCII program and the Unicode one agree on every ASCII
+        /// haystack, so choosing by haystack never changes a result.
+        #[test]
+        fn ascii_program_agrees_with_the_unicode_one(
+            pieces in proptest::collection::vec(proptest::sample::select(PIECES.to_vec()), 1..6),
+            hay in proptest::collection::vec(proptest::sample::select(CHARS.to_vec()), 0..12),
+            nocase in proptest::bool::ANY,
+        ) {
+            let mut pattern = String::from(if nocase { "(?i)" } else { "" });
+            // A repetition needs something to repeat (not an assertion,
+            // not another repetition).
+            let mut repeatable = false;
+            for p in pieces {
+                let quantifier = matches!(p, "+" | "*");
+                if quantifier && !repeatable {
+                    continue;
+                }
+                repeatable = !quantifier && !matches!(p, r"\b" | r"\B");
+                pattern.push_str(p);
+            }
+            let r = PyRegex::new(&pattern).unwrap();
+            let Engine::Linear { ascii, unicode, .. } = &r.engine else {
+                panic!("{pattern}: not linear");
+            };
+            let unicode = unicode.get().unwrap();
+            let hay: String = hay.into_iter().collect();
+            let ascii_only: String = hay.chars().filter(char::is_ascii).collect();
+            proptest::prop_assert_eq!(
+                ascii.is_match(&ascii_only),
+                unicode.is_match(&ascii_only),
+                "{} on {:?}", pattern, ascii_only
+            );
+            proptest::prop_assert_eq!(
+                r.is_match(&hay).unwrap(),
+                r.is_match_with_unicode_program(&hay),
+                "{} on {:?}", pattern, hay
+            );
+        }
     }
 }

@@ -4,7 +4,7 @@
 use super::parse::Ctx;
 use crate::diag::Code;
 use crate::literals;
-use crate::pyregex::{PyRegex, StepLimitExceeded};
+use crate::pyregex::{PyRegex, SearchAbandoned};
 use crate::yaml::{Node, Value};
 use ipnet::IpNet;
 use serde_json::{Map, Value as Json};
@@ -270,7 +270,7 @@ impl Condition {
     }
 
     /// Evaluates the condition on a payload.
-    pub fn eval(&self, payload: &Map<String, Json>) -> Result<bool, StepLimitExceeded> {
+    pub fn eval(&self, payload: &Map<String, Json>) -> Result<bool, SearchAbandoned> {
         match self {
             Condition::All(subs) => {
                 for s in subs {
@@ -402,7 +402,7 @@ fn json_eq(a: &Json, b: &Json, nocase: bool) -> bool {
     }
 }
 
-fn test_value(op: &Op, nocase: bool, v: &Json) -> Result<bool, StepLimitExceeded> {
+fn test_value(op: &Op, nocase: bool, v: &Json) -> Result<bool, SearchAbandoned> {
     let text = |f: &dyn Fn(&str, &str) -> bool, needles: &[String]| -> bool {
         let Some(s) = v.as_str() else {
             return false;
@@ -504,13 +504,7 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
             let mut res = Vec::new();
             for (p, pos) in strings(value, op, ctx)? {
                 let src = if nocase { format!("(?i){p}") } else { p };
-                match PyRegex::new(&src) {
-                    Ok(r) => res.push(r),
-                    Err(e) => {
-                        ctx.error(Code::BadRegex, pos, format!("invalid regex: {e}"));
-                        return None;
-                    }
-                }
+                res.push(ctx.regex(&src, pos)?);
             }
             Op::Regex(res)
         }

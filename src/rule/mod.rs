@@ -10,7 +10,7 @@ pub mod parse;
 
 use crate::lifter::Lifter;
 use crate::lifters::LifterRule;
-use crate::pyregex::{PyRegex, StepLimitExceeded};
+use crate::pyregex::{PyRegex, SearchAbandoned};
 use conditions::{Condition, FieldPath};
 use serde_json::{Map, Value as Json};
 use std::path::PathBuf;
@@ -115,7 +115,7 @@ impl Rule {
         &self,
         source_kind: &str,
         payload: &Map<String, Json>,
-    ) -> Result<bool, StepLimitExceeded> {
+    ) -> Result<bool, SearchAbandoned> {
         match &self.matcher {
             Matcher::Pattern(p) => {
                 let Some(field) = p.field_for(source_kind) else {

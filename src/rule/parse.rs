@@ -20,6 +20,10 @@ use std::sync::Arc;
 pub struct LoadOptions {
     /// Unknown keys are errors instead of warnings.
     pub strict: bool,
+    /// Also compile each pattern's full-Unicode program, which is otherwise
+    /// built when a rule first sees non-ASCII text (`ttp check` does this,
+    /// so a pattern too large for the linear engine is reported at once).
+    pub compile_unicode: bool,
 }
 
 /// Diagnostics collected while checking one file.
@@ -44,6 +48,23 @@ impl Ctx<'_> {
             Code::UnknownKey
         };
         self.error(code, pos, format!("unknown key `{key}` in {context}"));
+    }
+
+    /// Compiles a Python regex found at `pos`; reports it when it does not.
+    pub fn regex(&mut self, pattern: &str, pos: Pos) -> Option<PyRegex> {
+        let compiled = PyRegex::new(pattern).and_then(|r| {
+            if self.options.compile_unicode {
+                r.compile_unicode()?;
+            }
+            Ok(r)
+        });
+        match compiled {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.error(Code::BadRegex, pos, format!("invalid regex: {e}"));
+                None
+            }
+        }
     }
 
     fn has_errors(&self) -> bool {
@@ -354,25 +375,18 @@ fn compile_regex(n: &Node, ctx: &mut Ctx) -> Option<PyRegex> {
         );
         return None;
     };
-    match PyRegex::new(p) {
-        Ok(r) => {
-            if let Some(reason) = r.backtracking_reason() {
-                ctx.error(
-                    Code::Backtracking,
-                    n.pos,
-                    format!(
-                        "this pattern uses {reason}, so it runs on the backtracking engine \
-                         (at most {STEP_LIMIT} steps per match)"
-                    ),
-                );
-            }
-            Some(r)
-        }
-        Err(e) => {
-            ctx.error(Code::BadRegex, n.pos, format!("invalid regex: {e}"));
-            None
-        }
+    let r = ctx.regex(p, n.pos)?;
+    if let Some(reason) = r.backtracking_reason() {
+        ctx.error(
+            Code::Backtracking,
+            n.pos,
+            format!(
+                "this pattern uses {reason}, so it runs on the backtracking engine \
+                 (at most {STEP_LIMIT} steps per match)"
+            ),
+        );
     }
+    Some(r)
 }
 
 fn matcher(doc: &Node, ctx: &mut Ctx) -> Option<Matcher> {
@@ -829,7 +843,14 @@ mod tests {
         let (r, d) = parse(&text);
         assert!(r.is_some());
         assert_eq!(codes(&d), vec!["W101"]);
-        let (r, d) = parse_rule(Path::new("r.yaml"), &text, LoadOptions { strict: true });
+        let (r, d) = parse_rule(
+            Path::new("r.yaml"),
+            &text,
+            LoadOptions {
+                strict: true,
+                ..Default::default()
+            },
+        );
         assert!(r.is_none());
         assert_eq!(codes(&d), vec!["E015"]);
     }
