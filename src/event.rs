@@ -11,6 +11,20 @@ use std::io::{self, BufRead};
 /// Longest accepted line (16 MiB).
 pub const MAX_LINE_BYTES: usize = 16 << 20;
 
+/// An event's payload: its fields in document order. Every rule and lifter
+/// looks fields up here, so it uses a fast hasher (`foldhash`, seeded per
+/// process) instead of the SipHash of `serde_json::Map`; nested objects stay
+/// `serde_json` values.
+pub type Payload = indexmap::IndexMap<String, Value, foldhash::fast::RandomState>;
+
+/// The payload of a JSON object (`None` for any other value).
+pub fn payload(value: Value) -> Option<Payload> {
+    match value {
+        Value::Object(map) => Some(map.into_iter().collect()),
+        _ => None,
+    }
+}
+
 /// One event to tag.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaggerEvent {
@@ -20,7 +34,7 @@ pub struct TaggerEvent {
     pub identity_uuid: Option<String>,
     pub session_id: Option<String>,
     pub decky_id: Option<String>,
-    pub payload: Map<String, Value>,
+    pub payload: Payload,
 }
 
 /// Why a line was rejected. The names are stable (they appear in summaries).
@@ -128,7 +142,7 @@ impl TaggerEvent {
             ));
         }
         let payload = match obj.remove("payload") {
-            Some(Value::Object(p)) => p,
+            Some(Value::Object(p)) => p.into_iter().collect(),
             None => return Err((Reject::Payload, "missing `payload`".into())),
             Some(v) => {
                 return Err((

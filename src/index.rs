@@ -6,11 +6,12 @@
 //! whose literals occur, plus the rules that have no usable literal. The
 //! brute-force evaluator beside it checks every rule and must always agree.
 
+use crate::event::Payload;
 use crate::lifter::Lifter;
 use crate::rule::conditions::FieldPath;
 use crate::rule::{Matcher, Rule};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -149,7 +150,7 @@ impl RuleIndex {
 
     /// Rules that can match an event of `kind` with this payload, in
     /// evaluation order, after prefiltering.
-    pub fn candidates(&self, kind: &str, payload: &Map<String, Value>) -> Vec<&Arc<Rule>> {
+    pub fn candidates(&self, kind: &str, payload: &Payload) -> Vec<&Arc<Rule>> {
         match self.bucket_id(kind) {
             Some(b) => self.candidates_in(b, payload),
             None => Vec::new(),
@@ -157,7 +158,7 @@ impl RuleIndex {
     }
 
     /// [`RuleIndex::candidates`] for a bucket found with [`RuleIndex::bucket_id`].
-    pub fn candidates_in(&self, bucket_id: usize, payload: &Map<String, Value>) -> Vec<&Arc<Rule>> {
+    pub fn candidates_in(&self, bucket_id: usize, payload: &Payload) -> Vec<&Arc<Rule>> {
         let Some((_, bucket)) = self.buckets.get(bucket_id) else {
             return Vec::new();
         };

@@ -91,11 +91,7 @@ impl TestReport {
     }
 }
 
-fn fired(
-    snap: &Snapshot,
-    kind: &str,
-    payload: &serde_json::Map<String, serde_json::Value>,
-) -> Vec<Tag> {
+fn fired(snap: &Snapshot, kind: &str, payload: &crate::event::Payload) -> Vec<Tag> {
     let event = TaggerEvent {
         source_kind: kind.to_string(),
         source_id: "example".into(),

@@ -1,5 +1,6 @@
 //! Tags out (spec §9): the deterministic UUIDv5 key, evidence, `mitre_url`.
 
+use crate::event::Payload;
 use crate::event::TaggerEvent;
 use crate::rule::{Emit, Rule};
 use serde::Serialize;
@@ -58,7 +59,7 @@ pub struct Tag {
 
 /// DECNET's base evidence: the `evidence_fields` present in the payload (even
 /// holding `null`), in list order, each once.
-pub fn field_evidence(rule: &Rule, payload: &Map<String, Value>) -> Map<String, Value> {
+pub fn field_evidence(rule: &Rule, payload: &Payload) -> Map<String, Value> {
     let mut ev = Map::new();
     for name in &rule.evidence_fields {
         if !ev.contains_key(name) {

@@ -2,6 +2,7 @@
 
 use super::params;
 use super::py::{as_int, as_num, get, is_int, is_num, is_true, or, truthy};
+use crate::event::Payload;
 use crate::pyregex::PyRegex;
 use crate::rule::parse::Ctx;
 use crate::yaml::Node;
@@ -98,7 +99,7 @@ impl Behavioral {
         })
     }
 
-    pub fn fire(&self, p: &Map<String, Value>) -> Option<Map<String, Value>> {
+    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
         let mut extra = Map::new();
         match self {
             Behavioral::Beaconing {
@@ -209,7 +210,8 @@ mod tests {
     use serde_json::json;
 
     fn fire(b: &Behavioral, p: Value) -> Option<Value> {
-        b.fire(p.as_object().unwrap()).map(Value::Object)
+        b.fire(&crate::event::payload(p).unwrap())
+            .map(Value::Object)
     }
 
     fn res(ps: &[&str]) -> Vec<PyRegex> {

@@ -4,6 +4,7 @@
 
 use super::params;
 use super::py::{as_int, get, is_int, is_true, or};
+use crate::event::Payload;
 use crate::rule::parse::Ctx;
 use crate::yaml::Node;
 use serde_json::{Map, Value};
@@ -35,7 +36,7 @@ impl Canary {
     }
 
     /// The evidence when the rule fires.
-    pub fn fire(&self, p: &Map<String, Value>) -> Option<Map<String, Value>> {
+    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
         let (metric, signature): (&str, String) = match self {
             Canary::Webdriver => {
                 if !is_true(get(p, "navigator_webdriver")) {
@@ -98,7 +99,8 @@ mod tests {
     use serde_json::json;
 
     fn fire(c: &Canary, p: Value) -> Option<Value> {
-        c.fire(p.as_object().unwrap()).map(Value::Object)
+        c.fire(&crate::event::payload(p).unwrap())
+            .map(Value::Object)
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use super::params;
 use super::py::{as_int, get, is_int, is_true, non_empty_str};
+use crate::event::Payload;
 use crate::rule::parse::Ctx;
 use crate::yaml::Node;
 use serde_json::{Map, Value};
@@ -46,7 +47,7 @@ impl Credential {
     }
 
     /// The extra evidence when the rule fires.
-    pub fn fire(&self, p: &Map<String, Value>) -> Option<Map<String, Value>> {
+    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
         let mut extra = Map::new();
         let at_least =
             |v: &Value, n: i64| is_int(v) && as_int(v).is_some_and(|x| x >= i128::from(n));
@@ -125,7 +126,8 @@ mod tests {
     use serde_json::json;
 
     fn fire(c: &Credential, p: Value) -> Option<Value> {
-        c.fire(p.as_object().unwrap()).map(Value::Object)
+        c.fire(&crate::event::payload(p).unwrap())
+            .map(Value::Object)
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use super::params;
 use super::py::{as_int, get, is_false, is_int, is_true, non_empty_str, or, truthy};
+use crate::event::Payload;
 use crate::rule::parse::Ctx;
 use crate::yaml::Node;
 use serde_json::{Map, Value};
@@ -102,7 +103,7 @@ impl Email {
         })
     }
 
-    pub fn fire(&self, p: &Map<String, Value>) -> Option<Map<String, Value>> {
+    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
         let mut extra = Map::new();
         let headers =
             |h: &[&str]| Value::Array(h.iter().map(|s| Value::String((*s).into())).collect());
@@ -304,7 +305,7 @@ pub fn domain(v: &Value) -> Option<String> {
 }
 
 /// The per-event base evidence, in its fixed key order.
-pub fn base_evidence(p: &Map<String, Value>) -> Map<String, Value> {
+pub fn base_evidence(p: &Payload) -> Map<String, Value> {
     let mut ev = Map::new();
     let sha = or(get(p, "body_sha256"), &Value::Null);
     let sha = sha.as_str().unwrap_or("").to_string();
@@ -346,7 +347,7 @@ pub fn base_evidence(p: &Map<String, Value>) -> Map<String, Value> {
 pub fn evidence(
     base: &Map<String, Value>,
     mut extra: Map<String, Value>,
-    p: &Map<String, Value>,
+    p: &Payload,
 ) -> Map<String, Value> {
     let mut ev = base.clone();
     if let Some(Value::Array(h)) = extra.remove("matched_headers") {
@@ -381,7 +382,8 @@ mod tests {
     use serde_json::json;
 
     fn fire(e: &Email, p: Value) -> Option<Value> {
-        e.fire(p.as_object().unwrap()).map(Value::Object)
+        e.fire(&crate::event::payload(p).unwrap())
+            .map(Value::Object)
     }
 
     #[test]
@@ -490,7 +492,7 @@ mod tests {
     #[test]
     fn base_evidence_and_allowlist() {
         let p = json!({"rcpt_domains": "abc", "rcpt_count": true, "body_text": "hello", "subject": "s"});
-        let p = p.as_object().unwrap();
+        let p = &crate::event::payload(p).unwrap();
         let base = base_evidence(p);
         let mut extra = Map::new();
         extra.insert("matched_headers".into(), json!(["b", "a", "b"]));

@@ -6,6 +6,7 @@
 //! rule's emits whose technique has a decision become tags.
 
 use super::py::{as_int, as_num, get, is_int, is_num, is_true, or};
+use crate::event::Payload;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -114,7 +115,7 @@ impl Intel {
         })
     }
 
-    pub fn decide(self, p: &Map<String, Value>) -> Vec<Decision> {
+    pub fn decide(self, p: &Payload) -> Vec<Decision> {
         match self {
             Intel::AbuseIpdb => abuseipdb(p),
             Intel::GreyNoise => greynoise(p),
@@ -125,7 +126,7 @@ impl Intel {
     }
 }
 
-fn abuseipdb(p: &Map<String, Value>) -> Vec<Decision> {
+fn abuseipdb(p: &Payload) -> Vec<Decision> {
     let score = get(p, "abuseipdb_score");
     if !is_num(score) {
         return Vec::new();
@@ -173,7 +174,7 @@ fn abuseipdb(p: &Map<String, Value>) -> Vec<Decision> {
         .collect()
 }
 
-fn greynoise(p: &Map<String, Value>) -> Vec<Decision> {
+fn greynoise(p: &Payload) -> Vec<Decision> {
     let cls = get(p, "greynoise_classification");
     let tags = or(get(p, "greynoise_tags"), &Value::Null);
     let mut hits: Ordered<(f64, Vec<Value>)> = Ordered(Vec::new());
@@ -214,7 +215,7 @@ fn greynoise(p: &Map<String, Value>) -> Vec<Decision> {
         .collect()
 }
 
-fn feodo(p: &Map<String, Value>) -> Vec<Decision> {
+fn feodo(p: &Payload) -> Vec<Decision> {
     if !is_true(get(p, "feodo_listed")) {
         return Vec::new();
     }
@@ -234,7 +235,7 @@ fn feodo(p: &Map<String, Value>) -> Vec<Decision> {
         .collect()
 }
 
-fn threatfox(p: &Map<String, Value>) -> Vec<Decision> {
+fn threatfox(p: &Payload) -> Vec<Decision> {
     let types = strings_of(or(get(p, "threatfox_threat_types"), get(p, "threat_type")));
     let mut hits: Ordered<Vec<Value>> = Ordered(Vec::new());
     for t in &types {
@@ -277,7 +278,7 @@ mod tests {
     use serde_json::json;
 
     fn decide(k: Intel, p: Value) -> Vec<(String, f64, Value)> {
-        k.decide(p.as_object().unwrap())
+        k.decide(&crate::event::payload(p).unwrap())
             .into_iter()
             .map(|d| (d.technique, d.multiplier, Value::Object(d.extra)))
             .collect()

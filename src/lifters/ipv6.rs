@@ -2,10 +2,11 @@
 //! attacker reveals its interface (and often its MAC).
 
 use super::LifterFailed;
+use crate::event::Payload;
 use serde_json::{Map, Value};
 
 /// `payload.get(k, default)`: the default only when the key is absent.
-fn get_or(p: &Map<String, Value>, k: &str, default: &str) -> Value {
+fn get_or(p: &Payload, k: &str, default: &str) -> Value {
     p.get(k)
         .cloned()
         .unwrap_or_else(|| Value::String(default.into()))
@@ -21,7 +22,7 @@ fn truthy_or(a: Value, b: Value) -> Value {
 
 /// `Ok(None)`: no fire. `Err(LifterFailed)`: the address is not a string, which makes
 /// DECNET's lifter raise (so it yields nothing for this event).
-pub fn fire(p: &Map<String, Value>) -> Result<Option<Map<String, Value>>, LifterFailed> {
+pub fn fire(p: &Payload) -> Result<Option<Map<String, Value>>, LifterFailed> {
     let addr = truthy_or(get_or(p, "addr", ""), get_or(p, "src_ip", ""));
     let Value::String(text) = &addr else {
         return Err(LifterFailed);
@@ -49,7 +50,7 @@ mod tests {
     use serde_json::json;
 
     fn run(p: Value) -> Result<Option<Value>, LifterFailed> {
-        fire(p.as_object().unwrap()).map(|o| o.map(Value::Object))
+        fire(&crate::event::payload(p).unwrap()).map(|o| o.map(Value::Object))
     }
 
     #[test]

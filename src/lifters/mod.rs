@@ -19,6 +19,7 @@ pub mod ipv6;
 pub mod params;
 pub mod py;
 
+use crate::event::Payload;
 use crate::event::TaggerEvent;
 use crate::lifter::Lifter;
 use crate::rule::parse::Ctx;
@@ -70,7 +71,7 @@ impl LifterRule {
 impl LifterRule {
     /// Whether the rule's predicate accepts the payload (no tags built; used
     /// by `ttp bench` to time rules one by one).
-    pub fn fires(&self, p: &Map<String, Value>) -> bool {
+    pub fn fires(&self, p: &Payload) -> bool {
         match self {
             LifterRule::Behavioral(b) => b.fire(p).is_some(),
             LifterRule::Credential(c) => c.fire(p).is_some(),

@@ -1,7 +1,8 @@
 //! Python's view of JSON values, as DECNET's lifters test them (spec, Python
 //! semantics table): booleans are integers, `7.0` is not, truthiness, `or`.
 
-use serde_json::{Map, Value};
+use crate::event::Payload;
+use serde_json::Value;
 
 /// `isinstance(v, int)`: integers and booleans.
 pub fn is_int(v: &Value) -> bool {
@@ -47,7 +48,7 @@ pub fn truthy(v: &Value) -> bool {
 }
 
 /// `payload.get(k)`: an absent key and `null` are both `None`.
-pub fn get<'a>(p: &'a Map<String, Value>, k: &str) -> &'a Value {
+pub fn get<'a>(p: &'a Payload, k: &str) -> &'a Value {
     const NULL: Value = Value::Null;
     p.get(k).unwrap_or(&NULL)
 }
@@ -101,7 +102,7 @@ mod tests {
         }
         assert!(truthy(&json!("0")));
         let p = json!({"a": "", "b": "x", "n": null});
-        let p = p.as_object().unwrap();
+        let p = &crate::event::payload(p).unwrap();
         assert_eq!(or(get(p, "a"), get(p, "b")), &json!("x"));
         assert_eq!(or(get(p, "a"), get(p, "zz")), &Value::Null);
         assert_eq!(get(p, "n"), &Value::Null);

@@ -3,11 +3,12 @@
 
 use super::parse::Ctx;
 use crate::diag::Code;
+use crate::event::Payload;
 use crate::literals;
 use crate::pyregex::{PyRegex, SearchAbandoned};
 use crate::yaml::{Node, Value};
 use ipnet::IpNet;
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::net::IpAddr;
 
 /// A payload field addressed by a path of object keys.
@@ -26,7 +27,7 @@ impl FieldPath {
     }
 
     /// The value at this path (a `*` segment is not special here).
-    pub fn lookup<'a>(&self, payload: &'a Map<String, Json>) -> Option<&'a Json> {
+    pub fn lookup<'a>(&self, payload: &'a Payload) -> Option<&'a Json> {
         let (first, rest) = self.0.split_first()?;
         let mut cur = payload.get(first)?;
         for seg in rest {
@@ -37,7 +38,7 @@ impl FieldPath {
 
     /// Every value at this path, where a `*` segment stands for every value
     /// of an object (or element of a list): `headers.*` is every header.
-    pub fn lookup_all<'a>(&self, payload: &'a Map<String, Json>, out: &mut Vec<&'a Json>) {
+    pub fn lookup_all<'a>(&self, payload: &'a Payload, out: &mut Vec<&'a Json>) {
         fn walk<'a>(cur: &'a Json, rest: &[String], out: &mut Vec<&'a Json>) {
             let Some((seg, rest)) = rest.split_first() else {
                 out.push(cur);
@@ -270,7 +271,7 @@ impl Condition {
     }
 
     /// Evaluates the condition on a payload.
-    pub fn eval(&self, payload: &Map<String, Json>) -> Result<bool, SearchAbandoned> {
+    pub fn eval(&self, payload: &Payload) -> Result<bool, SearchAbandoned> {
         match self {
             Condition::All(subs) => {
                 for s in subs {
@@ -611,7 +612,7 @@ mod tests {
     }
 
     fn eval(c: &Condition, p: Json) -> bool {
-        c.eval(p.as_object().unwrap()).unwrap()
+        c.eval(&crate::event::payload(p).unwrap()).unwrap()
     }
 
     #[test]

@@ -8,11 +8,12 @@ pub mod conditions;
 pub mod load;
 pub mod parse;
 
+use crate::event::Payload;
 use crate::lifter::Lifter;
 use crate::lifters::LifterRule;
 use crate::pyregex::{PyRegex, SearchAbandoned};
 use conditions::{Condition, FieldPath};
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -67,7 +68,7 @@ pub struct Example {
     /// `true` under `examples.match`, `false` under `examples.no_match`.
     pub should_match: bool,
     pub source_kind: String,
-    pub payload: Map<String, Json>,
+    pub payload: Payload,
     /// The line of the example in the rule file.
     pub line: u32,
 }
@@ -114,7 +115,7 @@ impl Rule {
     pub fn engine_matches(
         &self,
         source_kind: &str,
-        payload: &Map<String, Json>,
+        payload: &Payload,
     ) -> Result<bool, SearchAbandoned> {
         match &self.matcher {
             Matcher::Pattern(p) => {

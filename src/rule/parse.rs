@@ -259,7 +259,7 @@ fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Ex
             out.push(super::Example {
                 should_match,
                 source_kind,
-                payload,
+                payload: payload.into_iter().collect(),
                 line: item.pos.line,
             });
         }
