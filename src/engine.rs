@@ -182,7 +182,7 @@ impl Snapshot {
                 if !fired {
                     continue;
                 }
-                let evidence = engine_evidence(rule, event);
+                let evidence = Arc::new(engine_evidence(rule, event));
                 let ts = created_at.get_or_insert_with(now_timestamp);
                 for emit in &rule.emits {
                     out.push(build_tag(

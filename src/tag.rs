@@ -5,7 +5,7 @@ use crate::event::TaggerEvent;
 use crate::rule::{Emit, Rule};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
 /// DECNET's default `attack_release` value.
@@ -27,11 +27,41 @@ pub fn tag_uuid(
     technique_id: &str,
     sub_technique_id: Option<&str>,
 ) -> Uuid {
-    let key = format!(
-        "{source_kind}|{source_id}|{rule_id}|{rule_version}|{technique_id}|{}",
-        sub_technique_id.unwrap_or("")
-    );
-    Uuid::new_v5(&tag_namespace(), key.as_bytes())
+    let sub = sub_technique_id.unwrap_or("");
+    let mut version = itoa::Buffer::new();
+    let version = version.format(rule_version);
+    let parts = [source_kind, source_id, rule_id, version, technique_id, sub];
+    // The key is built on the stack when it fits (it nearly always does).
+    let len = parts.iter().map(|p| p.len() + 1).sum::<usize>() - 1;
+    let mut stack = [0u8; 256];
+    let mut heap = Vec::new();
+    let key: &mut [u8] = if len <= stack.len() {
+        &mut stack[..len]
+    } else {
+        heap.resize(len, 0);
+        &mut heap
+    };
+    let mut at = 0;
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key[at] = b'|';
+            at += 1;
+        }
+        key[at..at + part.len()].copy_from_slice(part.as_bytes());
+        at += part.len();
+    }
+    Uuid::new_v5(&tag_namespace(), key)
+}
+
+/// Lowercase hex digits of `bytes`.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0xf)] as char);
+    }
+    s
 }
 
 /// One emitted tag: DECNET's `TTPTag` columns plus `rule_sha256`.
@@ -50,7 +80,8 @@ pub struct Tag {
     pub confidence: f64,
     pub rule_id: String,
     pub rule_version: i64,
-    pub evidence: Map<String, Value>,
+    /// Shared by the tags of one rule firing on one event.
+    pub evidence: Arc<Map<String, Value>>,
     pub attack_release: String,
     pub mitre_url: Option<String>,
     pub created_at: String,
@@ -112,7 +143,7 @@ pub fn build_tag(
     event: &TaggerEvent,
     rule: &Rule,
     emit: &Emit,
-    evidence: Map<String, Value>,
+    evidence: Arc<Map<String, Value>>,
     confidence: f64,
     config: &TagConfig,
     created_at: &str,
@@ -178,6 +209,19 @@ mod tests {
     }
 
     #[test]
+    fn long_keys_and_hex() {
+        // A key past the stack buffer gives the same UUID as DECNET's
+        // formatting of it.
+        let id = "x".repeat(300);
+        let key = format!("command|{id}|R1|7|T1059|T1059.004");
+        assert_eq!(
+            tag_uuid("command", &id, "R1", 7, "T1059", Some("T1059.004")),
+            Uuid::new_v5(&tag_namespace(), key.as_bytes())
+        );
+        assert_eq!(hex_lower(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+    }
+
+    #[test]
     fn confidence_is_clamped_into_the_unit_interval() {
         let (rule, _) = crate::rule::parse::parse_rule(
             std::path::Path::new("r.yaml"),
@@ -192,7 +236,7 @@ mod tests {
         .unwrap();
         let cfg = TagConfig::default();
         let build =
-            |c| build_tag(&event, &rule, &rule.emits[0], Map::new(), c, &cfg, "t").confidence;
+            |c| build_tag(&event, &rule, &rule.emits[0], Arc::default(), c, &cfg, "t").confidence;
         assert_eq!(build(1.0499999999999998), 1.0);
         assert_eq!(build(-0.5), 0.0);
         assert_eq!(build(0.595), 0.595);

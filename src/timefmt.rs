@@ -17,9 +17,43 @@ pub fn format(t: OffsetDateTime) -> String {
     t.format(&FULL).unwrap_or_default()
 }
 
-/// The current UTC time, formatted.
+/// The current UTC time, formatted. Tags are stamped with it, once per
+/// event that fires, so it is kept cheap: each thread formats the date and
+/// time of day once per second and only the microseconds on each call.
 pub fn now() -> String {
-    format(OffsetDateTime::now_utc())
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format_parts(since.as_secs() as i64, since.subsec_micros())
+}
+
+/// `format` of Unix seconds plus microseconds, through the per-thread cache.
+fn format_parts(secs: i64, micros: u32) -> String {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != secs {
+            cached.1 = OffsetDateTime::from_unix_timestamp(secs)
+                .ok()
+                .and_then(|t| t.format(&SECONDS).ok())
+                .unwrap_or_default();
+            cached.0 = secs;
+        }
+        let mut out = String::with_capacity(cached.1.len() + 7);
+        out.push_str(&cached.1);
+        out.push('.');
+        let mut digits = [b'0'; 6];
+        let mut rest = micros.min(999_999);
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        out.extend(digits.iter().map(|&d| char::from(d)));
+        out
+    })
 }
 
 /// Formats Unix seconds.
@@ -53,5 +87,24 @@ mod tests {
         assert_eq!(parse_unix("2023-11-14 22:13:20"), Some(1_700_000_000));
         assert_eq!(parse_unix("yesterday"), None);
         assert_eq!(now().len(), 26);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_cached_formatter_agrees_with_the_time_crate(
+            secs in 0i64..4_102_444_800,
+            micros in 0u32..1_000_000,
+            again in proptest::bool::ANY,
+        ) {
+            if again {
+                // A cached second, then a different one.
+                format_parts(secs, 0);
+            }
+            let t = OffsetDateTime::from_unix_timestamp_nanos(
+                i128::from(secs) * 1_000_000_000 + i128::from(micros) * 1000,
+            )
+            .unwrap();
+            proptest::prop_assert_eq!(format_parts(secs, micros), format(t));
+        }
     }
 }

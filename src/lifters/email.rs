@@ -369,7 +369,7 @@ pub fn evidence(
     if !has_sha {
         if let Some(body) = non_empty_str(get(p, "body_text")) {
             let digest = Sha256::digest(body.as_bytes());
-            let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let hex = crate::tag::hex_lower(&digest);
             ev.insert("body_sha256".into(), Value::String(hex));
         }
     }

@@ -132,6 +132,7 @@ pub fn run<'a>(
         }
         evaluated += 1;
         let emit_all = |tags: &mut Vec<Tag>, evidence: Map<String, Value>| {
+            let evidence = Arc::new(evidence);
             for emit in &rule.emits {
                 tags.push(build_tag(
                     tag_event,
@@ -199,7 +200,7 @@ pub fn run<'a>(
                         tag_event,
                         rule,
                         emit,
-                        ev,
+                        Arc::new(ev),
                         gate.apply(emit.confidence * d.multiplier),
                         config,
                         created_at,

@@ -91,7 +91,7 @@ const EMIT_KEYS: [&str; 4] = ["tactic", "technique_id", "sub_technique_id", "con
 
 pub fn sha256_hex(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::tag::hex_lower(&digest)
 }
 
 /// Parses and checks one rule file. Returns the rule when the file has no
