@@ -12,8 +12,9 @@ use crate::lifter::Lifter;
 use crate::lifters::{self, LifterFailed};
 use crate::rule::Rule;
 use crate::state::{now_unix, Gate, RuleStates};
-use crate::tag::{build_tag, engine_evidence, now_timestamp, Tag, TagConfig};
+use crate::tag::{build_tag, engine_evidence, now_timestamp, Tag, TagConfig, TagSource};
 use arc_swap::ArcSwap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Every tagger's index, and the operators' rule states, at one moment.
@@ -26,8 +27,11 @@ pub struct Snapshot {
     states: Arc<RuleStates>,
     /// For each source kind any index handles: the bucket of each lifter's
     /// index (resolved once per event instead of once per lifter).
-    routes: Arc<Vec<(String, Vec<Option<usize>>)>>,
+    routes: Arc<Routes>,
 }
+
+/// Source kind → for each lifter's index, the bucket of that kind.
+type Routes = HashMap<String, Vec<Option<usize>>, foldhash::fast::RandomState>;
 
 /// Counters from evaluating events.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -140,7 +144,7 @@ impl Snapshot {
         } else {
             now_unix()
         };
-        let Some((_, buckets)) = self.routes.iter().find(|(k, _)| *k == event.source_kind) else {
+        let Some(buckets) = self.routes.get(&event.source_kind) else {
             return stats;
         };
         for (index, bucket) in self.indexes.iter().zip(buckets) {
@@ -186,7 +190,7 @@ impl Snapshot {
                 let ts = created_at.get_or_insert_with(now_timestamp);
                 for emit in &rule.emits {
                     out.push(build_tag(
-                        event,
+                        TagSource::of(event),
                         rule,
                         emit,
                         evidence.clone(),
@@ -201,12 +205,10 @@ impl Snapshot {
     }
 }
 
-fn routes(indexes: &[Arc<RuleIndex>]) -> Vec<(String, Vec<Option<usize>>)> {
-    let mut kinds: Vec<&str> = indexes.iter().flat_map(|i| i.kinds()).collect();
-    kinds.sort_unstable();
-    kinds.dedup();
-    kinds
-        .into_iter()
+fn routes(indexes: &[Arc<RuleIndex>]) -> Routes {
+    indexes
+        .iter()
+        .flat_map(|i| i.kinds())
         .map(|k| {
             (
                 k.to_string(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use thiserror::Error;
+use uuid::Uuid;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -219,8 +220,10 @@ pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<V
         )?;
         for t in tags {
             let evidence = serde_json::to_string(&t.evidence).unwrap_or_else(|_| "{}".into());
+            let mut uuid = Uuid::encode_buffer();
+            let uuid: &str = t.uuid.hyphenated().encode_lower(&mut uuid);
             let n = stmt.execute(params![
-                t.uuid,
+                uuid,
                 t.source_kind,
                 t.source_id,
                 t.attacker_uuid,

@@ -67,7 +67,8 @@ pub fn hex_lower(bytes: &[u8]) -> String {
 /// One emitted tag: DECNET's `TTPTag` columns plus `rule_sha256`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Tag {
-    pub uuid: String,
+    /// Serialised and stored in its hyphenated lowercase form.
+    pub uuid: Uuid,
     pub source_kind: String,
     pub source_id: String,
     pub attacker_uuid: Option<String>,
@@ -138,9 +139,33 @@ impl Default for TagConfig {
     }
 }
 
+/// The event a tag is built for, as the tagger sees it: DECNET's identity
+/// lifter tags events as if they had no `attacker_uuid`.
+#[derive(Debug, Clone, Copy)]
+pub struct TagSource<'a> {
+    pub event: &'a TaggerEvent,
+    pub attacker_uuid: Option<&'a str>,
+}
+
+impl<'a> TagSource<'a> {
+    pub fn of(event: &'a TaggerEvent) -> TagSource<'a> {
+        TagSource {
+            event,
+            attacker_uuid: event.attacker_uuid.as_deref(),
+        }
+    }
+
+    pub fn without_attacker(event: &'a TaggerEvent) -> TagSource<'a> {
+        TagSource {
+            event,
+            attacker_uuid: None,
+        }
+    }
+}
+
 /// Builds one tag for one emit of a rule that fired on an event.
 pub fn build_tag(
-    event: &TaggerEvent,
+    source: TagSource<'_>,
     rule: &Rule,
     emit: &Emit,
     evidence: Arc<Map<String, Value>>,
@@ -148,6 +173,7 @@ pub fn build_tag(
     config: &TagConfig,
     created_at: &str,
 ) -> Tag {
+    let event = source.event;
     let sub = emit.sub_technique_id.as_deref();
     let uuid = tag_uuid(
         &event.source_kind,
@@ -158,10 +184,10 @@ pub fn build_tag(
         sub,
     );
     Tag {
-        uuid: uuid.hyphenated().to_string(),
+        uuid,
         source_kind: event.source_kind.clone(),
         source_id: event.source_id.clone(),
-        attacker_uuid: event.attacker_uuid.clone(),
+        attacker_uuid: source.attacker_uuid.map(String::from),
         identity_uuid: event.identity_uuid.clone(),
         session_id: event.session_id.clone(),
         decky_id: event.decky_id.clone(),
@@ -236,7 +262,7 @@ mod tests {
         .unwrap();
         let cfg = TagConfig::default();
         let build =
-            |c| build_tag(&event, &rule, &rule.emits[0], Arc::default(), c, &cfg, "t").confidence;
+            |c| build_tag(TagSource::of(&event), &rule, &rule.emits[0], Arc::default(), c, &cfg, "t").confidence;
         assert_eq!(build(1.0499999999999998), 1.0);
         assert_eq!(build(-0.5), 0.0);
         assert_eq!(build(0.595), 0.595);

@@ -25,7 +25,7 @@ use crate::lifter::Lifter;
 use crate::rule::parse::Ctx;
 use crate::rule::{Matcher, Rule};
 use crate::state::Gate;
-use crate::tag::{build_tag, field_evidence, Tag, TagConfig};
+use crate::tag::{build_tag, field_evidence, Tag, TagConfig, TagSource};
 use crate::yaml::Node;
 use serde_json::{Map, Value};
 use std::sync::Arc;
@@ -111,16 +111,12 @@ pub fn run<'a>(
     let mut tags = Vec::new();
     let mut evaluated = 0;
     let mut email_base: Option<Map<String, Value>> = None;
-    // The identity lifter tags a copy of the event without attacker_uuid;
+    // The identity lifter tags the event as if it had no attacker_uuid;
     // with no identity_uuid left, building its tags fails.
-    let identity_event;
     let tag_event = if lifter == Lifter::Identity {
-        let mut e = event.clone();
-        e.attacker_uuid = None;
-        identity_event = e;
-        &identity_event
+        TagSource::without_attacker(event)
     } else {
-        event
+        TagSource::of(event)
     };
     for rule in rules {
         let Matcher::Lifter(settings) = &rule.matcher else {
@@ -155,7 +151,7 @@ pub fn run<'a>(
             }
             LifterRule::Credential(c) => {
                 if let Some(extra) = c.fire(p) {
-                    if lifter == Lifter::Identity && tag_event.identity_uuid.is_none() {
+                    if lifter == Lifter::Identity && event.identity_uuid.is_none() {
                         return Err(LifterFailed);
                     }
                     let mut ev = field_evidence(rule, p);
