@@ -271,7 +271,10 @@ fn e9_intel_abuseipdb() {
         json!({"abuseipdb_score":150,"abuseipdb_categories":[18]}),
     );
     assert_eq!(high.len(), 1);
-    assert_eq!(high[0].uuid.to_string(), "cbe28c3e-9b55-5499-a122-61907ddeb3d9");
+    assert_eq!(
+        high[0].uuid.to_string(),
+        "cbe28c3e-9b55-5499-a122-61907ddeb3d9"
+    );
     assert_eq!(high[0].confidence, 1.0);
     let truthy = intel(
         &snap,
@@ -813,7 +816,8 @@ fn rule_state_clip_and_disable() {
         tags.iter().map(|t| t.confidence).collect::<Vec<_>>()
     );
     assert_eq!(
-        tags[0].uuid.to_string(), "cdff6ed6-896b-53b7-90a6-cf6866bb2fd8",
+        tags[0].uuid.to_string(),
+        "cdff6ed6-896b-53b7-90a6-cf6866bb2fd8",
         "UUIDs do not change"
     );
     let disabled = snap.with_states(RuleStates::new([state(StateKind::Disabled, None, None)]));
