@@ -176,7 +176,7 @@ proptest! {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             snap.tag_event(&ev, &TagConfig::default(), Evaluation::Indexed, &mut a);
             snap.tag_event(&ev, &TagConfig::default(), Evaluation::BruteForce, &mut b);
-            let ids = |v: &Vec<ttp_engine::tag::Tag>| v.iter().map(|t| t.uuid.clone()).collect::<Vec<_>>();
+            let ids = |v: &Vec<ttp_engine::tag::Tag>| v.iter().map(|t| t.uuid).collect::<Vec<_>>();
             prop_assert_eq!(ids(&a), ids(&b), "event {:?}", ev.payload);
         }
     }

@@ -42,7 +42,7 @@ pub fn tag(snap: &Snapshot, event: Value) -> Vec<Tag> {
         Evaluation::BruteForce,
         &mut brute,
     );
-    let key = |t: &Vec<Tag>| t.iter().map(|t| t.uuid.clone()).collect::<Vec<_>>();
+    let key = |t: &Vec<Tag>| t.iter().map(|t| t.uuid).collect::<Vec<_>>();
     assert_eq!(key(&out), key(&brute), "index and brute force disagree");
     out
 }
