@@ -188,8 +188,11 @@ pub fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> 
     }
     // The FOREIGN KEY clauses name DECNET's attacker tables, which this file
     // does not hold; the bundled SQLite enforces foreign keys by default.
+    // Checkpointing every 10,000 pages (40 MB of WAL) instead of 1,000 copies
+    // the index pages that bulk inserts touch again and again less often.
     conn.execute_batch(
-        "PRAGMA foreign_keys=OFF; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;",
+        "PRAGMA foreign_keys=OFF; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; \
+         PRAGMA wal_autocheckpoint=10000;",
     )
     .map_err(err)?;
     migrate(&conn, version).map_err(err)?;
