@@ -16,6 +16,10 @@ use ttp_engine::rule::parse::{parse_rule, LoadOptions};
 use ttp_engine::rule::Rule;
 use ttp_engine::tag::{Tag, TagConfig};
 
+/// The allocator the `ttp` binary uses, so figures match `ttp bench`.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const MIX: usize = 2000;
 
 fn bench_engine(c: &mut Criterion, name: &str, rules: &[Arc<Rule>], events: &[TaggerEvent]) {

@@ -243,8 +243,14 @@ impl Hits {
 
 /// The ASCII-lowercased text the prefilter searches for a field: every
 /// string found there (directly or in a list), joined by newlines. Joining
-/// only adds text, so a literal in any one string is still found.
-fn haystack<'a>(values: &[&Value], buf: &'a mut String) -> Option<&'a str> {
+/// only adds text, so a literal in any one string is still found. A lone
+/// string without ASCII capitals (the usual case) is searched in place.
+fn haystack<'a>(values: &[&'a Value], buf: &'a mut String) -> Option<&'a str> {
+    if let [Value::String(s)] = values {
+        if !s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Some(s.as_str());
+        }
+    }
     buf.clear();
     let mut any = false;
     for value in values {
