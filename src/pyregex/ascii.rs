@@ -42,6 +42,28 @@ pub fn restrict(hir: &Hir) -> Hir {
     }
 }
 
+/// A rough upper estimate of the states of the full-Unicode automaton of
+/// `hir`: a class costs a few states per range (its UTF-8 sequences), and a
+/// counted repetition copies its body once per count. Used to decide
+/// whether that automaton may be large enough to build at load time.
+pub fn unicode_states_estimate(hir: &Hir) -> usize {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => 1,
+        HirKind::Literal(lit) => lit.0.len(),
+        HirKind::Class(Class::Unicode(c)) => c.ranges().len().saturating_mul(4),
+        HirKind::Class(Class::Bytes(_)) => 1,
+        HirKind::Repetition(r) => {
+            let copies = r.max.unwrap_or(r.min).max(r.min).saturating_add(1);
+            unicode_states_estimate(&r.sub).saturating_mul(copies as usize)
+        }
+        HirKind::Capture(c) => unicode_states_estimate(&c.sub),
+        HirKind::Concat(subs) | HirKind::Alternation(subs) => subs
+            .iter()
+            .map(unicode_states_estimate)
+            .fold(0, usize::saturating_add),
+    }
+}
+
 fn ascii_look(look: Look) -> Look {
     match look {
         Look::WordUnicode => Look::WordAscii,
@@ -79,6 +101,15 @@ mod tests {
     fn word_boundaries_become_ascii() {
         assert_restricts(r"\bx\B", r"(?-u:\b)x(?-u:\B)");
         assert_restricts(r"\b{start}x\b{end}", r"(?-u:\b{start})x(?-u:\b{end})");
+    }
+
+    #[test]
+    fn estimates_grow_with_classes_and_counts() {
+        let est = |p: &str| unicode_states_estimate(&parse(p));
+        assert!(est(r"\w+\s+\d{1,5}") < 20_000);
+        assert!(est(r"\w{1000}") > 20_000);
+        assert!(est(r"(?:\w\W){30}{30}") > 20_000);
+        assert!(est("abc") < est(r"\w"));
     }
 
     #[test]

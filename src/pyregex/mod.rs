@@ -134,15 +134,30 @@ fn build_linear(pattern: &str) -> Result<LinearRegex, CompileError> {
         .map_err(|e| CompileError::Engine(e.to_string()))
 }
 
-/// Compiles the ASCII restriction of a linear pattern (see [`ascii`]).
-fn build_ascii(pattern: &str) -> Result<LinearRegex, CompileError> {
+/// Compiles a linear pattern: its ASCII restriction now (see [`ascii`]),
+/// its full-Unicode program on first need, or now too when the full program
+/// may be large (so that one too large to build is reported at load).
+fn build_programs(pattern: String) -> Result<(LinearRegex, LazyUnicode), CompileError> {
     let hir = regex_syntax::Parser::new()
-        .parse(pattern)
+        .parse(&pattern)
         .map_err(|e| CompileError::Engine(e.to_string()))?;
-    linear_builder()
+    let ascii = linear_builder()
         .build_from_hir(&ascii::restrict(&hir))
-        .map_err(|e| CompileError::Engine(e.to_string()))
+        .map_err(|e| CompileError::Engine(e.to_string()))?;
+    let unicode = LazyUnicode {
+        pattern,
+        compiled: OnceLock::new(),
+    };
+    if ascii::unicode_states_estimate(&hir) > EAGER_UNICODE_STATES {
+        unicode.get().map_err(Clone::clone)?;
+    }
+    Ok((ascii, unicode))
 }
+
+/// Above this estimate (automaton states, see
+/// [`ascii::unicode_states_estimate`]) the full program is built at load.
+/// The size limit allows roughly ten times as many.
+const EAGER_UNICODE_STATES: usize = 20_000;
 
 fn build_fancy(pattern: &str) -> Result<fancy_regex::Regex, CompileError> {
     fancy_regex::RegexBuilder::new(pattern)
@@ -183,11 +198,8 @@ impl PyRegex {
                 end_anchor,
                 unicode_word_boundary,
             }) => {
-                let ascii = build_ascii(&linear)?;
-                let unicode = Box::new(LazyUnicode {
-                    pattern: linear,
-                    compiled: OnceLock::new(),
-                });
+                let (ascii, unicode) = build_programs(linear)?;
+                let unicode = Box::new(unicode);
                 let exact_word = if unicode_word_boundary {
                     Some(Box::new(LazyExact {
                         pattern: exact(pattern)?,
@@ -463,6 +475,29 @@ mod tests {
         // ... and the ASCII one still decides ASCII haystacks.
         assert!(m(r"^\w+$", "ete"));
         assert!(!m(r"^\w+$", "e-e"));
+    }
+
+    #[test]
+    fn a_full_program_too_large_to_build_abandons_non_ascii_searches() {
+        // Built by hand: the estimate would have built this one at load.
+        let (ascii, _) = build_programs("xyz".into()).unwrap();
+        let r = PyRegex {
+            source: String::new(),
+            engine: Engine::Linear {
+                ascii,
+                unicode: Box::new(LazyUnicode {
+                    pattern: r"\w{1000}|xyz".into(),
+                    compiled: OnceLock::new(),
+                }),
+                end_anchor: false,
+                exact_word: None,
+            },
+            superset: String::new(),
+        };
+        assert_eq!(r.is_match("xyz"), Ok(true));
+        assert_eq!(r.is_match("été xyz"), Err(SearchAbandoned::TooLarge));
+        assert!(r.compile_unicode().is_err());
+        assert!(PyRegex::new(r"\w{1000}|xyz").is_err());
     }
 
     /// Pieces of patterns the linear engine runs.
