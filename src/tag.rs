@@ -1,7 +1,6 @@
 //! Tags out (spec §9): the deterministic UUIDv5 key, evidence, `mitre_url`.
 
-use crate::event::Payload;
-use crate::event::TaggerEvent;
+use crate::event::{Payload, TaggerEvent};
 use crate::rule::{Emit, Rule};
 use serde::Serialize;
 use serde_json::{Map, Value};

@@ -19,8 +19,7 @@ pub mod ipv6;
 pub mod params;
 pub mod py;
 
-use crate::event::Payload;
-use crate::event::TaggerEvent;
+use crate::event::{Payload, TaggerEvent};
 use crate::lifter::Lifter;
 use crate::rule::parse::Ctx;
 use crate::rule::{Matcher, Rule};

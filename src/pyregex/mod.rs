@@ -107,9 +107,11 @@ pub struct PyRegex {
 }
 
 /// A linear-time matcher: `regex-automata`'s meta engine limited to the
-/// lazy DFA and the PikeVM (no one-pass DFA, no bounded backtracker, no
-/// explicit capture groups), which keeps compile time and memory small for packs of
-/// thousands of rules while keeping linear-time search.
+/// lazy DFA and the PikeVM (no full or one-pass DFA, no bounded backtracker,
+/// no literal prefilter of its own (the index's Aho-Corasick prefilter picks
+/// candidate rules), no explicit capture groups), which keeps compile time
+/// and memory small for packs of thousands of rules while keeping
+/// linear-time search.
 type LinearRegex = regex_automata::meta::Regex;
 
 fn linear_builder() -> regex_automata::meta::Builder {
