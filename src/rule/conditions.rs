@@ -131,6 +131,15 @@ fn fold(s: &str) -> String {
     s.chars().flat_map(char::to_lowercase).collect()
 }
 
+/// `fold(s)`, without allocating when `s` is already folded ASCII.
+fn folded(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(fold(s))
+    }
+}
+
 impl Condition {
     /// Parses a condition mapping. `ignore` lists keys the caller handles
     /// (e.g. `kind` at the top of `match`).
@@ -386,15 +395,11 @@ impl Condition {
     }
 }
 
-fn json_eq(a: &Json, b: &Json, nocase: bool) -> bool {
+/// Whether a payload value equals a rule's value, case-sensitively (see
+/// `Op::Equals` in `test_value` for the folded comparison).
+fn json_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
-        (Json::String(x), Json::String(y)) => {
-            if nocase {
-                fold(x) == fold(y)
-            } else {
-                x == y
-            }
-        }
+        (Json::String(x), Json::String(y)) => x == y,
         (Json::Number(x), Json::Number(y)) => match (x.as_f64(), y.as_f64()) {
             (Some(x), Some(y)) => x == y,
             _ => x == y,
@@ -409,7 +414,7 @@ fn test_value(op: &Op, nocase: bool, v: &Json) -> Result<bool, SearchAbandoned> 
             return false;
         };
         if nocase {
-            let hay = fold(s);
+            let hay = folded(s);
             needles.iter().any(|n| f(&hay, n))
         } else {
             needles.iter().any(|n| f(s, n))
@@ -431,7 +436,14 @@ fn test_value(op: &Op, nocase: bool, v: &Json) -> Result<bool, SearchAbandoned> 
         Op::Contains(n) => text(&|h, n| h.contains(n), n),
         Op::StartsWith(n) => text(&|h, n| h.starts_with(n), n),
         Op::EndsWith(n) => text(&|h, n| h.ends_with(n), n),
-        Op::Equals(vals) => vals.iter().any(|x| json_eq(v, x, nocase)),
+        Op::Equals(vals) => match (v, nocase) {
+            // Fold the value once, not once per candidate.
+            (Json::String(s), true) => {
+                let s = folded(s);
+                vals.iter().any(|x| x.as_str() == Some(&*s))
+            }
+            _ => vals.iter().any(|x| json_eq(v, x)),
+        },
         Op::Gt(x) => num(&|n| n > *x),
         Op::Gte(x) => num(&|n| n >= *x),
         Op::Lt(x) => num(&|n| n < *x),
@@ -472,8 +484,10 @@ fn strings(value: &Node, op: &str, ctx: &mut Ctx) -> Option<Vec<(String, crate::
     }
 }
 
-fn scalar(node: &Node, op: &str, ctx: &mut Ctx) -> Option<Json> {
-    match node.value {
+/// A scalar to compare with; strings are folded when the comparison
+/// ignores case (the value is folded at match time).
+fn scalar(node: &Node, op: &str, nocase: bool, ctx: &mut Ctx) -> Option<Json> {
+    match &node.value {
         Value::Seq(_) | Value::Map(_) => {
             ctx.error(
                 Code::BadCondition,
@@ -482,6 +496,7 @@ fn scalar(node: &Node, op: &str, ctx: &mut Ctx) -> Option<Json> {
             );
             None
         }
+        Value::Str(s) if nocase => Some(Json::String(fold(s))),
         _ => Some(node.to_json()),
     }
 }
@@ -524,16 +539,16 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
             Value::Seq(items) if !items.is_empty() => Op::Equals(
                 items
                     .iter()
-                    .map(|i| scalar(i, op, ctx))
+                    .map(|i| scalar(i, op, nocase, ctx))
                     .collect::<Option<_>>()?,
             ),
-            _ => Op::Equals(vec![scalar(value, op, ctx)?]),
+            _ => Op::Equals(vec![scalar(value, op, nocase, ctx)?]),
         },
         "in" => match &value.value {
             Value::Seq(items) if !items.is_empty() => Op::Equals(
                 items
                     .iter()
-                    .map(|i| scalar(i, op, ctx))
+                    .map(|i| scalar(i, op, nocase, ctx))
                     .collect::<Option<_>>()?,
             ),
             _ => {
@@ -650,6 +665,18 @@ mod tests {
         assert!(!eval(&cidr, json!({"ip": "11.0.0.1"})));
         let eq = cond("{field: user, in: [root, admin], nocase: true}");
         assert!(eval(&eq, json!({"user": "ROOT"})));
+        assert!(eval(&eq, json!({"user": "admin"})));
+        assert!(!eval(&eq, json!({"user": "rooT2"})));
+        // Rule values are folded too, and non-ASCII text is folded fully.
+        let eq = cond("{field: user, equals: [ÉTÉ, Admin, 7], nocase: true}");
+        assert!(eval(&eq, json!({"user": "été"})));
+        assert!(eval(&eq, json!({"user": "ÉtÉ"})));
+        assert!(eval(&eq, json!({"user": "ADMIN"})));
+        assert!(eval(&eq, json!({"user": 7})));
+        assert!(!eval(&eq, json!({"user": "7"})));
+        let exact = cond("{field: user, equals: Admin}");
+        assert!(!eval(&exact, json!({"user": "admin"})));
+        assert!(eval(&exact, json!({"user": "Admin"})));
         let ex = cond("{not: {field: x, exists: true}}");
         assert!(eval(&ex, json!({})));
         assert!(!eval(&ex, json!({"x": null})));
