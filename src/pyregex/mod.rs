@@ -474,9 +474,13 @@ mod tests {
         assert!(m(r"^\d$", "\u{663}"));
         assert!(m(r"(?i)k", "\u{212a}"));
         assert!(!m(r"^\W$", "é"));
-        // ... and the ASCII one still decides ASCII haystacks.
+        // ... and the ASCII one still decides ASCII haystacks, even when a
+        // class has no ASCII member left.
         assert!(m(r"^\w+$", "ete"));
         assert!(!m(r"^\w+$", "e-e"));
+        assert!(!m(r"[éè]x", "ex"));
+        assert!(m(r"[éè]x", "éx"));
+        assert!(m(r"[éè]?x", "ex"));
     }
 
     #[test]
