@@ -3,9 +3,18 @@
 use crate::event::{Payload, TaggerEvent};
 use crate::rule::{Emit, Rule};
 use serde::Serialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
+
+/// A tag's evidence: keys in insertion order (DECNET's key order is part of
+/// compatibility), hashed with foldhash like [`Payload`].
+pub type Evidence = indexmap::IndexMap<String, Value, foldhash::fast::RandomState>;
+
+/// Evidence as a JSON object (keys in the same order).
+pub fn evidence_json(evidence: Evidence) -> Value {
+    Value::Object(evidence.into_iter().collect())
+}
 
 /// DECNET's default `attack_release` value.
 pub const DEFAULT_ATTACK_RELEASE: &str = "v15.1";
@@ -95,7 +104,7 @@ pub struct Tag {
     pub rule_id: String,
     pub rule_version: i64,
     /// Shared by the tags of one rule firing on one event.
-    pub evidence: Arc<Map<String, Value>>,
+    pub evidence: Arc<Evidence>,
     pub attack_release: String,
     pub mitre_url: Option<String>,
     pub created_at: String,
@@ -104,8 +113,8 @@ pub struct Tag {
 
 /// DECNET's base evidence: the `evidence_fields` present in the payload (even
 /// holding `null`), in list order, each once.
-pub fn field_evidence(rule: &Rule, payload: &Payload) -> Map<String, Value> {
-    let mut ev = Map::new();
+pub fn field_evidence(rule: &Rule, payload: &Payload) -> Evidence {
+    let mut ev = Evidence::default();
     for name in &rule.evidence_fields {
         if !ev.contains_key(name) {
             if let Some(v) = payload.get(name) {
@@ -119,7 +128,7 @@ pub fn field_evidence(rule: &Rule, payload: &Payload) -> Map<String, Value> {
 /// The engine's evidence (spec §4 step 3): the base evidence, then for
 /// `command` events the auxiliary `uid`, `user`, `src`, `pwd` when present
 /// and not already there.
-pub fn engine_evidence(rule: &Rule, event: &TaggerEvent) -> Map<String, Value> {
+pub fn engine_evidence(rule: &Rule, event: &TaggerEvent) -> Evidence {
     let mut ev = field_evidence(rule, &event.payload);
     if event.source_kind == "command" {
         for name in ["uid", "user", "src", "pwd"] {
@@ -181,7 +190,7 @@ pub fn build_tag(
     source: TagSource<'_>,
     rule: &Rule,
     emit: &Emit,
-    evidence: Arc<Map<String, Value>>,
+    evidence: Arc<Evidence>,
     confidence: f64,
     config: &TagConfig,
     created_at: &str,

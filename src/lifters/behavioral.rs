@@ -5,8 +5,9 @@ use super::py::{as_int, as_num, get, is_int, is_num, is_true, or, truthy};
 use crate::event::Payload;
 use crate::pyregex::PyRegex;
 use crate::rule::parse::Ctx;
+use crate::tag::Evidence;
 use crate::yaml::Node;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::OnceLock;
 
 #[derive(Debug)]
@@ -99,8 +100,8 @@ impl Behavioral {
         })
     }
 
-    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
-        let mut extra = Map::new();
+    pub fn fire(&self, p: &Payload) -> Option<Evidence> {
+        let mut extra = Evidence::default();
         match self {
             Behavioral::Beaconing {
                 min_interval_s,
@@ -211,7 +212,7 @@ mod tests {
 
     fn fire(b: &Behavioral, p: Value) -> Option<Value> {
         b.fire(&crate::event::payload(p).unwrap())
-            .map(Value::Object)
+            .map(crate::tag::evidence_json)
     }
 
     fn res(ps: &[&str]) -> Vec<PyRegex> {

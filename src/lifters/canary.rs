@@ -6,8 +6,9 @@ use super::params;
 use super::py::{as_int, get, is_int, is_true, or};
 use crate::event::Payload;
 use crate::rule::parse::Ctx;
+use crate::tag::Evidence;
 use crate::yaml::Node;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 #[derive(Debug)]
 pub enum Canary {
@@ -36,7 +37,7 @@ impl Canary {
     }
 
     /// The evidence when the rule fires.
-    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
+    pub fn fire(&self, p: &Payload) -> Option<Evidence> {
         let (metric, signature): (&str, String) = match self {
             Canary::Webdriver => {
                 if !is_true(get(p, "navigator_webdriver")) {
@@ -86,7 +87,7 @@ impl Canary {
                 }
             }
         };
-        let mut ev = Map::new();
+        let mut ev = Evidence::default();
         ev.insert("metric".into(), Value::String(metric.into()));
         ev.insert("matched_signature".into(), Value::String(signature));
         Some(ev)
@@ -100,7 +101,7 @@ mod tests {
 
     fn fire(c: &Canary, p: Value) -> Option<Value> {
         c.fire(&crate::event::payload(p).unwrap())
-            .map(Value::Object)
+            .map(crate::tag::evidence_json)
     }
 
     #[test]

@@ -4,8 +4,9 @@ use super::params;
 use super::py::{as_int, get, is_int, is_true, non_empty_str};
 use crate::event::Payload;
 use crate::rule::parse::Ctx;
+use crate::tag::Evidence;
 use crate::yaml::Node;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 #[derive(Debug)]
 pub enum Credential {
@@ -47,11 +48,11 @@ impl Credential {
     }
 
     /// The extra evidence when the rule fires.
-    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
-        let mut extra = Map::new();
+    pub fn fire(&self, p: &Payload) -> Option<Evidence> {
+        let mut extra = Evidence::default();
         let at_least =
             |v: &Value, n: i64| is_int(v) && as_int(v).is_some_and(|x| x >= i128::from(n));
-        let service = |extra: &mut Map<String, Value>| {
+        let service = |extra: &mut Evidence| {
             if let Some(s) = non_empty_str(get(p, "service")) {
                 extra.insert("service".into(), Value::String(s.into()));
             }
@@ -127,7 +128,7 @@ mod tests {
 
     fn fire(c: &Credential, p: Value) -> Option<Value> {
         c.fire(&crate::event::payload(p).unwrap())
-            .map(Value::Object)
+            .map(crate::tag::evidence_json)
     }
 
     #[test]

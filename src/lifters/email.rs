@@ -8,8 +8,9 @@ use super::params;
 use super::py::{as_int, get, is_false, is_int, is_true, non_empty_str, or, truthy};
 use crate::event::Payload;
 use crate::rule::parse::Ctx;
+use crate::tag::Evidence;
 use crate::yaml::Node;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
@@ -103,8 +104,8 @@ impl Email {
         })
     }
 
-    pub fn fire(&self, p: &Payload) -> Option<Map<String, Value>> {
-        let mut extra = Map::new();
+    pub fn fire(&self, p: &Payload) -> Option<Evidence> {
+        let mut extra = Evidence::default();
         let headers =
             |h: &[&str]| Value::Array(h.iter().map(|s| Value::String((*s).into())).collect());
         match self {
@@ -305,8 +306,8 @@ pub fn domain(v: &Value) -> Option<String> {
 }
 
 /// The per-event base evidence, in its fixed key order.
-pub fn base_evidence(p: &Payload) -> Map<String, Value> {
-    let mut ev = Map::new();
+pub fn base_evidence(p: &Payload) -> Evidence {
+    let mut ev = Evidence::default();
     let sha = or(get(p, "body_sha256"), &Value::Null);
     let sha = sha.as_str().unwrap_or("").to_string();
     ev.insert("body_sha256".into(), Value::String(sha));
@@ -344,13 +345,9 @@ pub fn base_evidence(p: &Payload) -> Map<String, Value> {
 
 /// Evidence for one firing rule: base, sorted headers, the extra, allowlist,
 /// then the body hash fallback.
-pub fn evidence(
-    base: &Map<String, Value>,
-    mut extra: Map<String, Value>,
-    p: &Payload,
-) -> Map<String, Value> {
+pub fn evidence(base: &Evidence, mut extra: Evidence, p: &Payload) -> Evidence {
     let mut ev = base.clone();
-    if let Some(Value::Array(h)) = extra.remove("matched_headers") {
+    if let Some(Value::Array(h)) = extra.swap_remove("matched_headers") {
         let set: BTreeSet<String> = h
             .iter()
             .filter_map(Value::as_str)
@@ -383,7 +380,7 @@ mod tests {
 
     fn fire(e: &Email, p: Value) -> Option<Value> {
         e.fire(&crate::event::payload(p).unwrap())
-            .map(Value::Object)
+            .map(crate::tag::evidence_json)
     }
 
     #[test]
@@ -494,12 +491,12 @@ mod tests {
         let p = json!({"rcpt_domains": "abc", "rcpt_count": true, "body_text": "hello", "subject": "s"});
         let p = &crate::event::payload(p).unwrap();
         let base = base_evidence(p);
-        let mut extra = Map::new();
+        let mut extra = Evidence::default();
         extra.insert("matched_headers".into(), json!(["b", "a", "b"]));
         extra.insert("subject".into(), json!("leak"));
         let ev = evidence(&base, extra, p);
         assert_eq!(
-            Value::Object(ev),
+            crate::tag::evidence_json(ev),
             json!({"body_sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
                    "matched_headers": ["a", "b"], "rcpt_domain_set": [], "attachment_sha256s": [], "rcpt_count": true})
         );

@@ -7,7 +7,8 @@
 
 use super::py::{as_int, as_num, get, is_int, is_num, is_true, or};
 use crate::event::Payload;
-use serde_json::{Map, Value};
+use crate::tag::Evidence;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
@@ -73,7 +74,7 @@ fn techniques(provider: &str, signal: &str) -> &'static [Mapping] {
 pub struct Decision {
     pub technique: String,
     pub multiplier: f64,
-    pub extra: Map<String, Value>,
+    pub extra: Evidence,
 }
 
 /// Ordered technique → value map (insertion order kept).
@@ -159,7 +160,7 @@ fn abuseipdb(p: &Payload) -> Vec<Decision> {
     hits.0
         .into_iter()
         .map(|(technique, cats)| {
-            let mut extra = Map::new();
+            let mut extra = Evidence::default();
             extra.insert("abuseipdb_categories".into(), Value::Array(cats));
             extra.insert(
                 "abuse_confidence_score".into(),
@@ -203,7 +204,7 @@ fn greynoise(p: &Payload) -> Vec<Decision> {
     hits.0
         .into_iter()
         .map(|(technique, (multiplier, signals))| {
-            let mut extra = Map::new();
+            let mut extra = Evidence::default();
             extra.insert("greynoise_classification".into(), cls.clone());
             extra.insert("greynoise_tags".into(), Value::Array(signals));
             Decision {
@@ -220,7 +221,7 @@ fn feodo(p: &Payload) -> Vec<Decision> {
         return Vec::new();
     }
     let family = or(get(p, "feodo_malware_family"), get(p, "malware_family"));
-    let mut extra = Map::new();
+    let mut extra = Evidence::default();
     extra.insert("feodo_listed".into(), Value::Bool(true));
     if let Some(f) = family.as_str().filter(|s| !s.is_empty()) {
         extra.insert("malware_family".into(), Value::String(f.into()));
@@ -255,7 +256,7 @@ fn threatfox(p: &Payload) -> Vec<Decision> {
     hits.0
         .into_iter()
         .map(|(technique, types)| {
-            let mut extra = Map::new();
+            let mut extra = Evidence::default();
             extra.insert("threat_types".into(), Value::Array(types));
             if !families.is_empty() {
                 extra.insert("malware_families".into(), Value::Array(families.clone()));
@@ -280,7 +281,13 @@ mod tests {
     fn decide(k: Intel, p: Value) -> Vec<(String, f64, Value)> {
         k.decide(&crate::event::payload(p).unwrap())
             .into_iter()
-            .map(|d| (d.technique, d.multiplier, Value::Object(d.extra)))
+            .map(|d| {
+                (
+                    d.technique,
+                    d.multiplier,
+                    crate::tag::evidence_json(d.extra),
+                )
+            })
             .collect()
     }
 

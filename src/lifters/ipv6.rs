@@ -3,7 +3,8 @@
 
 use super::LifterFailed;
 use crate::event::Payload;
-use serde_json::{Map, Value};
+use crate::tag::Evidence;
+use serde_json::Value;
 
 /// `payload.get(k, default)`: the default only when the key is absent.
 fn get_or(p: &Payload, k: &str, default: &str) -> Value {
@@ -22,7 +23,7 @@ fn truthy_or(a: Value, b: Value) -> Value {
 
 /// `Ok(None)`: no fire. `Err(LifterFailed)`: the address is not a string, which makes
 /// DECNET's lifter raise (so it yields nothing for this event).
-pub fn fire(p: &Payload) -> Result<Option<Map<String, Value>>, LifterFailed> {
+pub fn fire(p: &Payload) -> Result<Option<Evidence>, LifterFailed> {
     let addr = truthy_or(get_or(p, "addr", ""), get_or(p, "src_ip", ""));
     let Value::String(text) = &addr else {
         return Err(LifterFailed);
@@ -30,7 +31,7 @@ pub fn fire(p: &Payload) -> Result<Option<Map<String, Value>>, LifterFailed> {
     if !text.to_lowercase().starts_with("fe80:") {
         return Ok(None);
     }
-    let mut ev = Map::new();
+    let mut ev = Evidence::default();
     ev.insert("addr".into(), addr.clone());
     ev.insert("mac_oui".into(), get_or(p, "mac_oui", ""));
     ev.insert("iid_kind".into(), get_or(p, "iid_kind", "unknown"));
@@ -50,7 +51,7 @@ mod tests {
     use serde_json::json;
 
     fn run(p: Value) -> Result<Option<Value>, LifterFailed> {
-        fire(&crate::event::payload(p).unwrap()).map(|o| o.map(Value::Object))
+        fire(&crate::event::payload(p).unwrap()).map(|o| o.map(crate::tag::evidence_json))
     }
 
     #[test]

@@ -24,9 +24,8 @@ use crate::lifter::Lifter;
 use crate::rule::parse::Ctx;
 use crate::rule::{Matcher, Rule};
 use crate::state::Gate;
-use crate::tag::{build_tag, field_evidence, Tag, TagConfig, TagSource};
+use crate::tag::{build_tag, field_evidence, Evidence, Tag, TagConfig, TagSource};
 use crate::yaml::Node;
-use serde_json::{Map, Value};
 use std::sync::Arc;
 
 /// A `lifter:*` rule's compiled settings.
@@ -84,7 +83,7 @@ impl LifterRule {
 }
 
 /// `dict.update`: existing keys keep their place and take the new value.
-fn update(ev: &mut Map<String, Value>, extra: Map<String, Value>) {
+fn update(ev: &mut Evidence, extra: Evidence) {
     for (k, v) in extra {
         ev.insert(k, v);
     }
@@ -109,7 +108,7 @@ pub fn run<'a>(
     let p = &event.payload;
     let mut tags = Vec::new();
     let mut evaluated = 0;
-    let mut email_base: Option<Map<String, Value>> = None;
+    let mut email_base: Option<Evidence> = None;
     // The identity lifter tags the event as if it had no attacker_uuid;
     // with no identity_uuid left, building its tags fails.
     let tag_event = if lifter == Lifter::Identity {
@@ -126,7 +125,7 @@ pub fn run<'a>(
             continue;
         }
         evaluated += 1;
-        let emit_all = |tags: &mut Vec<Tag>, evidence: Map<String, Value>| {
+        let emit_all = |tags: &mut Vec<Tag>, evidence: Evidence| {
             let evidence = Arc::new(evidence);
             for emit in &rule.emits {
                 tags.push(build_tag(
