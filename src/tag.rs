@@ -7,9 +7,9 @@ use serde_json::Value;
 use std::sync::{Arc, OnceLock};
 use uuid::Uuid;
 
-/// A tag's evidence: keys in insertion order (DECNET's key order is part of
-/// compatibility), hashed with foldhash like [`Payload`].
-pub type Evidence = indexmap::IndexMap<String, Value, foldhash::fast::RandomState>;
+/// A tag's evidence: the same map as a [`Payload`] (keys in insertion
+/// order, which DECNET's compatibility depends on; a fast hasher).
+pub type Evidence = Payload;
 
 /// Evidence as a JSON object (keys in the same order).
 pub fn evidence_json(evidence: Evidence) -> Value {
