@@ -164,7 +164,7 @@ impl TaggerEvent {
 
     /// Parses one line of JSON.
     pub fn from_line(line: &[u8]) -> Result<TaggerEvent, (Reject, String)> {
-        let value: Value = serde_json::from_slice(line)
+        let value = crate::pyjson::parse(line)
             .map_err(|e| (Reject::InvalidJson, format!("invalid JSON: {e}")))?;
         TaggerEvent::from_json(value)
     }

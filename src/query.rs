@@ -90,7 +90,7 @@ pub fn list_tags(db: &Path, filter: &TagFilter) -> Result<Vec<TagRow>, StoreErro
                 technique_id: r.get(8)?,
                 sub_technique_id: r.get(9)?,
                 confidence: r.get(10)?,
-                evidence: serde_json::from_str(&evidence)
+                evidence: crate::pyjson::parse(evidence.as_bytes())
                     .unwrap_or(serde_json::Value::String(evidence)),
             })
         })

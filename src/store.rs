@@ -222,7 +222,8 @@ pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<V
              ON CONFLICT(uuid) DO NOTHING",
         )?;
         for t in tags {
-            let evidence = serde_json::to_string(&t.evidence).unwrap_or_else(|_| "{}".into());
+            // Stored exactly as DECNET stores it: `json.dumps(evidence)`.
+            let evidence = crate::pyjson::dumps_object(t.evidence.iter());
             let mut uuid = Uuid::encode_buffer();
             let uuid: &str = t.uuid.hyphenated().encode_lower(&mut uuid);
             let n = stmt.execute(params![

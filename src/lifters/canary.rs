@@ -3,7 +3,7 @@
 //! `{metric, matched_signature}`.
 
 use super::params;
-use super::py::{as_int, get, is_int, is_true, or};
+use super::py::{as_int, get, int_str, is_true, or};
 use crate::event::Payload;
 use crate::rule::parse::Ctx;
 use crate::tag::Evidence;
@@ -60,14 +60,8 @@ impl Canary {
             }
             Canary::TzLangMismatch => {
                 let zones = get(p, "tz_mismatch_zones");
-                match as_int(zones).filter(|z| is_int(zones) && *z >= 3) {
-                    Some(z) => {
-                        let shown = match zones {
-                            Value::Bool(b) => if *b { "True" } else { "False" }.to_string(),
-                            _ => z.to_string(),
-                        };
-                        ("timezone_geo_mismatch", format!("tz_zones>={shown}"))
-                    }
+                match int_str(zones).filter(|_| as_int(zones).is_some_and(|z| z >= 3)) {
+                    Some(shown) => ("timezone_geo_mismatch", format!("tz_zones>={shown}")),
                     None if is_true(get(p, "lang_country_mismatch")) => {
                         ("language_country_mismatch", "lang_vs_source_country".into())
                     }

@@ -275,17 +275,25 @@ fn base64_chunk() -> &'static regex::Regex {
 }
 
 /// The decoded size of the first base64 chunk that decodes to at least
-/// `min` bytes (non-canonical trailing bits accepted).
+/// `min` bytes. A chunk decodes as CPython 3.11's
+/// `base64.b64decode(chunk, validate=True)` does: with `d` data characters
+/// and `p` padding characters it decodes when `d % 4 == 0` (padding after a
+/// complete group is ignored), or `d % 4 == 2` with `p == 2`, or
+/// `d % 4 == 3` with `p == 1` (non-canonical trailing bits accepted), to
+/// `⌊3d/4⌋` bytes; any other chunk is skipped.
 fn largest_decodable(body: &str, min: i64) -> Option<i64> {
     base64_chunk().find_iter(body).find_map(|m| {
         let chunk = m.as_str();
-        let len = chunk.len() as i64;
-        if len % 4 != 0 {
-            return None;
-        }
-        let pad = chunk.bytes().filter(|b| *b == b'=').count() as i64;
-        let decoded = 3 * len / 4 - pad;
-        (decoded >= min).then_some(decoded)
+        let pad = chunk.bytes().rev().take_while(|b| *b == b'=').count();
+        let data = (chunk.len() - pad) as i64;
+        let decodes = match data % 4 {
+            0 => true,
+            2 => pad == 2,
+            3 => pad == 1,
+            _ => false,
+        };
+        let decoded = 3 * data / 4;
+        (decodes && decoded >= min).then_some(decoded)
     })
 }
 
@@ -312,14 +320,18 @@ pub fn base_evidence(p: &Payload) -> Evidence {
     let sha = sha.as_str().unwrap_or("").to_string();
     ev.insert("body_sha256".into(), Value::String(sha));
     ev.insert("matched_headers".into(), Value::Array(Vec::new()));
-    // A non-list `rcpt_domains` is treated as absent (DECNET iterates strings
-    // character by character and fails the event on numbers).
+    // Python iteration of `rcpt_domains or []`: a list gives its items, a
+    // string its characters, an object its keys. A truthy number or `true`
+    // makes DECNET fail the whole event; we treat it as absent (README,
+    // deviations).
     let domains: BTreeSet<String> = match get(p, "rcpt_domains") {
         Value::Array(a) => a
             .iter()
             .filter_map(Value::as_str)
             .map(str::to_lowercase)
             .collect(),
+        Value::String(s) => s.chars().map(|c| c.to_lowercase().collect()).collect(),
+        Value::Object(o) => o.keys().map(|k| k.to_lowercase()).collect(),
         _ => BTreeSet::new(),
     };
     ev.insert(
@@ -365,7 +377,8 @@ pub fn evidence(base: &Evidence, mut extra: Evidence, p: &Payload) -> Evidence {
     let has_sha = ev.get("body_sha256").is_some_and(truthy);
     if !has_sha {
         if let Some(body) = non_empty_str(get(p, "body_text")) {
-            let digest = Sha256::digest(body.as_bytes());
+            // Python encodes with errors="replace": lone surrogates are `?`.
+            let digest = Sha256::digest(crate::pyjson::utf8_replacing_surrogates(body));
             let hex = crate::tag::hex_lower(&digest);
             ev.insert("body_sha256".into(), Value::String(hex));
         }
@@ -481,8 +494,37 @@ mod tests {
             fire(&e, json!({"body_text": format!("see {chunk} ok")})),
             Some(json!({"encoded_byte_count": 24}))
         );
-        let odd = "QUFB".repeat(8) + "Q"; // 33 chars: not a multiple of 4
-        assert!(fire(&e, json!({"body_text": odd})).is_none());
+        // CPython 3.11's b64decode(validate=True): d data chars, p pads.
+        let cases: [(&str, Option<i64>); 8] = [
+            ("Q", None),  // d % 4 == 1: never
+            ("QQ", None), // d % 4 == 2 needs p == 2
+            ("QQ=", None),
+            ("QQ==", Some(25)),
+            ("QUF", None), // d % 4 == 3 needs p == 1
+            ("QUF=", Some(26)),
+            ("QUF==", None),
+            ("=", Some(24)), // complete groups: padding ignored
+        ];
+        for (tail, bytes) in cases {
+            let body = "QUFB".repeat(8) + tail;
+            let got = fire(&e, json!({"body_text": body}));
+            assert_eq!(
+                got,
+                bytes.map(|n| json!({"encoded_byte_count": n})),
+                "{tail}"
+            );
+        }
+        let big = Email::EncodedPayload { min_bytes: 4096 };
+        let body = "QUJD".repeat(1400) + "==";
+        assert_eq!(
+            fire(&big, json!({"body_text": body})),
+            Some(json!({"encoded_byte_count": 4200}))
+        );
+        let body = "A".repeat(5464) + "=";
+        assert_eq!(
+            fire(&big, json!({"body_text": body})),
+            Some(json!({"encoded_byte_count": 4098}))
+        );
         assert!(fire(&e, json!({"body_text": "", "body_base64_bytes": 5000})).is_none());
     }
 
@@ -498,7 +540,39 @@ mod tests {
         assert_eq!(
             crate::tag::evidence_json(ev),
             json!({"body_sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-                   "matched_headers": ["a", "b"], "rcpt_domain_set": [], "attachment_sha256s": [], "rcpt_count": true})
+                   "matched_headers": ["a", "b"], "rcpt_domain_set": ["a", "b", "c"], "attachment_sha256s": [], "rcpt_count": true})
+        );
+    }
+
+    #[test]
+    fn rcpt_domains_iterated_as_python_iterates() {
+        let set = |v: Value| {
+            let p = crate::event::payload(json!({ "rcpt_domains": v })).unwrap();
+            base_evidence(&p)["rcpt_domain_set"].clone()
+        };
+        assert_eq!(set(json!("AB.c")), json!([".", "a", "b", "c"]));
+        assert_eq!(
+            set(json!({"X.org": 1, "a.net": 2})),
+            json!(["a.net", "x.org"])
+        );
+        assert_eq!(
+            set(json!(["B.example", 3, "a.example"])),
+            json!(["a.example", "b.example"])
+        );
+        // DECNET fails the event on these; we treat them as absent.
+        assert_eq!(set(json!(5)), json!([]));
+        assert_eq!(set(json!(true)), json!([]));
+    }
+
+    #[test]
+    fn body_hash_replaces_lone_surrogates() {
+        let p = crate::pyjson::parse(br#"{"body_text": "a\ud800b"}"#).unwrap();
+        let p = crate::event::payload(p).unwrap();
+        let ev = evidence(&base_evidence(&p), Evidence::default(), &p);
+        // sha256("a?b")
+        assert_eq!(
+            ev["body_sha256"],
+            json!("c2a7b64a2d2520047bfc9248fdda834c9cc2c0c9e89826355c7a6ae16fe11179")
         );
     }
 }

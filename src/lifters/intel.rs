@@ -5,7 +5,7 @@
 //! predicate returns decisions `(technique, multiplier, extra)`; only the
 //! rule's emits whose technique has a decision become tags.
 
-use super::py::{as_int, as_num, get, is_int, is_num, is_true, or};
+use super::py::{float, get, int_str, is_int, is_num, is_true, or, py_int};
 use crate::event::Payload;
 use crate::tag::Evidence;
 use serde_json::Value;
@@ -132,7 +132,9 @@ fn abuseipdb(p: &Payload) -> Vec<Decision> {
     if !is_num(score) {
         return Vec::new();
     }
-    let Some(score_f) = as_num(score) else {
+    // `float(score)`: an integer beyond the float range raises, and the
+    // lifter yields nothing.
+    let Some(score_f) = float(score) else {
         return Vec::new();
     };
     let cats: Vec<&Value> = match or(get(p, "abuseipdb_categories"), get(p, "categories")) {
@@ -145,27 +147,24 @@ fn abuseipdb(p: &Payload) -> Vec<Decision> {
         if cat.is_boolean() {
             continue;
         }
-        let Some(n) = as_int(cat) else { continue };
+        let Some(n) = int_str(cat) else { continue };
         for m in techniques("abuseipdb", &format!("cat_{n}")) {
             if m.min_score.is_none_or(|min| min <= score_f) {
                 hits.entry(&m.technique, Vec::new).push(cat.clone());
             }
         }
     }
-    // int() truncates toward zero.
-    let confidence_score = score_f.trunc();
-    if !confidence_score.is_finite() {
+    // `int(score)`: exact for integers of any size, truncation toward zero
+    // for floats; NaN and infinities raise.
+    let Some(confidence_score) = py_int(score) else {
         return Vec::new();
-    }
+    };
     hits.0
         .into_iter()
         .map(|(technique, cats)| {
             let mut extra = Evidence::default();
             extra.insert("abuseipdb_categories".into(), Value::Array(cats));
-            extra.insert(
-                "abuse_confidence_score".into(),
-                Value::from(confidence_score as i64),
-            );
+            extra.insert("abuse_confidence_score".into(), confidence_score.clone());
             Decision {
                 technique,
                 multiplier: score_f / 100.0,
@@ -185,7 +184,7 @@ fn greynoise(p: &Payload) -> Vec<Decision> {
         e.1.push(Value::String(signal.into()));
     };
     if cls.as_str() == Some("scanner") {
-        for m in techniques("greynoise", "classification:scanner") {
+        for m in techniques("greynoise-classification", "scanner") {
             add(&mut hits, &m.technique, 1.0, "scanner");
         }
     }
@@ -357,6 +356,50 @@ mod tests {
             json!({"greynoise_classification": "benign"})
         )
         .is_empty());
+    }
+
+    #[test]
+    fn greynoise_scanner_is_a_verdict_not_a_tag() {
+        let d = decide(
+            Intel::GreyNoise,
+            json!({"greynoise_classification": "scanner"}),
+        );
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].0, "T1595");
+        assert_eq!(d[0].2["greynoise_tags"], json!(["scanner"]));
+        // A provider tag spelled like the table's verdict row maps to nothing.
+        for tag in ["classification:scanner", "scanner"] {
+            assert!(
+                decide(Intel::GreyNoise, json!({"greynoise_tags": [tag]})).is_empty(),
+                "{tag}"
+            );
+        }
+    }
+
+    #[test]
+    fn abuseipdb_score_of_any_size() {
+        let p = |t: &str| {
+            let v = crate::pyjson::parse(
+                format!(r#"{{"abuseipdb_score": {t}, "abuseipdb_categories": [18]}}"#).as_bytes(),
+            )
+            .unwrap();
+            decide(Intel::AbuseIpdb, v)
+        };
+        let d = p("9223372036854775808");
+        assert_eq!(d.len(), 1);
+        assert_eq!(
+            crate::pyjson::dumps(&d[0].2["abuse_confidence_score"]),
+            "9223372036854775808"
+        );
+        assert_eq!(
+            crate::pyjson::dumps(&p("18446744073709551617")[0].2["abuse_confidence_score"]),
+            "18446744073709551617"
+        );
+        // float(score) overflows (Python raises): nothing.
+        assert!(p(&"9".repeat(400)).is_empty());
+        // int(NaN) and int(inf) raise: nothing.
+        assert!(p("NaN").is_empty());
+        assert!(p("1e999").is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@ use super::parse::Ctx;
 use crate::diag::Code;
 use crate::event::Payload;
 use crate::literals;
+use crate::pyjson::{number_eq, number_f64};
 use crate::pyregex::{PyRegex, SearchAbandoned};
 use crate::yaml::{Node, Value};
 use ipnet::IpNet;
@@ -400,10 +401,7 @@ impl Condition {
 fn json_eq(a: &Json, b: &Json) -> bool {
     match (a, b) {
         (Json::String(x), Json::String(y)) => x == y,
-        (Json::Number(x), Json::Number(y)) => match (x.as_f64(), y.as_f64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x == y,
-        },
+        (Json::Number(x), Json::Number(y)) => number_eq(x, y),
         _ => a == b,
     }
 }
@@ -420,7 +418,7 @@ fn test_value(op: &Op, nocase: bool, v: &Json) -> Result<bool, SearchAbandoned> 
             needles.iter().any(|n| f(s, n))
         }
     };
-    let num = |f: &dyn Fn(f64) -> bool| v.as_f64().filter(|_| v.is_number()).is_some_and(f);
+    let num = |f: &dyn Fn(f64) -> bool| matches!(v, Json::Number(n) if f(number_f64(n)));
     Ok(match op {
         Op::Regex(res) => {
             let Some(s) = v.as_str() else {
