@@ -372,6 +372,46 @@ mod tests {
     }
 
     #[test]
+    fn ignorecase_does_not_change_word_ness() {
+        // CPython 3.11: the word test of `\b`, `\w`, `\W` ignores IGNORECASE.
+        // U+0345 folds to a Greek iota but is not a word character.
+        assert!(m(r"(?i)\bnmap\b", "nmap\u{345} -sS x"));
+        assert!(m(r"(?i)\b(?:sqlmap|nikto)\b", "NIKTO\u{345}"));
+        assert!(!m(r"(?i)\w", "\u{345}"));
+        assert!(m(r"(?i)\W", "\u{345}"));
+        assert!(!m(r"(?i)[\wé]", "\u{345}"));
+        assert!(m(r"(?i)[\wé]", "É"));
+        assert!(m(r"(?i)[^\wé]", "\u{345}"));
+        assert!(!m(r"(?i)[^\wé]", "É"));
+        assert!(m(r"(?i)[\wé]", "ΐ"));
+        // ASCII mode: the Kelvin sign and long s are not ASCII word characters.
+        assert!(!m(r"(?ai)\w", "\u{212A}"));
+        assert!(!m(r"(?ai)[\wé]", "\u{17F}"));
+        assert!(m(r"(?ai)[\wz]", "Z"));
+        // Exact (backtracking) engine, same rule.
+        assert!(m(r"(?i)(?=x)\bnmap\b|\bnmap\b(?<=p)", "nmap\u{345}"));
+    }
+
+    #[test]
+    fn no_character_changes_word_ness_under_ignorecase() {
+        // Every code point: `(?i)\w` and `\w` agree, as in Python.
+        let plain = PyRegex::new(r"\A\w\Z").unwrap();
+        let folded = PyRegex::new(r"(?i)\A\w\Z").unwrap();
+        let boundary = PyRegex::new(r"(?i)\Ax\b").unwrap();
+        for c in (0..0x11_0000u32).filter_map(char::from_u32) {
+            let h = c.to_string();
+            let w = plain.is_match(&h).unwrap();
+            assert_eq!(folded.is_match(&h).unwrap(), w, "U+{:04X}", c as u32);
+            assert_eq!(
+                boundary.is_match(&format!("x{h}")).unwrap(),
+                !w,
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
     fn dollar_matches_before_a_final_newline() {
         assert!(m(r".*-confg$", "R1-confg"));
         assert!(m(r".*\.cfg$", "x.cfg\n"));

@@ -676,7 +676,8 @@ impl Translator {
         push_literal(&mut self.out, c);
     }
 
-    fn word_class(&self, negated: bool) -> String {
+    /// The class of `\w` (or `\W`) as it stands inside a bracketed class.
+    fn word_class_body(&self, negated: bool) -> String {
         let body = if self.flags.ascii {
             PY_WORD_ASCII
         } else {
@@ -686,6 +687,19 @@ impl Translator {
             format!("[^{body}]")
         } else {
             format!("[{body}]")
+        }
+    }
+
+    /// `\w` or `\W` outside brackets. Python's word test ignores
+    /// IGNORECASE, while the `regex` crate would case-fold the class (and
+    /// so count U+0345, which folds to a Greek iota, or the Kelvin sign as
+    /// word characters): under `(?i)` the class is written case-sensitive.
+    fn word_class(&self, negated: bool) -> String {
+        let class = self.word_class_body(negated);
+        if self.flags.ignore_case {
+            format!("(?-i:{class})")
+        } else {
+            class
         }
     }
 
@@ -880,7 +894,10 @@ impl Translator {
     /// Reads a Python character class (after `[`) and writes a `regex` class.
     fn class(&mut self, start: usize) -> Result<(), Stop> {
         let negated = self.eat('^');
+        // Literal characters and ranges, then class escapes (`\d`, `\w`, ...).
         let mut body = String::new();
+        let mut escapes = String::new();
+        let mut has_word = false;
         let mut has_i = false;
         let mut first = true;
         loop {
@@ -903,10 +920,13 @@ impl Translator {
                         }
                         let s = match e {
                             'd' | 'D' => self.digit_class(e == 'D').to_string(),
-                            'w' | 'W' => self.word_class(e == 'W'),
+                            'w' | 'W' => {
+                                has_word = true;
+                                self.word_class_body(e == 'W')
+                            }
                             _ => self.space_class(e == 'S'),
                         };
-                        body.push_str(&s);
+                        escapes.push_str(&s);
                         continue;
                     }
                     Some(e) if e.is_ascii_digit() && !('0'..='7').contains(&e) => {
@@ -952,10 +972,21 @@ impl Translator {
         if has_i && self.flags.ignore_case && !self.flags.ascii {
             body.push_str(r"\x{130}\x{131}");
         }
+        // Under IGNORECASE Python folds a class's literals but not its
+        // `\w`/`\W` (see `word_class`): fold the literals here and write the
+        // whole class case-sensitive.
+        let case_sensitive_class = has_word && self.flags.ignore_case;
+        if case_sensitive_class && !body.is_empty() {
+            body = folded_class_body(&body, self.flags.ascii);
+        }
+        body.push_str(&escapes);
         if body.is_empty() {
             // Python rejects `[]` (it reads `]` as a literal first), so an
             // empty body can only come from nothing; keep it unmatchable.
             body.push_str(r"\x{0}&&\x{1}");
+        }
+        if case_sensitive_class {
+            self.out.push_str("(?-i:");
         }
         self.out.push('[');
         if negated {
@@ -963,8 +994,47 @@ impl Translator {
         }
         self.out.push_str(&body);
         self.out.push(']');
+        if case_sensitive_class {
+            self.out.push(')');
+        }
         Ok(())
     }
+}
+
+/// The case-insensitive closure of a class body of literals and ranges (as
+/// this module writes them), written out as explicit ranges. ASCII mode
+/// folds ASCII letters only, as Python's `(?ai)` does.
+fn folded_class_body(body: &str, ascii: bool) -> String {
+    use regex_syntax::hir::{Class, HirKind};
+    let flags = if ascii { "(?i-u)" } else { "(?i)" };
+    let hir = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(&format!("{flags}[{body}]"));
+    let mut out = String::new();
+    match hir.as_ref().map(|h| h.kind()) {
+        Ok(HirKind::Class(Class::Unicode(c))) => {
+            for r in c.iter() {
+                push_class_char(&mut out, r.start());
+                if r.end() != r.start() {
+                    out.push('-');
+                    push_class_char(&mut out, r.end());
+                }
+            }
+        }
+        Ok(HirKind::Class(Class::Bytes(c))) => {
+            for r in c.iter() {
+                push_class_char(&mut out, char::from(r.start()));
+                if r.end() != r.start() {
+                    out.push('-');
+                    push_class_char(&mut out, char::from(r.end()));
+                }
+            }
+        }
+        // A single folded literal parses as a literal: keep the body.
+        _ => out.push_str(body),
+    }
+    out
 }
 
 /// Writes `c` so that the `regex` crate reads it as that literal character.
