@@ -79,13 +79,71 @@ pub struct Rejection {
     pub message: String,
 }
 
-fn opt_string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+/// An anchor, `session_id` or `decky_id` as DECNET stores it: the column
+/// has TEXT affinity, so SQLite turns a number into its text (`5` → `"5"`,
+/// `true` → `"1"`, `2.5` → `"2.5"`, NaN → NULL). What DECNET's insert cannot
+/// bind (arrays, objects, integers beyond 64 bits, lone surrogates) is
+/// refused.
+fn stored_text(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::String(s)) => {
+            if crate::pyjson::has_surrogate(s) {
+                return Err(format!(
+                    "`{key}` holds a lone UTF-16 surrogate, which cannot be stored as UTF-8"
+                ));
+            }
+            Ok(Some(s.clone()))
+        }
+        Some(Value::Bool(b)) => Ok(Some(u8::from(*b).to_string())),
+        Some(Value::Number(n)) => match crate::pyjson::py_number(n) {
+            crate::pyjson::PyNumber::Int(t) => match t.parse::<i64>() {
+                Ok(i) => Ok(Some(i.to_string())),
+                Err(_) => Err(format!(
+                    "`{key}` is an integer outside SQLite's 64-bit range"
+                )),
+            },
+            crate::pyjson::PyNumber::Float(f) => Ok(sqlite_real_text(f)),
+        },
         Some(other) => Err(format!(
-            "`{key}` must be a string or null, found {}",
+            "`{key}` must be a string, a number, a boolean or null, found {}",
             kind(other)
+        )),
+    }
+}
+
+/// The text SQLite makes of a REAL stored in a TEXT column (`NULL` for NaN),
+/// asked of SQLite itself so that it is exactly what the insert would store.
+fn sqlite_real_text(f: f64) -> Option<String> {
+    thread_local! {
+        static CONN: Option<rusqlite::Connection> = rusqlite::Connection::open_in_memory().ok();
+    }
+    CONN.with(|conn| {
+        conn.as_ref()?
+            .query_row("SELECT CAST(?1 AS TEXT)", [f], |r| {
+                r.get::<_, Option<String>>(0)
+            })
+            .ok()
+            .flatten()
+    })
+}
+
+/// `source_kind` and `source_id`: strings DECNET can hash and store.
+fn required_string(
+    obj: &Map<String, Value>,
+    key: &str,
+    reason: Reject,
+) -> Result<String, (Reject, String)> {
+    match obj.get(key) {
+        Some(Value::String(s)) if crate::pyjson::has_surrogate(s) => Err((
+            reason,
+            format!("`{key}` holds a lone UTF-16 surrogate, which cannot be encoded as UTF-8"),
+        )),
+        Some(Value::String(s)) => Ok(s.clone()),
+        None => Err((reason, format!("missing `{key}`"))),
+        Some(v) => Err((
+            reason,
+            format!("`{key}` must be a string, found {}", kind(v)),
         )),
     }
 }
@@ -110,27 +168,9 @@ impl TaggerEvent {
                 format!("expected a JSON object, found {}", kind(&value)),
             ));
         };
-        let source_kind = match obj.get("source_kind") {
-            Some(Value::String(s)) => s.clone(),
-            None => return Err((Reject::SourceKind, "missing `source_kind`".into())),
-            Some(v) => {
-                return Err((
-                    Reject::SourceKind,
-                    format!("`source_kind` must be a string, found {}", kind(v)),
-                ))
-            }
-        };
-        let source_id = match obj.get("source_id") {
-            Some(Value::String(s)) => s.clone(),
-            None => return Err((Reject::SourceId, "missing `source_id`".into())),
-            Some(v) => {
-                return Err((
-                    Reject::SourceId,
-                    format!("`source_id` must be a string, found {}", kind(v)),
-                ))
-            }
-        };
-        let field = |k: &str| opt_string(&obj, k).map_err(|m| (Reject::FieldType, m));
+        let source_kind = required_string(&obj, "source_kind", Reject::SourceKind)?;
+        let source_id = required_string(&obj, "source_id", Reject::SourceId)?;
+        let field = |k: &str| stored_text(&obj, k).map_err(|m| (Reject::FieldType, m));
         let attacker_uuid = field("attacker_uuid")?;
         let identity_uuid = field("identity_uuid")?;
         let session_id = field("session_id")?;
@@ -362,7 +402,7 @@ mod tests {
             "{\"source_kind\":\"command\",\"source_id\":\"a\",\"attacker_uuid\":\"x\",\"payload\":[]}\n",
             "{\"source_kind\":\"command\",\"source_id\":\"a\",\"payload\":{}}\n",
             "\n",
-            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"identity_uuid\":\"i\",\"session_id\":3,\"payload\":{}}\n",
+            "{\"source_kind\":\"command\",\"source_id\":\"a\",\"identity_uuid\":\"i\",\"session_id\":[3],\"payload\":{}}\n",
             "{\"source_kind\":\"command\",\"source_id\":\"a\",\"identity_uuid\":\"\",\"payload\":{}}",
         );
         let items = read_all(input, 1 << 20);
@@ -380,6 +420,36 @@ mod tests {
                 (10, "ok"),
             ]
         );
+    }
+
+    #[test]
+    fn non_string_anchors_are_stored_as_sqlite_stores_them() {
+        let ev = |fields: &str| {
+            TaggerEvent::from_line(
+                format!(r#"{{"source_kind":"command","source_id":"a","payload":{{}},{fields}}}"#)
+                    .as_bytes(),
+            )
+        };
+        let e =
+            ev(r#""attacker_uuid":7,"identity_uuid":true,"session_id":5,"decky_id":2.5"#).unwrap();
+        assert_eq!(e.attacker_uuid.as_deref(), Some("7"));
+        assert_eq!(e.identity_uuid.as_deref(), Some("1"));
+        assert_eq!(e.session_id.as_deref(), Some("5"));
+        assert_eq!(e.decky_id.as_deref(), Some("2.5"));
+        let e = ev(r#""attacker_uuid":"a","session_id":1e20,"decky_id":NaN"#).unwrap();
+        assert_eq!(e.session_id.as_deref(), Some("1.0e+20"));
+        assert_eq!(e.decky_id, None);
+        for bad in [
+            r#""attacker_uuid":"a","session_id":{}"#,
+            r#""attacker_uuid":18446744073709551617"#,
+            r#""attacker_uuid":"\ud800""#,
+        ] {
+            assert_eq!(ev(bad).unwrap_err().0, Reject::FieldType, "{bad}");
+        }
+        let bad_id = TaggerEvent::from_line(
+            br#"{"source_kind":"command","source_id":"\udc00","attacker_uuid":"a","payload":{}}"#,
+        );
+        assert_eq!(bad_id.unwrap_err().0, Reject::SourceId);
     }
 
     #[test]
