@@ -4,6 +4,7 @@
 use crate::engine::{Engine, EvalStats};
 use crate::event::{EventReader, Item, Reject, Rejection};
 use crate::rule::load::LoadedRules;
+use crate::state::{now_unix, Gate, RuleStates};
 use crate::store::{NewTagSink, StoreError, StoreOptions, TagWriter, WriteStats};
 use crate::tag::{Tag, TagConfig};
 use std::collections::BTreeMap;
@@ -60,6 +61,10 @@ pub struct TagSummary {
     pub eval: EvalStats,
     pub rules_loaded: usize,
     pub rules_broken: usize,
+    /// Loaded rules that the operators' state turns off (`ttp rule disable`).
+    pub rules_off: usize,
+    /// Loaded rules whose confidence the operators' state caps.
+    pub rules_clipped: usize,
     /// A last line cut short by a shutdown (not tagged, not counted as read).
     pub incomplete_at_shutdown: u64,
 }
@@ -108,8 +113,8 @@ impl TagSummary {
         }
         let _ = write!(
             s,
-            "rules: {} loaded, {} broken",
-            self.rules_loaded, self.rules_broken
+            "rules: {} loaded, {} broken, {} disabled, {} clipped (operator state)",
+            self.rules_loaded, self.rules_broken, self.rules_off, self.rules_clipped
         );
         s
     }
@@ -131,6 +136,13 @@ pub struct Pipeline<'a> {
 
 impl<'a> Pipeline<'a> {
     pub fn new(engine: &'a Engine, rules: &LoadedRules, floor: f64) -> Pipeline<'a> {
+        let snap = engine.snapshot();
+        let now = now_unix();
+        let gates: Vec<Gate> = rules
+            .rules
+            .iter()
+            .map(|r| snap.states().gate(&r.rule_id, now))
+            .collect();
         Pipeline {
             engine,
             floor,
@@ -138,6 +150,11 @@ impl<'a> Pipeline<'a> {
                 floor,
                 rules_loaded: rules.rules.len(),
                 rules_broken: rules.broken_files.len(),
+                rules_off: gates.iter().filter(|g| **g == Gate::Off).count(),
+                rules_clipped: gates
+                    .iter()
+                    .filter(|g| matches!(g, Gate::On { ceiling: Some(_) }))
+                    .count(),
                 ..TagSummary::default()
             },
             batch: Vec::new(),
@@ -186,6 +203,24 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+/// Installs the operators' rule states stored in `db` (`ttp rule
+/// disable|enable|clip`) into `engine`, as DECNET's backfill applies them:
+/// every command that tags honours them.
+pub fn apply_rule_states(
+    engine: &Engine,
+    db: &Path,
+    store: &StoreOptions,
+) -> Result<(), StoreError> {
+    let sqlite = |source| StoreError::Sqlite {
+        path: db.to_path_buf(),
+        source,
+    };
+    let conn = crate::store::read_connection(db, store).map_err(sqlite)?;
+    let states = crate::catalog::load_states(&conn).map_err(sqlite)?;
+    engine.install(engine.snapshot().with_states(RuleStates::new(states)));
+    Ok(())
+}
+
 /// Tags every event of `input` with `engine` and writes new tags to `db`.
 /// `progress` is called now and then with (events read, bytes read).
 pub fn tag_stream<R: BufRead>(
@@ -202,6 +237,7 @@ pub fn tag_stream<R: BufRead>(
         tracing::warn!("{w}");
     }
     writer.send_changes(rules.rejections())?;
+    apply_rule_states(engine, db, &options.store)?;
     let mut pipeline = Pipeline::new(engine, rules, options.floor);
     let mut reader = EventReader::new(input);
     let result = (|| -> Result<(), RunError> {

@@ -439,6 +439,16 @@ fn writer_loop(
     }
     Ok(stats)
 }
+/// A read-only connection of its own (WAL readers never block the writer).
+pub fn read_connection(db: &Path, opts: &StoreOptions) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(opts.busy_timeout)?;
+    Ok(conn)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -497,3 +497,53 @@ fn a_pattern_too_large_for_unicode_text_is_reported_at_load() {
         .stderr(predicate::str::contains("rules: 1 loaded, 1 broken"))
         .stderr(predicate::str::contains("tags: 1 emitted, 1 new"));
 }
+
+#[test]
+fn tag_applies_the_operators_rule_state() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("tags.db");
+    let tag = || {
+        ttp()
+            .args(["tag", "--rules"])
+            .arg(root.join("rules"))
+            .arg("--db")
+            .arg(&db)
+            .arg("--events")
+            .arg(root.join("examples/events.jsonl"))
+            .assert()
+            .success()
+    };
+    // Creates the file, then the operators turn one rule off and clip another.
+    let first = tag();
+    first.stderr(predicate::str::contains("0 disabled, 0 clipped"));
+    let confidence = |rule: &str| -> Vec<f64> {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        let mut stmt = conn
+            .prepare("SELECT confidence FROM ttp_tag WHERE rule_id = ?1")
+            .unwrap();
+        stmt.query_map([rule], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    assert!(!confidence("TTP-1002").is_empty());
+    assert!(confidence("TTP-1001").iter().any(|c| *c > 0.35));
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA foreign_keys = OFF; DELETE FROM ttp_tag")
+        .unwrap();
+    for args in [
+        &["rule", "disable", "TTP-1002"][..],
+        &["rule", "clip", "TTP-1001", "--max", "0.35"][..],
+    ] {
+        ttp().args(args).arg("--db").arg(&db).assert().success();
+    }
+    tag().stderr(predicate::str::contains(
+        "1 disabled, 1 clipped (operator state)",
+    ));
+    assert!(confidence("TTP-1002").is_empty(), "a disabled rule tagged");
+    let clipped = confidence("TTP-1001");
+    assert!(!clipped.is_empty());
+    assert!(clipped.iter().all(|c| *c == 0.35), "{clipped:?}");
+}

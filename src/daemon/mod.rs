@@ -24,8 +24,7 @@ use crate::run::{Pipeline, RunError, TagOptions, TagSummary};
 use crate::state::{now_unix, RuleStates};
 use crate::store::{self, NewTagSink, StoreOptions, TagWriter, WriterHandle};
 use input::{ChunkReader, Source};
-use rusqlite::{Connection, OpenFlags};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,15 +79,6 @@ impl RunSummary {
     }
 }
 
-fn read_connection(db: &Path, opts: &StoreOptions) -> rusqlite::Result<Connection> {
-    let conn = Connection::open_with_flags(
-        db,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.busy_timeout(opts.busy_timeout)?;
-    Ok(conn)
-}
-
 /// Watches `ttp_rule_state` through `PRAGMA data_version` and installs
 /// state changes; asks the writer to retire expired states.
 fn state_loop(
@@ -99,7 +89,7 @@ fn state_loop(
     poll: Duration,
     shutdown: Arc<AtomicBool>,
 ) {
-    let conn = match read_connection(&db, &opts) {
+    let conn = match store::read_connection(&db, &opts) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("cannot watch rule states: {e}");
@@ -154,20 +144,7 @@ pub fn run(
         tracing::warn!("{w}");
     }
     writer.send_changes(loaded.rejections())?;
-    {
-        let conn = read_connection(&options.db, &options.tag.store).map_err(|e| {
-            store::StoreError::Sqlite {
-                path: options.db.clone(),
-                source: e,
-            }
-        })?;
-        let states = catalog::load_states(&conn).map_err(|e| store::StoreError::Sqlite {
-            path: options.db.clone(),
-            source: e,
-        })?;
-        let snap = engine.snapshot();
-        engine.install(snap.with_states(RuleStates::new(states)));
-    }
+    crate::run::apply_rule_states(&engine, &options.db, &options.tag.store)?;
     tracing::info!(
         rules = loaded.rules.len(),
         broken = loaded.broken_files.len(),

@@ -10,14 +10,18 @@ use ttp_engine::rule::load::load_dir;
 use ttp_engine::rule::parse::LoadOptions;
 use ttp_engine::tag::{Tag, TagConfig};
 
-pub fn shared() -> Option<PathBuf> {
+/// `../shared`, DECNET's reference material. Tests that read it carry
+/// `#[cfg_attr(shared_missing, ignore = ...)]`: `build.rs` sets that flag
+/// when `../shared` is absent, so the tests are listed as ignored; under
+/// `CI=true` the flag is never set and a missing `../shared` fails here.
+pub fn shared() -> PathBuf {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
-    if p.join("reference/decnet-rules").is_dir() {
-        Some(p)
-    } else {
-        eprintln!("skipped: ../shared is absent (DECNET fixtures not available)");
-        None
-    }
+    assert!(
+        p.join("reference/decnet-rules").is_dir(),
+        "../shared/reference/decnet-rules is missing: the DECNET compatibility tests need it \
+         (under CI=true a missing fixture is a failure)"
+    );
+    p
 }
 
 pub fn decnet_snapshot(shared: &Path) -> Snapshot {
