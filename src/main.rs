@@ -181,17 +181,36 @@ struct TaggingArgs {
     /// How long to wait for another process's lock on the database, in ms.
     #[arg(long, default_value_t = 5000)]
     lock_timeout_ms: u64,
+    /// Most steps a pattern on the backtracking engine may take per search
+    /// (a ReDoS guard DECNET lacks); a search that hits it counts as no
+    /// match and is reported in the summary.
+    #[arg(long, default_value_t = ttp_engine::pyregex::STEP_LIMIT)]
+    regex_step_limit: usize,
+    /// Longest accepted event line, in bytes; longer lines are skipped
+    /// without being held in memory and counted as `line_too_long`.
+    #[arg(long, default_value_t = ttp_engine::event::MAX_LINE_BYTES)]
+    max_line_bytes: usize,
 }
 
 impl TaggingArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            strict: self.strict,
+            regex_step_limit: self.regex_step_limit,
+            ..Default::default()
+        }
+    }
+
     fn tag_options(&self) -> Result<TagOptions> {
         anyhow::ensure!(
             (0.0..=1.0).contains(&self.floor),
             "--floor must be between 0 and 1 (got {})",
             self.floor
         );
+        anyhow::ensure!(self.max_line_bytes > 0, "--max-line-bytes must be at least 1");
         Ok(TagOptions {
             floor: self.floor,
+            max_line_bytes: self.max_line_bytes,
             tag_config: TagConfig {
                 attack_release: self.attack_release.clone(),
             },
@@ -264,6 +283,7 @@ fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
         LoadOptions {
             strict,
             compile_unicode: true,
+            ..Default::default()
         },
     )?;
     let count = |s: Severity| {
@@ -314,13 +334,7 @@ fn check(rules: PathBuf, strict: bool, format: Format) -> Result<ExitCode> {
 
 fn tag(common: TaggingArgs, events: String) -> Result<ExitCode> {
     let options = common.tag_options()?;
-    let loaded = load_rules(
-        &common.rules,
-        LoadOptions {
-            strict: common.strict,
-            ..Default::default()
-        },
-    )?;
+    let loaded = load_rules(&common.rules, common.load_options())?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
@@ -446,10 +460,7 @@ fn run_daemon(
     };
     let mut options = RunOptions::new(common.rules.clone(), common.db.clone(), source);
     options.tag = common.tag_options()?;
-    options.load = LoadOptions {
-        strict: common.strict,
-        ..Default::default()
-    };
+    options.load = common.load_options();
     options.watch = WatchOptions {
         debounce: Duration::from_millis(debounce_ms.max(1)),
         rescan_every: Duration::from_secs(rescan_secs.max(1)),

@@ -33,6 +33,8 @@ pub enum RunError {
 #[derive(Debug, Clone)]
 pub struct TagOptions {
     pub floor: f64,
+    /// Longest accepted event line (`--max-line-bytes`).
+    pub max_line_bytes: usize,
     pub tag_config: TagConfig,
     pub store: StoreOptions,
 }
@@ -41,6 +43,7 @@ impl Default for TagOptions {
     fn default() -> Self {
         TagOptions {
             floor: DEFAULT_FLOOR,
+            max_line_bytes: crate::event::MAX_LINE_BYTES,
             tag_config: TagConfig::default(),
             store: StoreOptions::default(),
         }
@@ -239,7 +242,7 @@ pub fn tag_stream<R: BufRead>(
     writer.send_changes(rules.rejections())?;
     apply_rule_states(engine, db, &options.store)?;
     let mut pipeline = Pipeline::new(engine, rules, options.floor);
-    let mut reader = EventReader::new(input);
+    let mut reader = EventReader::with_max_line(input, options.max_line_bytes);
     let result = (|| -> Result<(), RunError> {
         while let Some(item) = reader.next_item()? {
             pipeline.handle(item);

@@ -547,3 +547,33 @@ fn tag_applies_the_operators_rule_state() {
     assert!(!clipped.is_empty());
     assert!(clipped.iter().all(|c| *c == 0.35), "{clipped:?}");
 }
+
+#[test]
+fn regex_step_limit_and_max_line_bytes_are_settable() {
+    // A look-ahead needs the backtracking engine (deviation 3: a step limit).
+    const LOOKAHEAD: &str = "rule_id: T0009\nrule_version: 1\nname: la\napplies_to: [command]\n\
+match:\n  pattern: '(?=.*q)(?:x|xx)+y|q'\nemits:\n  - tactic: TA0007\n    technique_id: T1033\n    confidence: 0.6\n";
+    let dir = rules_dir(&[("a.yaml", LOOKAHEAD)]);
+    let work = TempDir::new().unwrap();
+    let events = format!("{}\n", event("e1", &format!("{}q", "x".repeat(20))));
+    let run = |extra: &[&str], db: &str| {
+        ttp()
+            .args(["tag", "--rules"])
+            .arg(dir.path())
+            .arg("--db")
+            .arg(work.path().join(db))
+            .args(extra)
+            .write_stdin(events.clone())
+            .assert()
+            .success()
+    };
+    run(&[], "a.db")
+        .stderr(predicate::str::contains("tags: 1 emitted"))
+        .stderr(predicate::str::contains("searches abandoned").not());
+    run(&["--regex-step-limit", "3"], "b.db")
+        .stderr(predicate::str::contains("tags: 0 emitted"))
+        .stderr(predicate::str::contains("regex: 1 searches abandoned"));
+    run(&["--max-line-bytes", "50"], "c.db")
+        .stderr(predicate::str::contains("line_too_long: 1"))
+        .stderr(predicate::str::contains("line longer than 50 bytes"));
+}

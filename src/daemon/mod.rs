@@ -181,11 +181,10 @@ pub fn run(
     };
 
     let chunks = input::start(options.source.clone(), shutdown.clone())?;
-    let mut reader = EventReader::new(ChunkReader::new(
-        chunks,
-        options.idle_flush,
-        shutdown.clone(),
-    ));
+    let mut reader = EventReader::with_max_line(
+        ChunkReader::new(chunks, options.idle_flush, shutdown.clone()),
+        options.tag.max_line_bytes,
+    );
     let mut pipeline = Pipeline::new(&engine, &loaded, options.tag.floor);
     let mut last_flush = Instant::now();
     let result = (|| -> Result<(), RunError> {

@@ -70,13 +70,14 @@ enum Engine {
 #[derive(Debug)]
 struct LazyExact {
     pattern: String,
+    step_limit: usize,
     compiled: OnceLock<Option<fancy_regex::Regex>>,
 }
 
 impl LazyExact {
     fn get(&self) -> Option<&fancy_regex::Regex> {
         self.compiled
-            .get_or_init(|| build_fancy(&self.pattern).ok())
+            .get_or_init(|| build_fancy(&self.pattern, self.step_limit).ok())
             .as_ref()
     }
 }
@@ -161,9 +162,9 @@ fn build_programs(pattern: String) -> Result<(LinearRegex, LazyUnicode), Compile
 /// The size limit allows roughly ten times as many.
 const EAGER_UNICODE_STATES: usize = 20_000;
 
-fn build_fancy(pattern: &str) -> Result<fancy_regex::Regex, CompileError> {
+fn build_fancy(pattern: &str, step_limit: usize) -> Result<fancy_regex::Regex, CompileError> {
     fancy_regex::RegexBuilder::new(pattern)
-        .backtrack_limit(STEP_LIMIT)
+        .backtrack_limit(step_limit)
         .delegate_size_limit(SIZE_LIMIT)
         .build()
         .map_err(|e| CompileError::Engine(e.to_string()))
@@ -190,6 +191,12 @@ fn word_mismatch() -> &'static regex::Regex {
 
 impl PyRegex {
     pub fn new(pattern: &str) -> Result<PyRegex, CompileError> {
+        PyRegex::with_step_limit(pattern, STEP_LIMIT)
+    }
+
+    /// Like [`PyRegex::new`], with another step limit for the backtracking
+    /// engine (`--regex-step-limit`).
+    pub fn with_step_limit(pattern: &str, step_limit: usize) -> Result<PyRegex, CompileError> {
         let superset = match translate::translate(pattern, Mode::Relaxed)? {
             Translated::Pattern(o) => o.pattern,
             Translated::NeedsBacktracking(_) => String::from("(?s:.*)"),
@@ -205,6 +212,7 @@ impl PyRegex {
                 let exact_word = if unicode_word_boundary {
                     Some(Box::new(LazyExact {
                         pattern: exact(pattern)?,
+                        step_limit,
                         compiled: OnceLock::new(),
                     }))
                 } else {
@@ -218,7 +226,7 @@ impl PyRegex {
                 }
             }
             Translated::NeedsBacktracking(reason) => Engine::Backtracking {
-                re: build_fancy(&exact(pattern)?)?,
+                re: build_fancy(&exact(pattern)?, step_limit)?,
                 reason,
             },
         };

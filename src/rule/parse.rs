@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// Options for loading rules.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct LoadOptions {
     /// Unknown keys are errors instead of warnings.
     pub strict: bool,
@@ -24,6 +24,19 @@ pub struct LoadOptions {
     /// built when a rule first sees non-ASCII text (`ttp check` does this,
     /// so a pattern too large for the linear engine is reported at once).
     pub compile_unicode: bool,
+    /// Most steps a backtracking-engine pattern may take per search before
+    /// it is abandoned (counted as no match and reported).
+    pub regex_step_limit: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strict: false,
+            compile_unicode: false,
+            regex_step_limit: STEP_LIMIT,
+        }
+    }
 }
 
 /// Diagnostics collected while checking one file.
@@ -52,7 +65,7 @@ impl Ctx<'_> {
 
     /// Compiles a Python regex found at `pos`; reports it when it does not.
     pub fn regex(&mut self, pattern: &str, pos: Pos) -> Option<PyRegex> {
-        let compiled = PyRegex::new(pattern).and_then(|r| {
+        let compiled = PyRegex::with_step_limit(pattern, self.options.regex_step_limit).and_then(|r| {
             if self.options.compile_unicode {
                 r.compile_unicode()?;
             }
@@ -382,7 +395,8 @@ fn compile_regex(n: &Node, ctx: &mut Ctx) -> Option<PyRegex> {
             n.pos,
             format!(
                 "this pattern uses {reason}, so it runs on the backtracking engine \
-                 (at most {STEP_LIMIT} steps per match)"
+                 (at most {} steps per match)",
+                ctx.options.regex_step_limit
             ),
         );
     }
