@@ -207,7 +207,10 @@ impl TaggingArgs {
             "--floor must be between 0 and 1 (got {})",
             self.floor
         );
-        anyhow::ensure!(self.max_line_bytes > 0, "--max-line-bytes must be at least 1");
+        anyhow::ensure!(
+            self.max_line_bytes > 0,
+            "--max-line-bytes must be at least 1"
+        );
         Ok(TagOptions {
             floor: self.floor,
             max_line_bytes: self.max_line_bytes,

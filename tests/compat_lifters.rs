@@ -806,7 +806,10 @@ fn e18_events_that_produce_nothing_or_deviate() {
         json!({}),
         json!({"rcpt_domains":"AB.c","rcpt_count":60,"body_simhash":"s"}),
     );
-    assert_eq!(x[0].evidence["rcpt_domain_set"], json!([".", "a", "b", "c"]));
+    assert_eq!(
+        x[0].evidence["rcpt_domain_set"],
+        json!([".", "a", "b", "c"])
+    );
     let x = email(
         &snap,
         "em-8",

@@ -65,12 +65,13 @@ impl Ctx<'_> {
 
     /// Compiles a Python regex found at `pos`; reports it when it does not.
     pub fn regex(&mut self, pattern: &str, pos: Pos) -> Option<PyRegex> {
-        let compiled = PyRegex::with_step_limit(pattern, self.options.regex_step_limit).and_then(|r| {
-            if self.options.compile_unicode {
-                r.compile_unicode()?;
-            }
-            Ok(r)
-        });
+        let compiled =
+            PyRegex::with_step_limit(pattern, self.options.regex_step_limit).and_then(|r| {
+                if self.options.compile_unicode {
+                    r.compile_unicode()?;
+                }
+                Ok(r)
+            });
         match compiled {
             Ok(r) => Some(r),
             Err(e) => {
