@@ -401,6 +401,16 @@ mod tests {
     }
 
     #[test]
+    fn unicode_16_tables_deviation() {
+        // README, deviations: the `regex` crate's Unicode 16 tables. CPython
+        // 3.11 (Unicode 14) has U+1E5D0 unassigned (not a word character)
+        // and no case pair U+1C89/U+1C8A; newer Pythons and we do.
+        assert!(m(r"\w", "\u{1E5D0}"));
+        assert!(m(r"\bx", "\u{1E5D0}\u{1E5D0} x"));
+        assert!(m(r"(?i)\u1C89", "\u{1C8A}"));
+    }
+
+    #[test]
     fn no_character_changes_word_ness_under_ignorecase() {
         // Every code point: `(?i)\w` and `\w` agree, as in Python.
         let plain = PyRegex::new(r"\A\w\Z").unwrap();
