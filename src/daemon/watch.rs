@@ -12,7 +12,7 @@ use crate::lifter::Lifter;
 use crate::rule::load::is_rule_file_name;
 use crate::ruleset::{Change, Refresh, RuleSet};
 use crate::store::WriterHandle;
-use notify::RecursiveMode;
+use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -63,6 +63,19 @@ fn is_editor_noise(name: &str) -> bool {
         || name == "4913"
         || name.ends_with(".swp")
         || name.ends_with(".swx")
+}
+
+/// Whether a file-system event can change what a rule file holds. Reads
+/// (opening, reading, closing without writing, access-time updates) cannot,
+/// and our own rescans cause them: acting on them would rescan for ever.
+fn changes_content(kind: &EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode, MetadataKind, ModifyKind};
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        _ => true,
+    }
 }
 
 /// Decides what to refresh for a batch of changed paths.
@@ -175,7 +188,11 @@ pub fn run(
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
         let (refresh, detected) = match rx.recv_timeout(wait) {
-            Ok(Ok(events)) => {
+            Ok(Ok(mut events)) => {
+                events.retain(|e| changes_content(&e.kind));
+                if events.is_empty() {
+                    continue;
+                }
                 let detected = events
                     .iter()
                     .map(|e| e.time)
@@ -284,6 +301,26 @@ fn reload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_are_not_changes() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, MetadataKind, ModifyKind};
+        assert!(!changes_content(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(!changes_content(&EventKind::Access(AccessKind::Read)));
+        assert!(!changes_content(&EventKind::Modify(ModifyKind::Metadata(
+            MetadataKind::AccessTime
+        ))));
+        assert!(changes_content(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_content(&EventKind::Create(CreateKind::File)));
+        assert!(changes_content(&EventKind::Modify(ModifyKind::Any)));
+    }
 
     #[test]
     fn plans_follow_the_paths() {
