@@ -179,6 +179,9 @@ struct TaggingArgs {
     #[arg(long)]
     strict: bool,
     /// How long to wait for another process's lock on the database, in ms.
+    /// `ttp tag` then fails with a clear error; `ttp run` logs the wait and
+    /// keeps retrying (also through a full disk), holding input back, so
+    /// that nothing is lost.
     #[arg(long, default_value_t = 5000)]
     lock_timeout_ms: u64,
     /// Most steps a pattern on the backtracking engine may take per search
@@ -219,6 +222,7 @@ impl TaggingArgs {
             },
             store: StoreOptions {
                 busy_timeout: Duration::from_millis(self.lock_timeout_ms),
+                ..Default::default()
             },
         })
     }
@@ -463,6 +467,8 @@ fn run_daemon(
     };
     let mut options = RunOptions::new(common.rules.clone(), common.db.clone(), source);
     options.tag = common.tag_options()?;
+    // A daemon outlives a lock or a full disk: its writer waits and retries.
+    options.tag.store.wait_when_unwritable = true;
     options.load = common.load_options();
     options.watch = WatchOptions {
         debounce: Duration::from_millis(debounce_ms.max(1)),

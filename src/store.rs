@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -56,12 +56,82 @@ pub enum StoreError {
 pub struct StoreOptions {
     /// How long to wait for another process's lock.
     pub busy_timeout: Duration,
+    /// When a write fails for a reason that can pass (another process holds
+    /// the lock past `busy_timeout`, the disk is full, an I/O error), retry
+    /// it with backoff for as long as it takes instead of failing (the
+    /// daemon's writer). Meanwhile the writer's bounded channel holds the
+    /// producers back, so memory stays bounded and nothing is lost.
+    pub wait_when_unwritable: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             busy_timeout: Duration::from_secs(5),
+            wait_when_unwritable: false,
+        }
+    }
+}
+
+/// Why a write may succeed later: locked, full, or an I/O error.
+fn passing(e: &rusqlite::Error) -> Option<&'static str> {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            Some("the database is locked by another process")
+        }
+        Some(ErrorCode::DiskFull) => Some("the disk is full"),
+        Some(ErrorCode::SystemIoFailure) => Some("an I/O error"),
+        _ => None,
+    }
+}
+
+/// How often a write that keeps failing is reported.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+/// The longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Runs one write (a whole transaction). With `wait_when_unwritable`, a
+/// failure that can pass is retried with backoff until it succeeds, and
+/// reported when it starts, every [`REPORT_EVERY`] while it lasts, and when
+/// it ends.
+fn write_with_retry<T>(
+    path: &Path,
+    opts: &StoreOptions,
+    what: &str,
+    mut op: impl FnMut() -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    let mut delay = Duration::from_millis(50);
+    let mut since: Option<Instant> = None;
+    let mut reported: Option<Instant> = None;
+    loop {
+        match op() {
+            Ok(v) => {
+                if let Some(since) = since {
+                    tracing::warn!(
+                        db = %path.display(),
+                        "writing {what} again after {:.1} s; nothing was lost",
+                        since.elapsed().as_secs_f64()
+                    );
+                }
+                return Ok(v);
+            }
+            Err(e) => {
+                let Some(why) = passing(&e).filter(|_| opts.wait_when_unwritable) else {
+                    return Err(classify(path, e, opts));
+                };
+                let start = *since.get_or_insert_with(Instant::now);
+                if reported.is_none_or(|t| t.elapsed() >= REPORT_EVERY) {
+                    reported = Some(Instant::now());
+                    tracing::error!(
+                        db = %path.display(),
+                        "cannot write {what}: {why} ({e}); waiting and retrying \
+                         ({:.0} s so far); input is held back meanwhile",
+                        start.elapsed().as_secs_f64()
+                    );
+                }
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(MAX_BACKOFF);
+            }
         }
     }
 }
@@ -384,7 +454,6 @@ fn writer_loop(
     path: &Path,
     opts: &StoreOptions,
 ) -> Result<WriteStats, StoreError> {
-    let err = |e| classify(path, e, opts);
     let mut stats = WriteStats::default();
     let mut pending: Vec<Tag> = Vec::new();
     let mut open = true;
@@ -406,7 +475,7 @@ fn writer_loop(
             }
         }
         if !pending.is_empty() {
-            let new = insert_tags(&conn, &pending).map_err(err)?;
+            let new = write_with_retry(path, opts, "tags", || insert_tags(&conn, &pending))?;
             stats.transactions += 1;
             stats.new += new.len() as u64;
             stats.already_present += (pending.len() - new.len()) as u64;
@@ -420,15 +489,23 @@ fn writer_loop(
         match other {
             None | Some(Msg::Tags(_)) => {}
             Some(Msg::Changes(changes)) => {
-                for w in catalog::record_changes(&conn, &changes).map_err(err)? {
+                let warnings = write_with_retry(path, opts, "rule changes", || {
+                    catalog::record_changes(&conn, &changes)
+                })?;
+                for w in warnings {
                     tracing::warn!("{w}");
                 }
             }
             Some(Msg::Sync(rules, reply)) => {
-                let _ = reply.send(catalog::sync_rules(&conn, &rules).map_err(err));
+                let _ = reply.send(write_with_retry(path, opts, "the rule catalogue", || {
+                    catalog::sync_rules(&conn, &rules)
+                }));
             }
             Some(Msg::ExpireStates(now)) => {
-                for id in catalog::expire_states(&conn, now).map_err(err)? {
+                let expired = write_with_retry(path, opts, "rule states", || {
+                    catalog::expire_states(&conn, now)
+                })?;
+                for id in expired {
                     tracing::info!(rule_id = %id, "rule state expired; the rule is enabled again");
                 }
             }
@@ -478,6 +555,48 @@ mod tests {
             open(&path, &opts),
             Err(StoreError::TooNew { found: 99, .. })
         ));
+    }
+
+    #[test]
+    fn a_full_disk_is_waited_out_when_asked() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("full.db");
+        let conn = open(&path, &StoreOptions::default()).unwrap();
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))
+            .unwrap();
+        // A real SQLITE_FULL: the file may not grow by a single page.
+        conn.execute_batch(&format!("PRAGMA max_page_count = {pages}"))
+            .unwrap();
+        let big = "x".repeat(200_000);
+        let write = |c: &Connection| {
+            c.execute(
+                "INSERT INTO ttp_rule_event (at, action, detail) VALUES ('now', 'state', ?1)",
+                [&big],
+            )
+        };
+        let failing = write_with_retry(&path, &StoreOptions::default(), "test rows", || {
+            write(&conn)
+        });
+        assert!(
+            matches!(&failing, Err(StoreError::Sqlite { source, .. }) if source.sqlite_error_code() == Some(ErrorCode::DiskFull)),
+            "{failing:?}"
+        );
+        let waiting = StoreOptions {
+            wait_when_unwritable: true,
+            ..StoreOptions::default()
+        };
+        let mut attempts = 0;
+        let n = write_with_retry(&path, &waiting, "test rows", || {
+            attempts += 1;
+            if attempts == 3 {
+                // Space comes back.
+                conn.execute_batch("PRAGMA max_page_count = 1000000")?;
+            }
+            write(&conn)
+        })
+        .unwrap();
+        assert_eq!((n, attempts), (1, 3));
     }
 
     #[test]

@@ -117,3 +117,79 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A rule that fires on every `command` event whose text contains `probe`.
+const PROBE_RULE: &str = "rule_id: PROBE\nrule_version: 1\nname: probe\napplies_to: [command]\n\
+    match: {field: command_text, contains: probe}\n\
+    emits: [{tactic: TA0007, technique_id: T1033, confidence: 0.5}]\n";
+
+fn probe_line(id: usize) -> String {
+    format!(
+        "{{\"source_kind\":\"command\",\"source_id\":\"e{id}\",\"attacker_uuid\":\"a\",\"payload\":{{\"command_text\":\"probe {id}\"}}}}\n"
+    )
+}
+
+fn tag_count(db: &Path) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| c.query_row("SELECT count(*) FROM ttp_tag", [], |r| r.get(0)))
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_long_lock_is_waited_out_and_nothing_is_lost() {
+    use std::io::Write;
+    let work = TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::write(rules.join("probe.yaml"), PROBE_RULE).unwrap();
+    let db = work.path().join("t.db");
+    let log = work.path().join("stderr.log");
+    let child = ttp()
+        .args(["run", "--lock-timeout-ms", "200", "--rules"])
+        .arg(&rules)
+        .arg("--db")
+        .arg(&db)
+        .env("TTP_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut d = Guard(child);
+    let mut stdin = d.0.stdin.take().unwrap();
+    stdin.write_all(probe_line(0).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until("the first tag", || tag_count(&db) == 1);
+
+    // Another process (a backup, an analyst) holds the write lock for many
+    // times the lock timeout while events keep arriving.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 1..=2000 {
+            stdin.write_all(probe_line(i).as_bytes()).unwrap();
+        }
+        stdin.flush().unwrap();
+        stdin
+    });
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(
+        d.0.try_wait().unwrap().is_none(),
+        "the daemon exited while the database was locked:\n{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    assert_eq!(tag_count(&db), 1, "nothing can be written under the lock");
+    assert!(
+        log_contains(&log, "the database is locked by another process"),
+        "the wait is not logged:\n{}",
+        fs::read_to_string(&log).unwrap_or_default()
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let stdin = feeder.join().unwrap();
+    drop(stdin);
+    let status = d.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(tag_count(&db), 2001, "tags were lost");
+    assert!(log_contains(&log, "nothing was lost"));
+}

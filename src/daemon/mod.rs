@@ -51,7 +51,13 @@ impl RunOptions {
             rules,
             db,
             source,
-            tag: TagOptions::default(),
+            tag: TagOptions {
+                store: crate::store::StoreOptions {
+                    wait_when_unwritable: true,
+                    ..Default::default()
+                },
+                ..TagOptions::default()
+            },
             load: LoadOptions::default(),
             watch: WatchOptions::default(),
             state_poll: Duration::from_millis(25),
