@@ -18,6 +18,7 @@ fn pack() -> LoadedRules {
     let options = LoadOptions {
         strict: true,
         compile_unicode: true,
+        ..LoadOptions::default()
     };
     load_dir(&root().join("rules"), options).unwrap()
 }
