@@ -476,6 +476,10 @@ fn run_daemon(
     };
     let shutdown = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal stops reading and commits what was read; a
+        // second one (the flag already set) exits at once, with status 130.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, shutdown.clone())
+            .context("cannot install signal handlers")?;
         signal_hook::flag::register(sig, shutdown.clone())
             .context("cannot install signal handlers")?;
     }

@@ -193,3 +193,118 @@ fn a_long_lock_is_waited_out_and_nothing_is_lost() {
     assert_eq!(tag_count(&db), 2001, "tags were lost");
     assert!(log_contains(&log, "nothing was lost"));
 }
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn probe_daemon(work: &Path, extra: &[&str]) -> (Guard, PathBuf, PathBuf) {
+    let rules = work.join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::write(rules.join("probe.yaml"), PROBE_RULE).unwrap();
+    let db = work.join("t.db");
+    let log = work.join("stderr.log");
+    let child = ttp()
+        .arg("run")
+        .args(extra)
+        .arg("--rules")
+        .arg(&rules)
+        .arg("--db")
+        .arg(&db)
+        .env("TTP_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (Guard(child), db, log)
+}
+
+/// Writes events to the daemon's stdin as fast as it takes them, until the
+/// pipe closes.
+fn endless_producer(mut stdin: std::process::ChildStdin) -> std::thread::JoinHandle<()> {
+    use std::io::Write;
+    std::thread::spawn(move || {
+        let mut block = String::new();
+        let mut i = 0;
+        loop {
+            block.clear();
+            for _ in 0..256 {
+                i += 1;
+                block.push_str(&probe_line(i));
+            }
+            if stdin.write_all(block.as_bytes()).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[test]
+fn sigterm_ends_a_busy_stdin_at_once() {
+    let work = TempDir::new().unwrap();
+    let (mut d, db, log) = probe_daemon(work.path(), &[]);
+    let producer = endless_producer(d.0.stdin.take().unwrap());
+    wait_until("tags to be written", || tag_count(&db) > 1000);
+    signal(d.0.id(), "TERM");
+    let status = wait_exit(&mut d.0, Duration::from_secs(5));
+    let log_text = fs::read_to_string(&log).unwrap_or_default();
+    let status = status.unwrap_or_else(|| panic!("still running 5 s after SIGTERM:\n{log_text}"));
+    assert!(status.success(), "{status}: {log_text}");
+    producer.join().unwrap();
+    // What was read was committed: the summary's count is in the file.
+    let summary = log_text;
+    let new: i64 = summary
+        .split("tags: ")
+        .nth(1)
+        .and_then(|s| s.split(" new").next())
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary:\n{summary}"));
+    assert_eq!(tag_count(&db), new);
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    use std::io::Write;
+    let work = TempDir::new().unwrap();
+    let (mut d, db, _log) = probe_daemon(work.path(), &["--lock-timeout-ms", "100"]);
+    let mut stdin = d.0.stdin.take().unwrap();
+    stdin.write_all(probe_line(0).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until("the first tag", || tag_count(&db) == 1);
+    // The writer is stuck behind another process's lock: the first SIGTERM
+    // waits for it to commit; the second does not.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    stdin.write_all(probe_line(1).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(d.0.id(), "TERM");
+    assert!(
+        wait_exit(&mut d.0, Duration::from_millis(1500)).is_none(),
+        "exited with a batch still to commit"
+    );
+    signal(d.0.id(), "TERM");
+    let status =
+        wait_exit(&mut d.0, Duration::from_secs(2)).expect("still running after a second SIGTERM");
+    assert_eq!(status.code(), Some(130));
+    drop(holder);
+    drop(stdin);
+}

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,12 +28,14 @@ const POLL: Duration = Duration::from_millis(25);
 
 /// Starts the input thread.
 pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Receiver<Vec<u8>>> {
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(64);
+    // Everything in the channel is tagged at shutdown: a few chunks (2 MiB)
+    // decouple reading from tagging without making a shutdown wait long.
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
     std::thread::Builder::new()
         .name("ttp-input".into())
         .spawn(move || {
             let result = match source {
-                Source::Stdin => pump(io::stdin().lock(), &tx),
+                Source::Stdin => pump(io::stdin().lock(), &tx, &shutdown),
                 Source::Follow(path) => follow(&path, &tx, &shutdown),
             };
             if let Err(e) = result {
@@ -43,9 +45,15 @@ pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Receiver<V
     Ok(rx)
 }
 
-fn pump(mut r: impl Read, tx: &SyncSender<Vec<u8>>) -> io::Result<()> {
+/// Reads a stream (stdin, a FIFO) chunk by chunk until EOF, or until
+/// `shutdown`: every chunk read is handed over, and none is read after the
+/// flag is seen, so a producer that never pauses cannot hold a shutdown up.
+fn pump(mut r: impl Read, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     loop {
+        if shutdown.load(Ordering::Relaxed) {
+            return Ok(());
+        }
         let n = match r.read(&mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
@@ -184,6 +192,9 @@ fn rewritten(
     Ok(!same)
 }
 
+/// At shutdown, how long to wait for the input thread's last chunk.
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
+
 /// The tagging loop's side of the input channel.
 pub struct ChunkReader {
     rx: Receiver<Vec<u8>>,
@@ -222,15 +233,20 @@ impl BufRead for ChunkReader {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.offset >= self.chunk.len() {
             if self.draining || self.shutdown.load(Ordering::Relaxed) {
-                // Stop: hand over what was already read, then end.
+                // Stop: hand over what was already read, then end. The input
+                // thread reads nothing more once it sees the flag; the short
+                // wait lets it hand over a chunk it was reading then (a
+                // thread blocked on an idle source holds nothing).
                 self.draining = true;
-                match self.rx.try_recv() {
+                match self.rx.recv_timeout(DRAIN_WAIT) {
                     Ok(c) => {
                         self.chunk = c;
                         self.offset = 0;
                         continue;
                     }
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => return Ok(&[]),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                        return Ok(&[])
+                    }
                 }
             }
             match self.rx.recv_timeout(self.idle) {
