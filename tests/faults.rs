@@ -308,3 +308,80 @@ fn a_second_signal_exits_at_once() {
     drop(holder);
     drop(stdin);
 }
+
+fn run_on_events(work: &Path, events: &Path) -> (Guard, PathBuf, PathBuf) {
+    probe_daemon(work, &["--events", events.to_str().unwrap()])
+}
+
+#[test]
+fn an_events_path_that_cannot_be_read_is_an_error() {
+    let work = TempDir::new().unwrap();
+    // A directory.
+    let dir = work.path().join("events-dir");
+    fs::create_dir(&dir).unwrap();
+    let (mut d, _, log) = run_on_events(work.path(), &dir);
+    let status = wait_exit(&mut d.0, PATIENCE).expect("still running");
+    assert!(!status.success());
+    assert!(
+        log_contains(&log, "is a directory"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    // A path that exists but cannot be opened, even by root: a symlink loop.
+    let looped = work.path().join("loop-a");
+    std::os::unix::fs::symlink(work.path().join("loop-b"), &looped).unwrap();
+    std::os::unix::fs::symlink(&looped, work.path().join("loop-b")).unwrap();
+    let work2 = TempDir::new().unwrap();
+    let (mut d, _, log) = run_on_events(work2.path(), &looped);
+    let status = wait_exit(&mut d.0, PATIENCE).expect("still running");
+    assert!(!status.success());
+    assert!(
+        log_contains(&log, "symbolic links"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+}
+
+#[test]
+fn a_followed_file_replaced_by_a_directory_ends_the_run_with_an_error() {
+    let work = TempDir::new().unwrap();
+    let events = work.path().join("events.jsonl");
+    fs::write(&events, probe_line(1)).unwrap();
+    let (mut d, db, log) = run_on_events(work.path(), &events);
+    wait_until("the first tag", || tag_count(&db) == 1);
+    fs::remove_file(&events).unwrap();
+    fs::create_dir(&events).unwrap();
+    let status = wait_exit(&mut d.0, PATIENCE).expect("still running");
+    assert!(!status.success(), "{status}");
+    assert!(
+        log_contains(&log, "events.jsonl"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+    assert_eq!(tag_count(&db), 1);
+}
+
+#[test]
+fn a_fifo_is_read_as_a_stream_to_its_end() {
+    use std::io::Write;
+    let work = TempDir::new().unwrap();
+    let fifo = work.path().join("events.fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let (mut d, db, log) = run_on_events(work.path(), &fifo);
+    {
+        // Opening blocks until the daemon opens its end.
+        let mut w = fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+        for i in 0..3 {
+            w.write_all(probe_line(i).as_bytes()).unwrap();
+        }
+    }
+    let status = wait_exit(&mut d.0, PATIENCE).expect("still running after the writer closed");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}: {text}");
+    assert!(!text.contains("ERROR"), "{text}");
+    assert_eq!(tag_count(&db), 3);
+}

@@ -12,7 +12,7 @@ use std::io::{self, BufRead, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where events come from.
@@ -26,23 +26,101 @@ const CHUNK: usize = 256 * 1024;
 /// How often a followed file is checked for growth, truncation or rotation.
 const POLL: Duration = Duration::from_millis(25);
 
-/// Starts the input thread.
-pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Receiver<Vec<u8>>> {
+/// The input thread's side: chunks read, and the error that ended it.
+pub struct Input {
+    pub chunks: Receiver<Vec<u8>>,
+    pub failure: InputFailure,
+}
+
+/// The error that stopped the input thread, if one did.
+#[derive(Clone, Default)]
+pub struct InputFailure(Arc<Mutex<Option<io::Error>>>);
+
+impl InputFailure {
+    /// Takes the error (once).
+    pub fn take(&self) -> Option<io::Error> {
+        self.0.lock().ok().and_then(|mut f| f.take())
+    }
+
+    fn set(&self, e: io::Error) {
+        if let Ok(mut f) = self.0.lock() {
+            *f = Some(e);
+        }
+    }
+}
+
+/// What `--events PATH` names, checked before reading starts so that a
+/// mistake is an error at once rather than a daemon that reads nothing.
+enum FileKind {
+    /// A regular file (or one not created yet): followed like `tail -F`.
+    Regular,
+    /// A FIFO or a character device: read as a stream, to its end.
+    Stream,
+}
+
+fn file_kind(path: &Path) -> io::Result<FileKind> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(FileKind::Regular),
+        Err(e) => return Err(e),
+    };
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is a directory, not an events file", path.display()),
+        ));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_fifo() || ft.is_char_device() || ft.is_socket() {
+            return Ok(FileKind::Stream);
+        }
+    }
+    // Readable? (The thread opens it again; this reports permissions now.)
+    File::open(path)?;
+    Ok(FileKind::Regular)
+}
+
+/// Starts the input thread. A source that cannot be read at all (a
+/// directory, a file without read permission) is an error here.
+pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Input> {
+    let kind = match &source {
+        Source::Stdin => FileKind::Stream,
+        Source::Follow(path) => file_kind(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?,
+    };
     // Everything in the channel is tagged at shutdown: a few chunks (2 MiB)
     // decouple reading from tagging without making a shutdown wait long.
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
+    let failure = InputFailure::default();
+    let failed = failure.clone();
     std::thread::Builder::new()
         .name("ttp-input".into())
         .spawn(move || {
-            let result = match source {
-                Source::Stdin => pump(io::stdin().lock(), &tx, &shutdown),
-                Source::Follow(path) => follow(&path, &tx, &shutdown),
+            let result = match (&source, kind) {
+                (Source::Stdin, _) => pump(io::stdin().lock(), &tx, &shutdown),
+                (Source::Follow(path), FileKind::Stream) => {
+                    File::open(path).and_then(|f| pump(f, &tx, &shutdown))
+                }
+                (Source::Follow(path), FileKind::Regular) => follow(path, &tx, &shutdown),
             };
             if let Err(e) = result {
+                let e = match &source {
+                    Source::Follow(path) => {
+                        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+                    }
+                    Source::Stdin => io::Error::new(e.kind(), format!("stdin: {e}")),
+                };
                 tracing::error!("reading events: {e}");
+                failed.set(e);
             }
         })?;
-    Ok(rx)
+    Ok(Input {
+        chunks: rx,
+        failure,
+    })
 }
 
 /// Reads a stream (stdin, a FIFO) chunk by chunk until EOF, or until
@@ -297,7 +375,9 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         std::fs::write(&path, "one\n").unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let rx = start(Source::Follow(path.clone()), stop.clone()).unwrap();
+        let rx = start(Source::Follow(path.clone()), stop.clone())
+            .unwrap()
+            .chunks;
         let writer = std::thread::spawn({
             let path = path.clone();
             move || {

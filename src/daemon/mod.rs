@@ -137,6 +137,10 @@ pub fn run(
     sink: Option<NewTagSink>,
     shutdown: Arc<AtomicBool>,
 ) -> Result<RunSummary, RunError> {
+    // The events source first: one that cannot be read is an error before
+    // anything else starts.
+    let input = input::start(options.source.clone(), shutdown.clone()).map_err(RunError::Input)?;
+    let input_failure = input.failure.clone();
     let mut set = RuleSet::new(&options.rules, options.load);
     set.refresh(Refresh::Full)
         .map_err(|e| RunError::RulesDir(options.rules.clone(), e))?;
@@ -186,9 +190,8 @@ pub fn run(
             .spawn(move || state_loop(db, opts, engine, writer, poll, stop))?
     };
 
-    let chunks = input::start(options.source.clone(), shutdown.clone())?;
     let mut reader = EventReader::with_max_line(
-        ChunkReader::new(chunks, options.idle_flush, shutdown.clone()),
+        ChunkReader::new(input.chunks, options.idle_flush, shutdown.clone()),
         options.tag.max_line_bytes,
     );
     let mut pipeline = Pipeline::new(&engine, &loaded, options.tag.floor);
@@ -233,5 +236,10 @@ pub fn run(
         (Err(e), Ok(_)) => return Err(e),
         (Ok(()), Ok(w)) => w,
     };
+    // What was read is committed; a source that failed is still a failure
+    // (a supervisor must see it and restart us).
+    if let Some(e) = input_failure.take() {
+        return Err(RunError::Input(e));
+    }
     Ok(summary)
 }
