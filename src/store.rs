@@ -265,18 +265,56 @@ pub fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> 
          PRAGMA wal_autocheckpoint=10000;",
     )
     .map_err(err)?;
-    migrate(&conn, version).map_err(err)?;
+    if version < SCHEMA_VERSION {
+        migrate(&conn, path).map_err(|e| match e {
+            MigrateError::Sqlite(e) => err(e),
+            MigrateError::TooNew(found) => StoreError::TooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            },
+        })?;
+    }
     Ok(conn)
 }
 
-fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
-        tx.commit()?;
+enum MigrateError {
+    Sqlite(rusqlite::Error),
+    TooNew(i64),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(e: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(e)
     }
-    Ok(())
+}
+
+/// Applies the missing migrations in one `BEGIN IMMEDIATE` transaction,
+/// reading the version again inside it: two processes opening a new file at
+/// once take turns, and the second finds the schema in place.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| -> Result<(), MigrateError> {
+        let from: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if from > SCHEMA_VERSION {
+            return Err(MigrateError::TooNew(from));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+            conn.execute_batch(sql)?;
+            conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+        }
+        if from < SCHEMA_VERSION {
+            tracing::debug!(db = %path.display(), from, to = SCHEMA_VERSION, "schema migrated");
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(MigrateError::from),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Inserts tags in one transaction; returns the tags that were new.

@@ -385,3 +385,41 @@ fn a_fifo_is_read_as_a_stream_to_its_end() {
     assert!(!text.contains("ERROR"), "{text}");
     assert_eq!(tag_count(&db), 3);
 }
+
+#[test]
+fn two_processes_creating_one_database_both_succeed() {
+    let work = TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::write(rules.join("probe.yaml"), PROBE_RULE).unwrap();
+    for pair in 0..10 {
+        let db = work.path().join(format!("fresh-{pair}.db"));
+        let children: Vec<Child> = (0..2)
+            .map(|i| {
+                let events = work.path().join(format!("ev-{pair}-{i}.jsonl"));
+                fs::write(&events, probe_line(i)).unwrap();
+                ttp()
+                    .args(["tag", "--rules"])
+                    .arg(&rules)
+                    .arg("--db")
+                    .arg(&db)
+                    .arg("--events")
+                    .arg(&events)
+                    .env("TTP_LOG", "error")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "pair {pair}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(tag_count(&db), 2, "pair {pair}");
+    }
+}
