@@ -423,3 +423,82 @@ fn two_processes_creating_one_database_both_succeed() {
         assert_eq!(tag_count(&db), 2, "pair {pair}");
     }
 }
+
+/// Runs a command whose stdout is closed before it writes (`… | head` that
+/// has already exited).
+fn with_closed_stdout(args: &[&str]) -> std::process::Output {
+    let mut child = ttp()
+        .args(args)
+        .env("TTP_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("t.db");
+    let out = ttp()
+        .args(["tag", "--events"])
+        .arg(root().join("examples/events.jsonl"))
+        .arg("--rules")
+        .arg(root().join("rules"))
+        .arg("--db")
+        .arg(&db)
+        .env("TTP_LOG", "error")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let db = db.to_str().unwrap();
+    for args in [
+        &["rule", "list", "--db", db][..],
+        &["rule", "list", "--db", db, "--format", "json"][..],
+        &["tags", "--db", db][..],
+        &["tags", "--db", db, "--format", "json"][..],
+        &["check", "--rules", root().join("rules").to_str().unwrap()][..],
+    ] {
+        let out = with_closed_stdout(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let work = TempDir::new().unwrap();
+    let run = |extra: &[&str], env: Option<(&str, &str)>| {
+        let mut c = ttp();
+        c.args(["run", "--events", "-", "--rules"])
+            .arg(root().join("rules"))
+            .arg("--db")
+            .arg(work.path().join("t.db"))
+            .args(extra)
+            .env("TTP_LOG", "info")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null());
+        if let Some((k, v)) = env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(!run(&[], None).contains('\x1b'));
+    assert!(!run(&["--color", "never"], None).contains('\x1b'));
+    let forced = run(&["--color", "always"], None);
+    assert!(forced.contains("\x1b["), "{forced}");
+    assert!(!run(&["--color", "auto"], Some(("NO_COLOR", "1"))).contains('\x1b'));
+}

@@ -1,0 +1,173 @@
+//! `ttp tag` and `ttp run`: the arguments they share and the two commands.
+
+use super::load_rules;
+use anyhow::{Context, Result};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use ttp_engine::daemon::input::Source;
+use ttp_engine::daemon::watch::WatchOptions;
+use ttp_engine::daemon::RunOptions;
+use ttp_engine::engine::Engine;
+use ttp_engine::rule::parse::LoadOptions;
+use ttp_engine::run::{tag_stream, TagOptions, DEFAULT_FLOOR};
+use ttp_engine::store::StoreOptions;
+use ttp_engine::tag::{TagConfig, DEFAULT_ATTACK_RELEASE};
+
+/// What `ttp tag` and `ttp run` share.
+#[derive(clap::Args)]
+pub(crate) struct TaggingArgs {
+    /// The rules directory (read recursively: *.yaml, *.yml).
+    #[arg(long, env = "TTP_RULES", default_value = "rules")]
+    rules: PathBuf,
+    /// The SQLite file tags are written to (created if missing).
+    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+    db: PathBuf,
+    /// Tags with a confidence below this are counted but not written.
+    #[arg(long, default_value_t = DEFAULT_FLOOR)]
+    floor: f64,
+    /// Print the tags newly inserted, as JSON lines on stdout.
+    #[arg(long)]
+    emit_tags: bool,
+    /// The `attack_release` value written on every tag.
+    #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
+    attack_release: String,
+    /// Treat unknown keys in rule files as errors (those rules do not load).
+    #[arg(long)]
+    strict: bool,
+    /// How long to wait for another process's lock on the database, in ms.
+    /// `ttp tag` then fails with a clear error; `ttp run` logs the wait and
+    /// keeps retrying (also through a full disk), holding input back, so
+    /// that nothing is lost.
+    #[arg(long, default_value_t = 5000)]
+    lock_timeout_ms: u64,
+    /// Most steps a pattern on the backtracking engine may take per search
+    /// (a ReDoS guard DECNET lacks); a search that hits it counts as no
+    /// match and is reported in the summary.
+    #[arg(long, default_value_t = ttp_engine::pyregex::STEP_LIMIT)]
+    regex_step_limit: usize,
+    /// Longest accepted event line, in bytes; longer lines are skipped
+    /// without being held in memory and counted as `line_too_long`.
+    #[arg(long, default_value_t = ttp_engine::event::MAX_LINE_BYTES)]
+    max_line_bytes: usize,
+}
+
+impl TaggingArgs {
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            strict: self.strict,
+            regex_step_limit: self.regex_step_limit,
+            ..Default::default()
+        }
+    }
+
+    fn tag_options(&self) -> Result<TagOptions> {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&self.floor),
+            "--floor must be between 0 and 1 (got {})",
+            self.floor
+        );
+        anyhow::ensure!(
+            self.max_line_bytes > 0,
+            "--max-line-bytes must be at least 1"
+        );
+        Ok(TagOptions {
+            floor: self.floor,
+            max_line_bytes: self.max_line_bytes,
+            tag_config: TagConfig {
+                attack_release: self.attack_release.clone(),
+            },
+            store: StoreOptions {
+                busy_timeout: Duration::from_millis(self.lock_timeout_ms),
+                ..Default::default()
+            },
+        })
+    }
+}
+
+pub(crate) fn tag(common: TaggingArgs, events: String) -> Result<ExitCode> {
+    let options = common.tag_options()?;
+    let loaded = load_rules(&common.rules, common.load_options())?;
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        eprintln!("{d}");
+    }
+    let engine = Engine::new(&loaded.rules, options.tag_config.clone());
+    let input: Box<dyn BufRead> = if events == "-" {
+        Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(&events)
+            .with_context(|| format!("cannot open the events file {events}"))?;
+        Box::new(BufReader::with_capacity(1 << 20, f))
+    };
+    let sink = emit_sink(common.emit_tags);
+    let interactive = std::io::stderr().is_terminal();
+    let mut last = std::time::Instant::now();
+    let summary = tag_stream(
+        &engine,
+        &loaded,
+        input,
+        &common.db,
+        &options,
+        sink,
+        |events, bytes| {
+            if interactive && last.elapsed() >= Duration::from_millis(500) {
+                last = std::time::Instant::now();
+                eprint!("\r{events} events, {} MiB read", bytes >> 20);
+            }
+        },
+    )?;
+    if interactive {
+        eprint!("\r\x1b[K");
+    }
+    eprintln!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run_daemon(
+    common: TaggingArgs,
+    events: String,
+    debounce_ms: u64,
+    rescan_secs: u64,
+) -> Result<ExitCode> {
+    let source = if events == "-" {
+        Source::Stdin
+    } else {
+        Source::Follow(PathBuf::from(events))
+    };
+    let mut options = RunOptions::new(common.rules.clone(), common.db.clone(), source);
+    options.tag = common.tag_options()?;
+    // A daemon outlives a lock or a full disk: its writer waits and retries.
+    options.tag.store.wait_when_unwritable = true;
+    options.load = common.load_options();
+    options.watch = WatchOptions {
+        debounce: Duration::from_millis(debounce_ms.max(1)),
+        rescan_every: Duration::from_secs(rescan_secs.max(1)),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The first signal stops reading and commits what was read; a
+        // second one (the flag already set) exits at once, with status 130.
+        signal_hook::flag::register_conditional_shutdown(sig, 130, shutdown.clone())
+            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(sig, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let summary = ttp_engine::daemon::run(&options, emit_sink(common.emit_tags), shutdown)?;
+    eprintln!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn emit_sink(emit: bool) -> Option<ttp_engine::store::NewTagSink> {
+    emit.then(|| -> ttp_engine::store::NewTagSink {
+        Box::new(|t| {
+            let mut out = std::io::stdout().lock();
+            if let Ok(line) = serde_json::to_string(t) {
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+            }
+        })
+    })
+}
