@@ -174,15 +174,17 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Paths, messages and snippets quote rule files: escaped for the
+        // terminal (crate::text).
         write!(
             f,
             "{}:{}:{}: {}[{}]: {}",
-            self.path.display(),
+            crate::text::line(&self.path.display().to_string()),
             self.line,
             self.col,
             self.severity,
             self.code,
-            self.message
+            crate::text::line(&self.message)
         )?;
         if let Some(s) = &self.snippet {
             write!(f, "\n{s}")?;
@@ -200,11 +202,16 @@ pub fn snippet(source: &str, pos: Pos) -> Option<String> {
     let gutter = pos.line.to_string();
     let pad = " ".repeat(gutter.len());
     // Columns are 1-based characters; tabs are kept so the caret lines up.
-    let lead: String = line
+    // Control characters are shown escaped; the caret follows the escapes.
+    let before: String = line
         .chars()
         .take(pos.col.saturating_sub(1) as usize)
+        .collect();
+    let lead: String = crate::text::text(&before)
+        .chars()
         .map(|c| if c == '\t' { '\t' } else { ' ' })
         .collect();
+    let line = crate::text::text(line);
     Some(format!("{pad} |\n{gutter} | {line}\n{pad} | {lead}^"))
 }
 

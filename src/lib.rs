@@ -24,5 +24,6 @@ pub mod run;
 pub mod state;
 pub mod store;
 pub mod tag;
+pub mod text;
 pub mod timefmt;
 pub mod yaml;

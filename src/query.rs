@@ -104,16 +104,19 @@ pub fn render_table(rows: &[TagRow]) -> String {
         "{:<26}  {:<12}  {:<20}  {:<10}  {:<12}  {:<7}  {:>4}\n",
         "created_at", "kind", "source_id", "rule", "technique", "tactic", "conf"
     );
+    // Every field may come from an event or a rule file: control
+    // characters are escaped (crate::text) before truncating.
+    let cell = |s: &str, n: usize| truncate(&crate::text::line(s), n);
     for r in rows {
         let tech = r.sub_technique_id.as_deref().unwrap_or(&r.technique_id);
         out.push_str(&format!(
             "{:<26}  {:<12}  {:<20}  {:<10}  {:<12}  {:<7}  {:>4.2}\n",
-            r.created_at,
-            truncate(&r.source_kind, 12),
-            truncate(&r.source_id, 20),
-            truncate(&r.rule_id, 10),
-            tech,
-            r.tactic,
+            cell(&r.created_at, 26),
+            cell(&r.source_kind, 12),
+            cell(&r.source_id, 20),
+            cell(&r.rule_id, 10),
+            cell(tech, 12),
+            cell(&r.tactic, 7),
             r.confidence
         ));
     }

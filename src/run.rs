@@ -96,7 +96,13 @@ impl TagSummary {
         }
         s.push('\n');
         for r in &self.first_rejections {
-            let _ = writeln!(s, "  line {}: {}: {}", r.line, r.reason, r.message);
+            let _ = writeln!(
+                s,
+                "  line {}: {}: {}",
+                r.line,
+                r.reason,
+                crate::text::line(&r.message)
+            );
         }
         let _ = writeln!(
             s,

@@ -502,3 +502,72 @@ fn logs_to_a_pipe_carry_no_colour_codes() {
     assert!(forced.contains("\x1b["), "{forced}");
     assert!(!run(&["--color", "auto"], Some(("NO_COLOR", "1"))).contains('\x1b'));
 }
+
+#[test]
+fn control_characters_never_reach_the_terminal_raw() {
+    let work = TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    // A file name and a rule file holding an ESC sequence; an event whose
+    // source_id would retitle the terminal and forge a line.
+    fs::write(rules.join("evil\x1b]0;owned\x07.yaml"), PROBE_RULE).unwrap();
+    fs::write(
+        rules.join("broken.yaml"),
+        "rule_id: B\nrule_version: 1\nname: \"x\x1b[2J\"\nbad_key\x1b[31m: 1\n",
+    )
+    .unwrap();
+    let db = work.path().join("t.db");
+    let sid = "a\x1b]0;owned\x07\nFAKE: injected";
+    let event = serde_json::json!({"source_kind":"command","source_id":sid,"attacker_uuid":"a","payload":{"command_text":"probe"}});
+    let tag = ttp()
+        .args(["tag", "--rules"])
+        .arg(&rules)
+        .arg("--db")
+        .arg(&db)
+        .env("TTP_LOG", "info")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut tag = tag;
+        writeln!(tag.stdin.take().unwrap(), "{event}").unwrap();
+        let out = tag.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!err.contains('\x1b'), "{err:?}");
+        assert!(err.contains("\\x1b"), "{err:?}");
+    }
+    let db = db.to_str().unwrap();
+    let human = |args: &[&str]| {
+        let out = ttp().args(args).env("TTP_LOG", "warn").output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap()
+    };
+    for args in [
+        &["tags", "--db", db][..],
+        &["rule", "list", "--db", db][..],
+        &["rule", "show", "PROBE", "--db", db][..],
+    ] {
+        let shown = human(args);
+        assert!(
+            !shown.contains('\x1b') && !shown.contains('\x07'),
+            "{args:?}: {shown:?}"
+        );
+        assert!(!shown.contains("\nFAKE"), "{args:?}: {shown:?}");
+    }
+    let check = ttp()
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(check.stdout).unwrap();
+    assert!(shown.contains("x\\x1b[2J"), "{shown}");
+    assert!(!shown.contains('\x1b'), "{shown:?}");
+    // JSON stays exact.
+    let json = human(&["tags", "--db", db, "--format", "json"]);
+    let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(row["source_id"], sid);
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use ttp_engine::catalog;
 use ttp_engine::state::{now_unix, RuleState, StateKind};
 use ttp_engine::store::StoreOptions;
+use ttp_engine::text::{line, text};
 
 #[derive(Subcommand)]
 pub(crate) enum RuleCommand {
@@ -90,17 +91,18 @@ pub(crate) fn rule_command(cmd: RuleCommand) -> Result<ExitCode> {
                             Some(e) => format!("{state} until {e}"),
                             None => state,
                         };
+                        // Rule ids, paths and errors quote files: escaped.
                         outln!(
                             "{:<12} {:>7}  {:<10} {:<40} {}",
                             if r.rule_id.is_empty() {
-                                "-"
+                                "-".into()
                             } else {
-                                &r.rule_id
+                                line(&r.rule_id)
                             },
                             r.rule_version,
                             state,
-                            r.source_path,
-                            r.last_error.as_deref().unwrap_or("")
+                            line(&r.source_path),
+                            line(r.last_error.as_deref().unwrap_or(""))
                         );
                     }
                 }
@@ -116,15 +118,15 @@ pub(crate) fn rule_command(cmd: RuleCommand) -> Result<ExitCode> {
                     let r = &detail.rule;
                     outln!(
                         "# {} version {} ({}) state: {}",
-                        r.rule_id,
+                        line(&r.rule_id),
                         r.rule_version,
-                        r.source_path,
+                        line(&r.source_path),
                         r.state
                     );
                     if let Some(e) = &r.last_error {
-                        outln!("# last error: {e}");
+                        outln!("# last error: {}", line(e));
                     }
-                    out!("{}", detail.yaml_content);
+                    out!("{}", text(&detail.yaml_content));
                     if !detail.yaml_content.ends_with('\n') {
                         outln!();
                     }
@@ -136,7 +138,7 @@ pub(crate) fn rule_command(cmd: RuleCommand) -> Result<ExitCode> {
                             &v.sha256[..16],
                             v.first_loaded_at,
                             v.last_loaded_at,
-                            v.source_path
+                            line(&v.source_path)
                         );
                     }
                     outln!("# events (newest first)");
@@ -145,7 +147,7 @@ pub(crate) fn rule_command(cmd: RuleCommand) -> Result<ExitCode> {
                             "#   {} {:<8} {}",
                             e.at,
                             e.action,
-                            e.detail.as_deref().unwrap_or("")
+                            line(e.detail.as_deref().unwrap_or(""))
                         );
                     }
                 }

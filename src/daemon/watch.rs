@@ -12,6 +12,7 @@ use crate::lifter::Lifter;
 use crate::rule::load::is_rule_file_name;
 use crate::ruleset::{Change, Refresh, RuleSet};
 use crate::store::WriterHandle;
+use crate::text;
 use notify::{EventKind, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use std::collections::BTreeSet;
@@ -131,10 +132,12 @@ fn describe(changes: &[Change]) -> String {
     changes
         .iter()
         .map(|c| match c {
-            Change::Loaded(r) => format!("+{}", r.rule_id),
-            Change::Updated { new, .. } => format!("~{}", new.rule_id),
-            Change::Removed { rule, .. } => format!("-{}", rule.rule_id),
-            Change::Rejected { path, .. } => format!("!{}", path.display()),
+            Change::Loaded(r) => format!("+{}", text::line(&r.rule_id)),
+            Change::Updated { new, .. } => format!("~{}", text::line(&new.rule_id)),
+            Change::Removed { rule, .. } => format!("-{}", text::line(&rule.rule_id)),
+            Change::Rejected { path, .. } => {
+                format!("!{}", text::line(&path.display().to_string()))
+            }
         })
         .collect::<Vec<_>>()
         .join(" ")
