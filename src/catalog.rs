@@ -14,6 +14,7 @@ use crate::timefmt;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Who writes `ttp_rule.updated_by`.
@@ -202,7 +203,11 @@ pub struct SyncReport {
 
 /// Start-up: the rules now serving replace the stored definitions; rules
 /// stored but no longer serving are removed; every change is logged.
-pub fn sync_rules(conn: &Connection, rules: &[Arc<Rule>]) -> rusqlite::Result<SyncReport> {
+pub fn sync_rules(
+    conn: &Connection,
+    rules: &[Arc<Rule>],
+    rules_dir: &Path,
+) -> rusqlite::Result<SyncReport> {
     let stored: HashMap<String, (String, String, i64)> = {
         let mut stmt =
             conn.prepare("SELECT rule_id, source_path, yaml_content, rule_version FROM ttp_rule")?;
@@ -247,9 +252,14 @@ pub fn sync_rules(conn: &Connection, rules: &[Arc<Rule>]) -> rusqlite::Result<Sy
         }
     }
     let serving: HashSet<&str> = rules.iter().map(|r| r.rule_id.as_str()).collect();
+    // Only rules of this rules directory can be gone from it: another
+    // process tagging with other rules (`ttp tag --rules OTHER`) leaves a
+    // daemon's catalogue alone.
+    let canonical = std::fs::canonicalize(rules_dir).ok();
     let mut gone: Vec<(&String, &String)> = stored
         .iter()
         .filter(|(id, _)| !serving.contains(id.as_str()))
+        .filter(|(_, (path, _, _))| within(Path::new(path), rules_dir, canonical.as_deref()))
         .map(|(id, (path, _, _))| (id, path))
         .collect();
     gone.sort();
@@ -266,6 +276,23 @@ pub fn sync_rules(conn: &Connection, rules: &[Arc<Rule>]) -> rusqlite::Result<Sy
     }
     tx.commit()?;
     Ok(report)
+}
+
+/// Whether a stored `source_path` lies in `dir` (as spelled, or once both
+/// are resolved: the file itself may be gone, its directory may not).
+fn within(path: &Path, dir: &Path, canonical: Option<&Path>) -> bool {
+    if path.starts_with(dir) {
+        return true;
+    }
+    let Some(canonical) = canonical else {
+        return false;
+    };
+    let resolved = path
+        .parent()
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map(|p| p.join(path.file_name().unwrap_or_default()))
+        .or_else(|| std::path::absolute(path).ok());
+    resolved.is_some_and(|p| p.starts_with(canonical))
 }
 
 fn state_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RuleState> {

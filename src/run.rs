@@ -242,7 +242,7 @@ pub fn tag_stream<R: BufRead>(
     mut progress: impl FnMut(u64, u64),
 ) -> Result<TagSummary, RunError> {
     let writer = TagWriter::start(db, &options.store, sink)?;
-    for w in writer.sync_rules(rules.rules.clone())?.warnings {
+    for w in writer.sync_rules(rules.rules.clone(), &rules.dir)?.warnings {
         tracing::warn!("{w}");
     }
     writer.send_changes(rules.rejections())?;

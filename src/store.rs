@@ -377,7 +377,7 @@ pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
 enum Msg {
     Tags(Vec<Tag>),
     Changes(Vec<Change>),
-    Sync(Vec<Arc<Rule>>, SyncSender<Result<SyncReport, StoreError>>),
+    Sync(Vec<Arc<Rule>>, PathBuf, SyncSender<Result<SyncReport, StoreError>>),
     ExpireStates(i64),
     Flush(SyncSender<()>),
 }
@@ -470,10 +470,15 @@ impl WriterHandle {
         self.send_msg(Msg::ExpireStates(now))
     }
 
-    /// Records the serving rules at start-up and waits for the result.
-    pub fn sync_rules(&self, rules: Vec<Arc<Rule>>) -> Result<SyncReport, StoreError> {
+    /// Records the serving rules of `rules_dir` at start-up and waits for
+    /// the result.
+    pub fn sync_rules(
+        &self,
+        rules: Vec<Arc<Rule>>,
+        rules_dir: &Path,
+    ) -> Result<SyncReport, StoreError> {
         let (reply, answer) = mpsc::sync_channel(1);
-        self.send_msg(Msg::Sync(rules, reply))?;
+        self.send_msg(Msg::Sync(rules, rules_dir.to_path_buf(), reply))?;
         answer.recv().map_err(|_| StoreError::WriterGone)?
     }
 
@@ -534,9 +539,9 @@ fn writer_loop(
                     tracing::warn!("{w}");
                 }
             }
-            Some(Msg::Sync(rules, reply)) => {
+            Some(Msg::Sync(rules, dir, reply)) => {
                 let _ = reply.send(write_with_retry(path, opts, "the rule catalogue", || {
-                    catalog::sync_rules(&conn, &rules)
+                    catalog::sync_rules(&conn, &rules, &dir)
                 }));
             }
             Some(Msg::ExpireStates(now)) => {

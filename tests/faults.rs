@@ -571,3 +571,56 @@ fn control_characters_never_reach_the_terminal_raw() {
     let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(row["source_id"], sid);
 }
+
+fn catalogue(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT rule_id FROM ttp_rule ORDER BY rule_id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn another_rules_directory_does_not_wipe_the_catalogue() {
+    let work = TempDir::new().unwrap();
+    let (mut d, db, _log) = probe_daemon(work.path(), &[]);
+    {
+        use std::io::Write;
+        let mut stdin = d.0.stdin.take().unwrap();
+        stdin.write_all(probe_line(0).as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        d.0.stdin = Some(stdin);
+    }
+    wait_until("the daemon to tag", || tag_count(&db) == 1);
+    assert_eq!(catalogue(&db), vec!["PROBE"]);
+    // An analyst tags a file with other rules into the daemon's database.
+    let other = work.path().join("other-rules");
+    fs::create_dir_all(&other).unwrap();
+    fs::write(other.join("o.yaml"), PROBE_RULE.replace("PROBE", "OTHER")).unwrap();
+    let out = ttp()
+        .args(["tag", "--events", "-", "--rules"])
+        .arg(&other)
+        .arg("--db")
+        .arg(&db)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(catalogue(&db), vec!["OTHER", "PROBE"], "the daemon's rules were wiped");
+    // Within one directory, a rule that is gone is still retired.
+    fs::remove_file(other.join("o.yaml")).unwrap();
+    fs::write(other.join("p.yaml"), PROBE_RULE.replace("PROBE", "OTHER2")).unwrap();
+    let out = ttp()
+        .args(["tag", "--events", "-", "--rules"])
+        .arg(&other)
+        .arg("--db")
+        .arg(&db)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(catalogue(&db), vec!["OTHER2", "PROBE"]);
+}

@@ -150,7 +150,7 @@ pub fn run(
     }
     let engine = Arc::new(Engine::new(&loaded.rules, options.tag.tag_config.clone()));
     let writer = TagWriter::start(&options.db, &options.tag.store, sink)?;
-    for w in writer.sync_rules(loaded.rules.clone())?.warnings {
+    for w in writer.sync_rules(loaded.rules.clone(), &loaded.dir)?.warnings {
         tracing::warn!("{w}");
     }
     writer.send_changes(loaded.rejections())?;

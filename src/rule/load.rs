@@ -20,6 +20,8 @@ pub struct LoadedRules {
     pub broken_files: Vec<PathBuf>,
     /// How many rule files were read.
     pub files: usize,
+    /// The rules directory they were read from.
+    pub dir: PathBuf,
 }
 
 impl LoadedRules {
@@ -141,6 +143,7 @@ impl LoadedRules {
             diagnostics: set.diagnostics(),
             broken_files: set.broken_files(),
             files: set.file_count(),
+            dir: set.dir().to_path_buf(),
         }
     }
 }
