@@ -2,7 +2,7 @@
 //! beside the writer). Backs the `ttp tags` command.
 
 use crate::store::StoreError;
-use rusqlite::{params_from_iter, Connection, OpenFlags};
+use rusqlite::params_from_iter;
 use serde::Serialize;
 use std::path::Path;
 
@@ -39,12 +39,7 @@ pub fn list_tags(db: &Path, filter: &TagFilter) -> Result<Vec<TagRow>, StoreErro
         path: db.to_path_buf(),
         source: e,
     };
-    if !db.exists() {
-        return Err(StoreError::Missing {
-            path: db.to_path_buf(),
-        });
-    }
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(err)?;
+    let conn = crate::store::open_reader(db, &crate::store::StoreOptions::default())?;
     let mut sql = String::from(
         "SELECT uuid, created_at, source_kind, source_id, attacker_uuid, rule_id, rule_version, \
          tactic, technique_id, sub_technique_id, confidence, evidence FROM ttp_tag WHERE 1=1",

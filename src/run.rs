@@ -27,6 +27,16 @@ pub enum RunError {
     Input(#[from] std::io::Error),
     #[error("cannot read the rules directory {0}: {1}")]
     RulesDir(std::path::PathBuf, std::io::Error),
+    #[error(
+        "no rule could be loaded from {} ({files} rule files, {broken} broken): nothing would be \
+         tagged; fix the rules, point --rules at the right directory, or pass --allow-empty",
+        dir.display()
+    )]
+    NoRules {
+        dir: std::path::PathBuf,
+        files: usize,
+        broken: usize,
+    },
 }
 
 /// Options of a tagging run.
@@ -35,6 +45,9 @@ pub struct TagOptions {
     pub floor: f64,
     /// Longest accepted event line (`--max-line-bytes`).
     pub max_line_bytes: usize,
+    /// Run even when no rule loads (`--allow-empty`); otherwise that is an
+    /// error, since every event would go untagged.
+    pub allow_empty: bool,
     pub tag_config: TagConfig,
     pub store: StoreOptions,
 }
@@ -44,6 +57,7 @@ impl Default for TagOptions {
         TagOptions {
             floor: DEFAULT_FLOOR,
             max_line_bytes: crate::event::MAX_LINE_BYTES,
+            allow_empty: false,
             tag_config: TagConfig::default(),
             store: StoreOptions::default(),
         }
@@ -212,6 +226,21 @@ impl<'a> Pipeline<'a> {
     }
 }
 
+/// Refuses to tag with no rules at all, unless allowed.
+pub fn ensure_rules(rules: &LoadedRules, options: &TagOptions) -> Result<(), RunError> {
+    if rules.rules.is_empty() && !options.allow_empty {
+        return Err(RunError::NoRules {
+            dir: rules.dir.clone(),
+            files: rules.files,
+            broken: rules.broken_files.len(),
+        });
+    }
+    if rules.rules.is_empty() {
+        tracing::warn!(dir = %rules.dir.display(), "no rules loaded: no event will be tagged (--allow-empty)");
+    }
+    Ok(())
+}
+
 /// Installs the operators' rule states stored in `db` (`ttp rule
 /// disable|enable|clip`) into `engine`, as DECNET's backfill applies them:
 /// every command that tags honours them.
@@ -241,6 +270,7 @@ pub fn tag_stream<R: BufRead>(
     sink: Option<NewTagSink>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<TagSummary, RunError> {
+    ensure_rules(rules, options)?;
     let writer = TagWriter::start(db, &options.store, sink)?;
     for w in writer.sync_rules(rules.rules.clone(), &rules.dir)?.warnings {
         tracing::warn!("{w}");

@@ -35,6 +35,11 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error("{path}: cannot create the database: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: cannot open the database: {source}")]
     Open {
         path: PathBuf,
@@ -49,6 +54,11 @@ pub enum StoreError {
     Missing { path: PathBuf },
     #[error("the tag writer stopped unexpectedly")]
     WriterGone,
+    #[error(
+        "{path}: the database file was deleted or replaced while in use; what was written since \
+         went to a file without a name. Restart to write to the file now at that path"
+    )]
+    Replaced { path: PathBuf },
 }
 
 /// Options for opening the database.
@@ -62,6 +72,9 @@ pub struct StoreOptions {
     /// daemon's writer). Meanwhile the writer's bounded channel holds the
     /// producers back, so memory stays bounded and nothing is lost.
     pub wait_when_unwritable: bool,
+    /// Permissions of a database file this process creates (tags hold
+    /// attacker data: owner-only by default).
+    pub file_mode: u32,
 }
 
 impl Default for StoreOptions {
@@ -69,7 +82,36 @@ impl Default for StoreOptions {
         StoreOptions {
             busy_timeout: Duration::from_secs(5),
             wait_when_unwritable: false,
+            file_mode: 0o600,
         }
+    }
+}
+
+/// The identity of the file at `path` (device and inode), to notice it
+/// being deleted or replaced under us.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> Option<(u64, u64)> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
+}
+
+/// Creates an empty database file with `mode` unless one exists (SQLite
+/// would create it with 0644 less the umask; its WAL and shared-memory
+/// files then take the database file's permissions).
+fn create_private(path: &Path, mode: u32) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -221,6 +263,14 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Opens (creating if needed) the database and brings its schema up to date.
 pub fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {
+    // (An SQLite `file:` URI is SQLite's to open as it says.)
+    let uri = path.to_str().is_some_and(|p| p.starts_with("file:"));
+    if !uri && !path.exists() {
+        create_private(path, opts.file_mode).map_err(|e| StoreError::Create {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+    }
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -250,9 +300,23 @@ pub fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> 
             supported: SCHEMA_VERSION,
         });
     }
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-        .map_err(err)?;
+    // Switching a new file to WAL needs an exclusive lock; two processes
+    // doing it at once can deadlock, and SQLite then answers one of them
+    // "busy" without waiting: retry for as long as a lock may be waited for.
+    let started = Instant::now();
+    let mode: String = loop {
+        match conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)) {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && started.elapsed() < opts.busy_timeout =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => break other.map_err(err)?,
+        }
+    };
     if !mode.eq_ignore_ascii_case("wal") {
         tracing::warn!(path = %path.display(), mode, "could not switch the database to WAL");
     }
@@ -377,7 +441,11 @@ pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
 enum Msg {
     Tags(Vec<Tag>),
     Changes(Vec<Change>),
-    Sync(Vec<Arc<Rule>>, PathBuf, SyncSender<Result<SyncReport, StoreError>>),
+    Sync(
+        Vec<Arc<Rule>>,
+        PathBuf,
+        SyncSender<Result<SyncReport, StoreError>>,
+    ),
     ExpireStates(i64),
     Flush(SyncSender<()>),
 }
@@ -421,6 +489,12 @@ impl TagWriter {
             handle: WriterHandle { tx },
             join,
         })
+    }
+
+    /// Whether the writer thread has stopped (on an error: `finish` says
+    /// which).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
     }
 
     /// Another handle for another thread.
@@ -499,6 +573,7 @@ fn writer_loop(
 ) -> Result<WriteStats, StoreError> {
     let mut stats = WriteStats::default();
     let mut pending: Vec<Tag> = Vec::new();
+    let identity = file_identity(path);
     let mut open = true;
     while open {
         // Block for the first message, then drain what is queued; anything
@@ -528,6 +603,13 @@ fn writer_loop(
                 }
             }
             pending.clear();
+            // Deleted or replaced under us: later commits would vanish.
+            if file_identity(path) != identity {
+                tracing::error!(db = %path.display(), "the database file was deleted or replaced while in use");
+                return Err(StoreError::Replaced {
+                    path: path.to_path_buf(),
+                });
+            }
         }
         match other {
             None | Some(Msg::Tags(_)) => {}
@@ -559,6 +641,29 @@ fn writer_loop(
     }
     Ok(stats)
 }
+/// A read-only connection for a reading command (`ttp tags`): the file must
+/// exist, be SQLite, and have a schema this build knows (a newer file is
+/// refused, as the writer refuses it).
+pub fn open_reader(db: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {
+    if !db.exists() {
+        return Err(StoreError::Missing {
+            path: db.to_path_buf(),
+        });
+    }
+    let conn = read_connection(db, opts).map_err(|e| classify(db, e, opts))?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| classify(db, e, opts))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::TooNew {
+            path: db.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(conn)
+}
+
 /// A read-only connection of its own (WAL readers never block the writer).
 pub fn read_connection(db: &Path, opts: &StoreOptions) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(

@@ -476,7 +476,7 @@ match:\n  pattern: '\\w{1000}|xyz'\nemits:\n  - {tactic: TA0002, technique_id: T
 #[test]
 fn a_pattern_too_large_for_unicode_text_is_reported_at_load() {
     let dir = rules_dir(&[("huge.yaml", HUGE_UNICODE), ("a.yaml", WHOAMI)]);
-    let located = "huge.yaml:6:12: error[E008]: invalid regex: pattern does not compile";
+    let located = "huge.yaml:6:12: error[E008]: invalid regex: the pattern is too large";
     ttp()
         .args(["check", "--rules"])
         .arg(dir.path())

@@ -608,8 +608,16 @@ fn another_rules_directory_does_not_wipe_the_catalogue() {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(catalogue(&db), vec!["OTHER", "PROBE"], "the daemon's rules were wiped");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        catalogue(&db),
+        vec!["OTHER", "PROBE"],
+        "the daemon's rules were wiped"
+    );
     // Within one directory, a rule that is gone is still retired.
     fs::remove_file(other.join("o.yaml")).unwrap();
     fs::write(other.join("p.yaml"), PROBE_RULE.replace("PROBE", "OTHER2")).unwrap();
@@ -623,4 +631,139 @@ fn another_rules_directory_does_not_wipe_the_catalogue() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(catalogue(&db), vec!["OTHER2", "PROBE"]);
+}
+
+#[test]
+fn no_loadable_rules_is_an_error_unless_allowed() {
+    let work = TempDir::new().unwrap();
+    let empty = work.path().join("empty-rules");
+    fs::create_dir_all(&empty).unwrap();
+    fs::write(empty.join("broken.yaml"), "rule_id: [\n").unwrap();
+    let db = work.path().join("t.db");
+    for cmd in ["tag", "run"] {
+        let out = ttp()
+            .args([cmd, "--events", "-", "--rules"])
+            .arg(&empty)
+            .arg("--db")
+            .arg(&db)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{cmd}: {err}");
+        assert!(err.contains("no rule could be loaded"), "{cmd}: {err}");
+        assert!(err.contains("--allow-empty"), "{cmd}: {err}");
+        let out = ttp()
+            .args([cmd, "--allow-empty", "--events", "-", "--rules"])
+            .arg(&empty)
+            .arg("--db")
+            .arg(&db)
+            .env("TTP_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{cmd}: {err}");
+        assert!(err.contains("no rules loaded"), "{cmd}: {err}");
+    }
+}
+
+#[test]
+fn readers_refuse_a_newer_schema() {
+    let work = TempDir::new().unwrap();
+    let db = work.path().join("t.db");
+    let out = ttp()
+        .args(["tag", "--events", "-", "--allow-empty", "--rules"])
+        .arg(work.path())
+        .arg("--db")
+        .arg(&db)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let out = ttp().args(["tags", "--db"]).arg(&db).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("newer than this ttp supports"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn new_databases_are_private_and_the_mode_is_settable() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = TempDir::new().unwrap();
+    let mode = |name: &str, extra: &[&str]| {
+        let db = work.path().join(name);
+        let out = ttp()
+            .args(["tag", "--events", "-", "--allow-empty", "--rules"])
+            .arg(work.path())
+            .arg("--db")
+            .arg(&db)
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::metadata(&db).unwrap().permissions().mode() & 0o777
+    };
+    assert_eq!(mode("a.db", &[]), 0o600);
+    assert_eq!(mode("b.db", &["--db-mode", "640"]), 0o640);
+    let out = ttp().args(["tag", "--db-mode", "9z"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an octal file mode"));
+}
+
+#[test]
+fn a_database_deleted_under_the_daemon_is_reported() {
+    use std::io::Write;
+    let work = TempDir::new().unwrap();
+    let (mut d, db, log) = probe_daemon(work.path(), &[]);
+    let mut stdin = d.0.stdin.take().unwrap();
+    stdin.write_all(probe_line(0).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    wait_until("the first tag", || tag_count(&db) == 1);
+    fs::remove_file(&db).unwrap();
+    stdin.write_all(probe_line(1).as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let status = wait_exit(&mut d.0, PATIENCE).expect("still running with its database deleted");
+    assert!(!status.success());
+    assert!(
+        log_contains(&log, "deleted or replaced while in use"),
+        "{}",
+        fs::read_to_string(&log).unwrap()
+    );
+}
+
+#[test]
+fn rule_file_messages_speak_our_words() {
+    let work = TempDir::new().unwrap();
+    fs::write(work.path().join("dup.yaml"), "rule_id: A\nrule_id: B\n").unwrap();
+    fs::write(
+        work.path().join("big.yaml"),
+        "rule_id: C\nrule_version: 1\nname: x\napplies_to: [command]\nmatch:\n  pattern: '\\w{2000}'\n\
+         emits: [{tactic: TA0002, technique_id: T1059, confidence: 0.5}]\n",
+    )
+    .unwrap();
+    let out = ttp()
+        .args(["check", "--rules"])
+        .arg(work.path())
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("`rule_id` appears twice in this mapping"),
+        "{text}"
+    );
+    assert!(!text.contains("DuplicateKeyPolicy"), "{text}");
+    assert!(text.contains("the pattern is too large"), "{text}");
+    assert!(!text.contains("error building NFA"), "{text}");
 }

@@ -53,6 +53,23 @@ pub(crate) struct TaggingArgs {
     /// without being held in memory and counted as `line_too_long`.
     #[arg(long, default_value_t = ttp_engine::event::MAX_LINE_BYTES)]
     max_line_bytes: usize,
+    /// Run even when no rule loads (by default that is an error: every
+    /// event would go untagged). `ttp run` then picks rules up as they are
+    /// added.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Permissions (octal) of a database file this command creates; tags
+    /// hold attacker data, so only the owner may read them by default.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    db_mode: u32,
+}
+
+/// An octal file mode such as `600` or `0640`.
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("`{s}` is not an octal file mode such as 600 or 640"))
 }
 
 impl TaggingArgs {
@@ -77,11 +94,13 @@ impl TaggingArgs {
         Ok(TagOptions {
             floor: self.floor,
             max_line_bytes: self.max_line_bytes,
+            allow_empty: self.allow_empty,
             tag_config: TagConfig {
                 attack_release: self.attack_release.clone(),
             },
             store: StoreOptions {
                 busy_timeout: Duration::from_millis(self.lock_timeout_ms),
+                file_mode: self.db_mode,
                 ..Default::default()
             },
         })

@@ -148,9 +148,13 @@ pub fn run(
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         tracing::error!("{d}");
     }
+    crate::run::ensure_rules(&loaded, &options.tag)?;
     let engine = Arc::new(Engine::new(&loaded.rules, options.tag.tag_config.clone()));
     let writer = TagWriter::start(&options.db, &options.tag.store, sink)?;
-    for w in writer.sync_rules(loaded.rules.clone(), &loaded.dir)?.warnings {
+    for w in writer
+        .sync_rules(loaded.rules.clone(), &loaded.dir)?
+        .warnings
+    {
         tracing::warn!("{w}");
     }
     writer.send_changes(loaded.rejections())?;
@@ -216,6 +220,10 @@ pub fn run(
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     writer.send(pipeline.take_batch())?;
                     last_flush = Instant::now();
+                    if writer.is_finished() {
+                        // The writer stopped on an error: `finish` reports it.
+                        break;
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -24,6 +24,22 @@ pub enum CompileError {
     Syntax(#[from] translate::SyntaxError),
     #[error("pattern does not compile: {0}")]
     Engine(String),
+    #[error(
+        "the pattern is too large: compiled, it would exceed {} MiB; make counted repetitions \
+         such as `{{2000}}` smaller, or use `[a-z]`-style classes instead of Unicode ones (`\\w`, `.`)",
+        .limit >> 20
+    )]
+    TooLarge { limit: usize },
+}
+
+impl CompileError {
+    /// A linear engine build error, with a size limit named as such.
+    fn linear(e: regex_automata::meta::BuildError) -> CompileError {
+        match e.size_limit() {
+            Some(limit) => CompileError::TooLarge { limit },
+            None => CompileError::Engine(e.to_string()),
+        }
+    }
 }
 
 /// A search that could not run to the end; it counts as "no match", and
@@ -134,7 +150,7 @@ fn linear_builder() -> regex_automata::meta::Builder {
 fn build_linear(pattern: &str) -> Result<LinearRegex, CompileError> {
     linear_builder()
         .build(pattern)
-        .map_err(|e| CompileError::Engine(e.to_string()))
+        .map_err(CompileError::linear)
 }
 
 /// Compiles a linear pattern: its ASCII restriction now (see [`ascii`]),
@@ -146,7 +162,7 @@ fn build_programs(pattern: String) -> Result<(LinearRegex, LazyUnicode), Compile
         .map_err(|e| CompileError::Engine(e.to_string()))?;
     let ascii = linear_builder()
         .build_from_hir(&ascii::restrict(&hir))
-        .map_err(|e| CompileError::Engine(e.to_string()))?;
+        .map_err(CompileError::linear)?;
     let unicode = LazyUnicode {
         pattern,
         compiled: OnceLock::new(),
@@ -167,7 +183,13 @@ fn build_fancy(pattern: &str, step_limit: usize) -> Result<fancy_regex::Regex, C
         .backtrack_limit(step_limit)
         .delegate_size_limit(SIZE_LIMIT)
         .build()
-        .map_err(|e| CompileError::Engine(e.to_string()))
+        .map_err(|e| match e {
+            fancy_regex::Error::CompileError(inner) => match *inner {
+                fancy_regex::CompileError::InnerError(e) => CompileError::linear(e),
+                other => CompileError::Engine(other.to_string()),
+            },
+            other => CompileError::Engine(other.to_string()),
+        })
 }
 
 fn exact(pattern: &str) -> Result<String, CompileError> {
