@@ -64,6 +64,13 @@ pub enum Code {
     BadLifterParam,
     /// E018: malformed embedded `examples`.
     BadExamples,
+    /// E019: a directory below the rules directory cannot be read (its
+    /// rules already loaded keep serving).
+    UnreadableDir,
+    /// E020: an entry that looks like a rule file or directory but cannot
+    /// be used: a dangling symbolic link, a symbolic link loop, a name that
+    /// is not UTF-8.
+    UnusableEntry,
     /// W101: an unknown key (ignored).
     UnknownKey,
     /// W102: a technique or sub-technique id that ATT&CK does not know.
@@ -105,6 +112,8 @@ impl Code {
             Code::TooLarge => "E016",
             Code::BadLifterParam => "E017",
             Code::BadExamples => "E018",
+            Code::UnreadableDir => "E019",
+            Code::UnusableEntry => "E020",
             Code::UnknownKey => "W101",
             Code::UnknownTechnique => "W102",
             Code::RevokedTechnique => "W103",

@@ -101,6 +101,14 @@ fn prepare(path: &Path, known_sha: Option<&str>, force: bool, options: LoadOptio
     }
 }
 
+/// Whether a path's directory exists but cannot be read (permissions):
+/// the file may well still be there.
+fn in_unreadable_dir(path: &Path) -> bool {
+    path.parent().is_some_and(|dir| {
+        std::fs::read_dir(dir).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    })
+}
+
 /// One change a refresh made.
 #[derive(Debug, Clone)]
 pub enum Change {
@@ -145,6 +153,11 @@ pub struct RuleSet {
     options: LoadOptions,
     files: BTreeMap<PathBuf, FileEntry>,
     owners: HashMap<String, PathBuf>,
+    /// What the last full walk could not read (unreadable directories,
+    /// dangling links, link loops, non-UTF-8 names).
+    problems: Vec<Diagnostic>,
+    /// The problems already reported, so that each is reported once.
+    reported: BTreeSet<String>,
 }
 
 impl RuleSet {
@@ -154,6 +167,8 @@ impl RuleSet {
             options,
             files: BTreeMap::new(),
             owners: HashMap::new(),
+            problems: Vec::new(),
+            reported: BTreeSet::new(),
         }
     }
 
@@ -169,12 +184,29 @@ impl RuleSet {
             .collect()
     }
 
-    /// Every file's diagnostics from its last parse, in path order.
+    /// Every file's diagnostics from its last parse, in path order, then
+    /// what the last full walk could not read.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
         self.files
             .values()
             .flat_map(|f| f.diagnostics.iter().cloned())
+            .chain(self.problems.iter().cloned())
             .collect()
+    }
+
+    /// The walk's problems not reported yet; each is reported once while it
+    /// lasts (and again if it comes back after being fixed).
+    pub fn unreported_problems(&mut self) -> Vec<Diagnostic> {
+        let key = |d: &Diagnostic| format!("{}\0{}", d.path.display(), d.message);
+        let current: BTreeSet<String> = self.problems.iter().map(key).collect();
+        let new = self
+            .problems
+            .iter()
+            .filter(|d| !self.reported.contains(&key(d)))
+            .cloned()
+            .collect();
+        self.reported = current;
+        new
     }
 
     /// Files whose current text has an error.
@@ -196,13 +228,19 @@ impl RuleSet {
         let mut changes = Vec::new();
         let paths: BTreeSet<PathBuf> = match what {
             Refresh::Full => {
-                let present: BTreeSet<PathBuf> = rule_files(&self.dir)?.into_iter().collect();
+                let listing = rule_files(&self.dir)?;
+                let present: BTreeSet<PathBuf> = listing.files.into_iter().collect();
+                // A file under a directory that cannot be read now is not
+                // gone: its last good rules keep serving.
+                let unreadable = listing.unreadable_dirs;
                 let mut todo: BTreeSet<PathBuf> = self
                     .files
                     .keys()
                     .filter(|p| !present.contains(*p))
+                    .filter(|p| !unreadable.iter().any(|d| p.starts_with(d)))
                     .cloned()
                     .collect();
+                self.problems = listing.problems;
                 for p in present {
                     let known = self.files.get(&p).and_then(|f| f.fingerprint);
                     if known.is_none() || known != fingerprint(&p) {
@@ -217,6 +255,10 @@ impl RuleSet {
         let (gone, present): (Vec<PathBuf>, Vec<PathBuf>) =
             paths.into_iter().partition(|p| !self.is_live_rule_file(p));
         for p in gone {
+            if in_unreadable_dir(&p) {
+                // Not gone, only out of sight: keep serving it.
+                continue;
+            }
             self.remove(&p, &mut changes);
         }
         self.update_many(&present, &mut changes);

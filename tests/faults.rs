@@ -767,3 +767,264 @@ fn rule_file_messages_speak_our_words() {
     assert!(text.contains("the pattern is too large"), "{text}");
     assert!(!text.contains("error building NFA"), "{text}");
 }
+
+/// A rule firing on `probe` events with the given id and technique.
+fn probe_rule(id: &str, technique: &str) -> String {
+    PROBE_RULE.replace("PROBE", id).replace("T1033", technique)
+}
+
+/// `(rule_id, technique_id)` of every tag.
+fn tags(db: &Path) -> Vec<(String, String)> {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = conn.prepare("SELECT rule_id, technique_id FROM ttp_tag") else {
+        return Vec::new();
+    };
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+fn audit(db: &Path, action: &str) -> i64 {
+    rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row(
+                "SELECT count(*) FROM ttp_rule_event WHERE action = ?1",
+                [action],
+                |r| r.get(0),
+            )
+        })
+        .unwrap_or(0)
+}
+
+/// A daemon on `rules`, fed probes through stdin; `as_nobody` runs it as
+/// user `nobody` (so that permissions apply even when the tests run as root).
+struct Probed {
+    guard: Guard,
+    stdin: std::process::ChildStdin,
+    db: PathBuf,
+    log: PathBuf,
+    next: usize,
+}
+
+impl Probed {
+    fn start(work: &Path, rules: &Path, as_nobody: bool) -> Probed {
+        let db = work.join("t.db");
+        let log = work.join("stderr.log");
+        let mut cmd = if as_nobody {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_ttp"));
+            c
+        } else {
+            ttp()
+        };
+        let mut child = cmd
+            .args(["run", "--debounce-ms", "10", "--rules"])
+            .arg(rules)
+            .arg("--db")
+            .arg(&db)
+            .env("TTP_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        Probed {
+            guard: Guard(child),
+            stdin,
+            db,
+            log,
+            next: 0,
+        }
+    }
+
+    /// Sends probes until the tags of one satisfy `ok`.
+    fn until(&mut self, what: &str, ok: impl Fn(&[(String, String)]) -> bool) {
+        use std::io::Write;
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            assert!(
+                self.guard.0.try_wait().unwrap().is_none(),
+                "the daemon exited:\n{}",
+                fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            self.next += 1;
+            let id = format!("p{}", self.next);
+            let line = format!(
+                "{{\"source_kind\":\"command\",\"source_id\":\"{id}\",\"attacker_uuid\":\"a\",\"payload\":{{\"command_text\":\"probe\"}}}}\n"
+            );
+            self.stdin.write_all(line.as_bytes()).unwrap();
+            self.stdin.flush().unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            let conn = rusqlite::Connection::open_with_flags(
+                &self.db,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            );
+            let mine: Vec<(String, String)> = conn
+                .and_then(|c| {
+                    let mut s = c.prepare(
+                        "SELECT rule_id, technique_id FROM ttp_tag WHERE source_id = ?1 ORDER BY 1",
+                    )?;
+                    let rows = s.query_map([&id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                    rows.collect()
+                })
+                .unwrap_or_default();
+            if !mine.is_empty() && ok(&mine) {
+                return;
+            }
+        }
+        panic!(
+            "timed out waiting for {what}; tags: {:?}\n{}",
+            tags(&self.db),
+            fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn ids(t: &[(String, String)]) -> Vec<&str> {
+    t.iter().map(|(r, _)| r.as_str()).collect()
+}
+
+#[test]
+fn an_in_place_save_caught_empty_is_not_an_error() {
+    let work = TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::write(rules.join("a.yaml"), probe_rule("A", "T1033")).unwrap();
+    let mut d = Probed::start(work.path(), &rules, false);
+    d.until("rule A", |t| ids(t) == ["A"]);
+    // Truncate, let the reload thread see the empty file, then write.
+    fs::File::create(rules.join("a.yaml")).unwrap();
+    std::thread::sleep(Duration::from_millis(40));
+    fs::write(
+        rules.join("a.yaml"),
+        probe_rule("A", "T1082").replace("rule_version: 1", "rule_version: 2"),
+    )
+    .unwrap();
+    d.until("A's new version", |t| t == [("A".into(), "T1082".into())]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!d.log().contains("the file is empty"), "{}", d.log());
+    assert_eq!(audit(&d.db, "rejected"), 0);
+    // A file left empty is reported, once its second look is due.
+    fs::File::create(rules.join("a.yaml")).unwrap();
+    wait_until("the empty file to be reported", || {
+        d.log().contains("the file is empty")
+    });
+    wait_until("the rejection to be audited", || {
+        audit(&d.db, "rejected") == 1
+    });
+    d.until("A's last good version to keep serving", |t| ids(t) == ["A"]);
+}
+
+#[test]
+fn unreadable_subdirectories_keep_their_rules_and_are_reported_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = TempDir::new().unwrap();
+    let mode = |p: &Path, m: u32| fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    // Everything readable by `nobody`, the database directory writable.
+    mode(work.path(), 0o777);
+    let rules = work.path().join("rules");
+    let sub = rules.join("sub");
+    fs::create_dir_all(&sub).unwrap();
+    mode(&rules, 0o755);
+    mode(&sub, 0o755);
+    fs::write(rules.join("top.yaml"), probe_rule("TOP", "T1033")).unwrap();
+    fs::write(sub.join("s.yaml"), probe_rule("SUB", "T1082")).unwrap();
+    for f in [rules.join("top.yaml"), sub.join("s.yaml")] {
+        mode(&f, 0o644);
+    }
+    let as_nobody = running_as_root();
+    // Unreadable at start-up: the rest loads, the directory is named.
+    mode(&sub, 0o000);
+    let mut d = Probed::start(work.path(), &rules, as_nobody);
+    d.until("the top rule", |t| ids(t) == ["TOP"]);
+    let log = d.log();
+    assert!(log.contains("sub") && log.contains("E019"), "{log}");
+    // Readable again: its rules load.
+    mode(&sub, 0o755);
+    d.until("the subdirectory's rule", |t| ids(t) == ["SUB", "TOP"]);
+    // Unreadable while running: its rules keep serving; reported once.
+    mode(&sub, 0o000);
+    for i in 0..5 {
+        // Other edits cause refreshes.
+        fs::write(
+            rules.join("top.yaml"),
+            probe_rule("TOP", "T1033") + &format!("# {i}\n"),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    d.until("SUB to keep serving", |t| ids(t) == ["SUB", "TOP"]);
+    let log = d.log();
+    assert_eq!(log.matches("E019").count(), 2, "{log}");
+    assert!(
+        !log.contains(&format!("{}: cannot read", rules.display())),
+        "{log}"
+    );
+    mode(&sub, 0o755);
+}
+
+/// Whether the tests run as root (then permissions are tested as `nobody`).
+fn running_as_root() -> bool {
+    String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
+        .unwrap()
+        .trim()
+        == "0"
+}
+
+#[test]
+fn dangling_links_loops_and_non_utf8_names_are_reported_once() {
+    use std::os::unix::ffi::OsStrExt;
+    let work = TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::write(rules.join("top.yaml"), probe_rule("TOP", "T1033")).unwrap();
+    std::os::unix::fs::symlink(rules.join("missing.yaml"), rules.join("dangling.yaml")).unwrap();
+    std::os::unix::fs::symlink(rules.join("loop-b.yaml"), rules.join("loop-a.yaml")).unwrap();
+    std::os::unix::fs::symlink(rules.join("loop-a.yaml"), rules.join("loop-b.yaml")).unwrap();
+    let bad = rules.join(std::ffi::OsStr::from_bytes(b"caf\xe9.yaml"));
+    fs::write(&bad, probe_rule("LATIN1", "T1082")).unwrap();
+    let out = ttp()
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("dangling.yaml:0:0: error[E020]: a dangling symbolic link"),
+        "{text}"
+    );
+    assert!(
+        text.contains("loop-a.yaml:0:0: error[E020]: a symbolic link loop"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error[E020]: the name is not UTF-8"),
+        "{text}"
+    );
+    let mut d = Probed::start(work.path(), &rules, false);
+    d.until("the top rule", |t| ids(t) == ["TOP"]);
+    for i in 0..5 {
+        fs::write(
+            rules.join("top.yaml"),
+            probe_rule("TOP", "T1033") + &format!("# {i}\n"),
+        )
+        .unwrap();
+        // A directory event makes a full rescan.
+        fs::create_dir_all(rules.join(format!("d{i}"))).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+    }
+    d.until("TOP", |t| ids(t) == ["TOP"]);
+    let log = d.log();
+    assert_eq!(log.matches("E020").count(), 4, "{log}");
+}

@@ -145,6 +145,9 @@ pub fn run(
     set.refresh(Refresh::Full)
         .map_err(|e| RunError::RulesDir(options.rules.clone(), e))?;
     let loaded = LoadedRules::from_set(&set);
+    // Reported below with the other diagnostics: the reload thread reports
+    // only what is new from now on.
+    set.unreported_problems();
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         tracing::error!("{d}");
     }

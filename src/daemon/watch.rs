@@ -38,6 +38,9 @@ impl Default for WatchOptions {
     }
 }
 
+/// The least wait before an empty file is looked at again.
+const SECOND_LOOK: Duration = Duration::from_millis(100);
+
 /// Counters the reload thread shares.
 #[derive(Debug, Default)]
 pub struct ReloadStats {
@@ -185,9 +188,19 @@ pub fn run(
         }
     }
     let mut identity = dir_identity(&dir);
+    let mut top_error: Option<String> = None;
+    // Files found empty just after an event, with when to look again.
+    let mut deferred: std::collections::BTreeMap<PathBuf, Instant> = Default::default();
+    let second_look = (options.debounce * 4).max(SECOND_LOOK);
     let mut next_rescan = Instant::now() + options.rescan_every;
     while !shutdown.load(Ordering::Relaxed) {
-        let wait = next_rescan
+        let wake = deferred
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(next_rescan)
+            .min(next_rescan);
+        let wait = wake
             .saturating_duration_since(Instant::now())
             .min(Duration::from_millis(200));
         let (refresh, detected) = match rx.recv_timeout(wait) {
@@ -240,16 +253,61 @@ pub fn run(
         } else {
             refresh
         };
+        // Files whose second look is due: read them now, whatever they hold.
+        let now = Instant::now();
+        let due: Vec<PathBuf> = deferred
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in &due {
+            deferred.remove(p);
+        }
+        if !due.is_empty() {
+            reload(
+                &mut top_error,
+                &mut set,
+                &engine,
+                &writer,
+                Refresh::Paths(due),
+                now,
+                &stats,
+            );
+        }
+        let refresh = match refresh {
+            Some(Refresh::Paths(files)) => {
+                // An in-place save truncates, then writes: a file found empty
+                // right after an event is looked at again a little later
+                // instead of being reported (and audited) as broken.
+                let (empty, rest): (Vec<PathBuf>, Vec<PathBuf>) = files
+                    .into_iter()
+                    .partition(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.len() == 0));
+                for p in empty {
+                    deferred.entry(p).or_insert(now + second_look);
+                }
+                (!rest.is_empty()).then_some(Refresh::Paths(rest))
+            }
+            other => other,
+        };
         let Some(refresh) = refresh else { continue };
         if matches!(refresh, Refresh::Full) {
             next_rescan = Instant::now() + options.rescan_every;
         }
-        reload(&mut set, &engine, &writer, refresh, detected, &stats);
+        reload(
+            &mut top_error,
+            &mut set,
+            &engine,
+            &writer,
+            refresh,
+            detected,
+            &stats,
+        );
     }
     drop(tx);
 }
 
 fn reload(
+    top_error: &mut Option<String>,
     set: &mut RuleSet,
     engine: &Engine,
     writer: &WriterHandle,
@@ -258,13 +316,27 @@ fn reload(
     stats: &ReloadStats,
 ) {
     let changes = match set.refresh(refresh) {
-        Ok(c) => c,
+        Ok(c) => {
+            *top_error = None;
+            c
+        }
         Err(e) => {
-            // The directory is unreadable (e.g. being replaced): keep serving.
-            tracing::warn!(dir = %set.dir().display(), "cannot read the rules directory: {e}");
+            // The directory is unreadable (e.g. being replaced): keep
+            // serving, and say so once while it lasts.
+            let text = e.to_string();
+            if top_error.as_deref() != Some(text.as_str()) {
+                tracing::warn!(
+                    dir = %text::line(&set.dir().display().to_string()),
+                    "cannot read the rules directory: {text}; the loaded rules keep serving"
+                );
+                *top_error = Some(text);
+            }
             return;
         }
     };
+    for d in set.unreported_problems() {
+        tracing::error!("{d}");
+    }
     if changes.is_empty() {
         return;
     }

@@ -59,34 +59,110 @@ pub fn is_rule_file_name(name: &str) -> bool {
 /// Most directory levels followed below the rules directory.
 const MAX_DEPTH: usize = 32;
 
+/// What a walk of the rules tree found.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Rule files, sorted by path.
+    pub files: Vec<PathBuf>,
+    /// Directories below the top that could not be read: rules known to
+    /// come from them are kept, not removed.
+    pub unreadable_dirs: Vec<PathBuf>,
+    /// One diagnostic per unreadable directory or unusable entry.
+    pub problems: Vec<Diagnostic>,
+}
+
 /// Lists rule files below `dir`, sorted by path. Hidden directories are
 /// skipped; symbolic links to directories are not followed (no cycles).
-pub fn rule_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    walk(dir, 0, &mut out)?;
-    out.sort();
+/// Only the top directory being unreadable is an error; anything below it
+/// that cannot be read is a located [`Listing::problems`] entry.
+pub fn rule_files(dir: &Path) -> std::io::Result<Listing> {
+    let mut out = Listing::default();
+    let top = std::fs::read_dir(dir)?;
+    walk(top, dir, 0, &mut out);
+    out.files.sort();
     Ok(out)
 }
 
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn problem(out: &mut Listing, code: Code, path: &Path, message: String) {
+    out.problems
+        .push(Diagnostic::new(code, path, Pos::UNKNOWN, message));
+}
+
+fn looks_like_rules(name: &[u8]) -> bool {
+    name.ends_with(b".yaml") || name.ends_with(b".yml")
+}
+
+fn walk(entries: std::fs::ReadDir, dir: &Path, depth: usize, out: &mut Listing) {
     if depth > MAX_DEPTH {
-        return Ok(());
+        return;
     }
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
-        let ft = entry.file_type()?;
-        if ft.is_dir() {
-            if !name.starts_with('.') {
-                walk(&path, depth + 1, out)?;
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                problem(
+                    out,
+                    Code::UnreadableDir,
+                    dir,
+                    format!("cannot list this directory: {e}"),
+                );
+                out.unreadable_dirs.push(dir.to_path_buf());
+                return;
             }
-        } else if is_rule_file_name(name) && std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
-            out.push(path);
+        };
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        let raw = entry.file_name();
+        let Some(name) = raw.to_str() else {
+            if ft.is_dir() || looks_like_rules(raw.as_encoded_bytes()) {
+                problem(
+                    out,
+                    Code::UnusableEntry,
+                    &path,
+                    "the name is not UTF-8; skipped (rename it)".into(),
+                );
+            }
+            continue;
+        };
+        if ft.is_dir() {
+            if name.starts_with('.') {
+                continue;
+            }
+            match std::fs::read_dir(&path) {
+                Ok(sub) => walk(sub, &path, depth + 1, out),
+                Err(e) => {
+                    problem(
+                        out,
+                        Code::UnreadableDir,
+                        &path,
+                        format!(
+                            "cannot read this directory: {e}; the rules already loaded from it keep serving"
+                        ),
+                    );
+                    out.unreadable_dirs.push(path);
+                }
+            }
+        } else if is_rule_file_name(name) {
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => out.files.push(path),
+                Ok(_) => {}
+                Err(e) if ft.is_symlink() => {
+                    let what = if e.raw_os_error() == Some(40) {
+                        "a symbolic link loop"
+                    } else {
+                        "a dangling symbolic link"
+                    };
+                    problem(
+                        out,
+                        Code::UnusableEntry,
+                        &path,
+                        format!("{what} ({e}); skipped"),
+                    );
+                }
+                Err(e) => problem(out, Code::UnusableEntry, &path, format!("{e}; skipped")),
+            }
         }
     }
-    Ok(())
 }
 
 /// Reads a rule file's text: at most [`MAX_RULE_FILE_BYTES`], UTF-8.
