@@ -315,6 +315,11 @@ impl<R: BufRead> EventReader<R> {
         Ok(Some(!too_long))
     }
 
+    /// The input being read.
+    pub fn get_ref(&self) -> &R {
+        &self.input
+    }
+
     /// Whether the line behind the last item ended with a newline (false when
     /// the input ended in the middle of it).
     pub fn last_line_terminated(&self) -> bool {

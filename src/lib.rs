@@ -14,6 +14,7 @@ pub mod index;
 pub mod lifter;
 pub mod lifters;
 pub mod literals;
+pub mod position;
 pub mod pyjson;
 pub mod pyregex;
 pub mod query;

@@ -5,6 +5,7 @@
 //! channel, in batched transactions; inserts are idempotent on `uuid`.
 
 use crate::catalog::{self, SyncReport};
+use crate::position::InputPosition;
 use crate::rule::Rule;
 use crate::ruleset::Change;
 use crate::tag::Tag;
@@ -256,6 +257,8 @@ CREATE TABLE ttp_rule_event (
 CREATE INDEX ix_ttp_rule_event_rule_id ON ttp_rule_event (rule_id, id);
 CREATE INDEX ix_ttp_rule_event_path ON ttp_rule_event (path, id);
 "#,
+    // 3: the read position of a followed events file.
+    crate::position::SCHEMA,
 ];
 
 /// The schema version this build writes.
@@ -383,7 +386,20 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
 
 /// Inserts tags in one transaction; returns the tags that were new.
 pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<Vec<&'a Tag>> {
+    insert_tags_at(conn, tags, None)
+}
+
+/// Inserts tags and, in the same transaction, the read position reached
+/// once the events behind them were tagged.
+pub fn insert_tags_at<'a>(
+    conn: &Connection,
+    tags: &'a [Tag],
+    position: Option<&InputPosition>,
+) -> rusqlite::Result<Vec<&'a Tag>> {
     let tx = conn.unchecked_transaction()?;
+    if let Some(p) = position {
+        crate::position::save(&tx, p)?;
+    }
     let mut new = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
@@ -440,6 +456,8 @@ pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
 
 enum Msg {
     Tags(Vec<Tag>),
+    /// The read position after the events whose tags were sent before it.
+    Position(InputPosition),
     Changes(Vec<Change>),
     Sync(
         Vec<Arc<Rule>>,
@@ -531,6 +549,12 @@ impl WriterHandle {
         self.send_msg(Msg::Tags(tags))
     }
 
+    /// Queues the read position reached: committed with the tags sent
+    /// before it, never before them.
+    pub fn send_position(&self, position: InputPosition) -> Result<(), StoreError> {
+        self.send_msg(Msg::Position(position))
+    }
+
     /// Queues the changes of a reload for the rule catalog.
     pub fn send_changes(&self, changes: Vec<Change>) -> Result<(), StoreError> {
         if changes.is_empty() {
@@ -573,27 +597,34 @@ fn writer_loop(
 ) -> Result<WriteStats, StoreError> {
     let mut stats = WriteStats::default();
     let mut pending: Vec<Tag> = Vec::new();
+    let mut position: Option<InputPosition> = None;
     let identity = file_identity(path);
     let mut open = true;
     while open {
         // Block for the first message, then drain what is queued; anything
-        // other than tags first commits the tags before it (order kept).
+        // other than tags (and positions) first commits the tags before it
+        // (order kept).
         let mut other: Option<Msg> = None;
         match rx.recv() {
             Ok(Msg::Tags(t)) => pending.extend(t),
+            Ok(Msg::Position(p)) => position = Some(p),
             Ok(m) => other = Some(m),
             Err(_) => open = false,
         }
         while open && other.is_none() && pending.len() < BATCH_ROWS {
             match rx.try_recv() {
                 Ok(Msg::Tags(t)) => pending.extend(t),
+                Ok(Msg::Position(p)) => position = Some(p),
                 Ok(m) => other = Some(m),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
-        if !pending.is_empty() {
-            let new = write_with_retry(path, opts, "tags", || insert_tags(&conn, &pending))?;
+        if !pending.is_empty() || position.is_some() {
+            let at = position.take();
+            let new = write_with_retry(path, opts, "tags", || {
+                insert_tags_at(&conn, &pending, at.as_ref())
+            })?;
             stats.transactions += 1;
             stats.new += new.len() as u64;
             stats.already_present += (pending.len() - new.len()) as u64;
@@ -612,7 +643,7 @@ fn writer_loop(
             }
         }
         match other {
-            None | Some(Msg::Tags(_)) => {}
+            None | Some(Msg::Tags(_)) | Some(Msg::Position(_)) => {}
             Some(Msg::Changes(changes)) => {
                 let warnings = write_with_retry(path, opts, "rule changes", || {
                     catalog::record_changes(&conn, &changes)

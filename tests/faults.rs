@@ -1028,3 +1028,94 @@ fn dangling_links_loops_and_non_utf8_names_are_reported_once() {
     let log = d.log();
     assert_eq!(log.matches("E020").count(), 4, "{log}");
 }
+
+fn append_probes(path: &Path, from: usize, n: usize) {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = String::new();
+    for i in from..from + n {
+        text.push_str(&probe_line(i));
+    }
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Runs `ttp run --events FILE` until `want` tags are stored, then stops it
+/// with SIGTERM; returns how many events that run read.
+fn follow_until(work: &Path, events: &Path, want: i64) -> i64 {
+    let (mut d, db, log) = run_on_events(work, events);
+    wait_until(&format!("{want} tags"), || tag_count(&db) == want);
+    signal(d.0.id(), "TERM");
+    let status = wait_exit(&mut d.0, PATIENCE).expect("no exit after SIGTERM");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{text}");
+    events_read(&text)
+}
+
+fn events_read(summary: &str) -> i64 {
+    summary
+        .rsplit("events: ")
+        .next()
+        .and_then(|s| s.split(" read").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary in:\n{summary}"))
+}
+
+#[test]
+fn a_restart_resumes_where_the_last_run_stopped() {
+    let work = TempDir::new().unwrap();
+    let events = work.path().join("events.jsonl");
+    append_probes(&events, 0, 300);
+    assert_eq!(follow_until(work.path(), &events, 300), 300);
+    append_probes(&events, 300, 20);
+    assert_eq!(
+        follow_until(work.path(), &events, 320),
+        20,
+        "re-read from byte 0"
+    );
+}
+
+#[test]
+fn a_file_rotated_while_stopped_is_finished_first() {
+    let work = TempDir::new().unwrap();
+    let events = work.path().join("events.jsonl");
+    append_probes(&events, 0, 100);
+    assert_eq!(follow_until(work.path(), &events, 100), 100);
+    // While the daemon is down: more events, then rotation, then new ones.
+    append_probes(&events, 100, 50);
+    fs::rename(&events, work.path().join("events.jsonl.1")).unwrap();
+    append_probes(&events, 150, 30);
+    assert_eq!(follow_until(work.path(), &events, 180), 80);
+}
+
+#[test]
+fn kill_9_at_random_points_loses_nothing_and_rereads_at_most_a_batch() {
+    let work = TempDir::new().unwrap();
+    let events = work.path().join("events.jsonl");
+    let total = 30_000;
+    append_probes(&events, 0, total);
+    let db = work.path().join("t.db");
+    // Pseudo-random but repeatable kill times.
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..6 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let (mut d, _, _) = run_on_events(work.path(), &events);
+        std::thread::sleep(Duration::from_millis(100 + seed % 500));
+        signal(d.0.id(), "KILL");
+        d.0.wait().unwrap();
+    }
+    let before = tag_count(&db);
+    eprintln!("tags committed before the last run: {before} of {total}");
+    let read = follow_until(work.path(), &events, total as i64);
+    assert_eq!(tag_count(&db), total as i64);
+    let left = total as i64 - before;
+    assert!(
+        read >= left && read <= left + 4096,
+        "the last run read {read} events; {left} were left to tag"
+    );
+}

@@ -7,8 +7,10 @@
 //! [`ChunkReader`] turns the channel back into a `BufRead` that reports
 //! `WouldBlock` when the source is idle (the loop flushes then).
 
+use super::follow::{follow, Chunk, ChunkAt, CHUNK};
+use crate::position::InputPosition;
 use std::fs::File;
-use std::io::{self, BufRead, Read, Seek, SeekFrom};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
@@ -22,13 +24,9 @@ pub enum Source {
     Follow(PathBuf),
 }
 
-const CHUNK: usize = 256 * 1024;
-/// How often a followed file is checked for growth, truncation or rotation.
-const POLL: Duration = Duration::from_millis(25);
-
 /// The input thread's side: chunks read, and the error that ended it.
 pub struct Input {
-    pub chunks: Receiver<Vec<u8>>,
+    pub chunks: Receiver<Chunk>,
     pub failure: InputFailure,
 }
 
@@ -85,7 +83,12 @@ fn file_kind(path: &Path) -> io::Result<FileKind> {
 
 /// Starts the input thread. A source that cannot be read at all (a
 /// directory, a file without read permission) is an error here.
-pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Input> {
+/// A followed file resumes from `resume` (see [`super::follow`]).
+pub fn start(
+    source: Source,
+    shutdown: Arc<AtomicBool>,
+    resume: Option<InputPosition>,
+) -> io::Result<Input> {
     let kind = match &source {
         Source::Stdin => FileKind::Stream,
         Source::Follow(path) => file_kind(path)
@@ -93,7 +96,7 @@ pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Input> {
     };
     // Everything in the channel is tagged at shutdown: a few chunks (2 MiB)
     // decouple reading from tagging without making a shutdown wait long.
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(8);
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(8);
     let failure = InputFailure::default();
     let failed = failure.clone();
     std::thread::Builder::new()
@@ -104,7 +107,7 @@ pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Input> {
                 (Source::Follow(path), FileKind::Stream) => {
                     File::open(path).and_then(|f| pump(f, &tx, &shutdown))
                 }
-                (Source::Follow(path), FileKind::Regular) => follow(path, &tx, &shutdown),
+                (Source::Follow(path), FileKind::Regular) => follow(path, &tx, &shutdown, resume),
             };
             if let Err(e) = result {
                 let e = match &source {
@@ -126,7 +129,7 @@ pub fn start(source: Source, shutdown: Arc<AtomicBool>) -> io::Result<Input> {
 /// Reads a stream (stdin, a FIFO) chunk by chunk until EOF, or until
 /// `shutdown`: every chunk read is handed over, and none is read after the
 /// flag is seen, so a producer that never pauses cannot hold a shutdown up.
-fn pump(mut r: impl Read, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::Result<()> {
+fn pump(mut r: impl Read, tx: &SyncSender<Chunk>, shutdown: &AtomicBool) -> io::Result<()> {
     let mut buf = vec![0u8; CHUNK];
     loop {
         if shutdown.load(Ordering::Relaxed) {
@@ -138,136 +141,14 @@ fn pump(mut r: impl Read, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if tx.send(buf[..n].to_vec()).is_err() {
-            return Ok(());
-        }
-    }
-}
-
-#[cfg(unix)]
-fn inode(m: &std::fs::Metadata) -> u64 {
-    std::os::unix::fs::MetadataExt::ino(m)
-}
-
-#[cfg(not(unix))]
-fn inode(_: &std::fs::Metadata) -> u64 {
-    0
-}
-
-fn open_when_present(path: &Path, shutdown: &AtomicBool) -> io::Result<Option<(File, u64)>> {
-    loop {
-        match File::open(path) {
-            Ok(f) => {
-                let ino = inode(&f.metadata()?);
-                return Ok(Some((f, ino)));
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if shutdown.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-                std::thread::sleep(POLL);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// `tail -F`: read to the end, then wait for more; reopen when the path is
-/// replaced (rotation), start over when the file shrinks (truncation).
-fn follow(path: &Path, tx: &SyncSender<Vec<u8>>, shutdown: &AtomicBool) -> io::Result<()> {
-    let Some((mut file, mut ino)) = open_when_present(path, shutdown)? else {
-        return Ok(());
-    };
-    let mut pos: u64 = 0;
-    let mut buf = vec![0u8; CHUNK];
-    // The last bytes read and the file's modification time then: a file
-    // rewritten in place to the same length is noticed by comparing them.
-    let mut tail: Vec<u8> = Vec::new();
-    let mut seen_modified = None;
-    loop {
-        if shutdown.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let n = match file.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        let chunk = Chunk {
+            data: buf[..n].to_vec(),
+            at: None,
         };
-        if n > 0 {
-            pos += n as u64;
-            let keep = n.min(TAIL);
-            if keep == TAIL {
-                tail.clear();
-            } else if tail.len() + keep > TAIL {
-                tail.drain(..tail.len() + keep - TAIL);
-            }
-            tail.extend_from_slice(&buf[n - keep..n]);
-            seen_modified = file.metadata().ok().and_then(|m| m.modified().ok());
-            if tx.send(buf[..n].to_vec()).is_err() {
-                return Ok(());
-            }
-            continue;
+        if tx.send(chunk).is_err() {
+            return Ok(());
         }
-        match std::fs::metadata(path) {
-            Ok(m) if inode(&m) != ino => {
-                // Rotated: finish the old file, then follow the new one.
-                loop {
-                    match file.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            if tx.send(buf[..n].to_vec()).is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                let Some((f, i)) = open_when_present(path, shutdown)? else {
-                    return Ok(());
-                };
-                tracing::info!(path = %path.display(), "input file rotated; following the new file");
-                file = f;
-                ino = i;
-                pos = 0;
-                continue;
-            }
-            Ok(m)
-                if m.len() < pos
-                    || (m.len() == pos && rewritten(&mut file, &m, pos, &tail, seen_modified)?) =>
-            {
-                tracing::info!(path = %path.display(), "input file truncated; reading from the start");
-                file.seek(SeekFrom::Start(0))?;
-                pos = 0;
-                tail.clear();
-                continue;
-            }
-            _ => {}
-        }
-        std::thread::sleep(POLL);
     }
-}
-
-/// Bytes remembered from the end of what was read.
-const TAIL: usize = 64;
-
-/// Whether a file whose length equals what was read was rewritten in place:
-/// modified since, and its last bytes differ from those read.
-fn rewritten(
-    file: &mut File,
-    meta: &std::fs::Metadata,
-    pos: u64,
-    tail: &[u8],
-    seen_modified: Option<std::time::SystemTime>,
-) -> io::Result<bool> {
-    if tail.is_empty() || meta.modified().ok() == seen_modified {
-        return Ok(false);
-    }
-    let mut now = vec![0u8; tail.len()];
-    file.seek(SeekFrom::Start(pos - tail.len() as u64))?;
-    let same = file.read_exact(&mut now).is_ok() && now == tail;
-    file.seek(SeekFrom::Start(pos))?;
-    Ok(!same)
 }
 
 /// At shutdown, how long to wait for the input thread's last chunk.
@@ -275,8 +156,9 @@ const DRAIN_WAIT: Duration = Duration::from_millis(100);
 
 /// The tagging loop's side of the input channel.
 pub struct ChunkReader {
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<Chunk>,
     chunk: Vec<u8>,
+    at: Option<ChunkAt>,
     offset: usize,
     idle: Duration,
     shutdown: Arc<AtomicBool>,
@@ -285,15 +167,28 @@ pub struct ChunkReader {
 
 impl ChunkReader {
     /// `idle`: how long to wait for input before reporting `WouldBlock`.
-    pub fn new(rx: Receiver<Vec<u8>>, idle: Duration, shutdown: Arc<AtomicBool>) -> ChunkReader {
+    pub fn new(rx: Receiver<Chunk>, idle: Duration, shutdown: Arc<AtomicBool>) -> ChunkReader {
         ChunkReader {
             rx,
             chunk: Vec::new(),
+            at: None,
             offset: 0,
             idle,
             shutdown,
             draining: false,
         }
+    }
+
+    /// Where the next unread byte is in the followed file (none for a
+    /// stream): everything before it has been handed to the reader.
+    pub fn position(&self) -> Option<InputPosition> {
+        self.at.as_ref().map(|at| at.position(self.offset))
+    }
+
+    fn take(&mut self, c: Chunk) {
+        self.chunk = c.data;
+        self.at = c.at;
+        self.offset = 0;
     }
 }
 
@@ -318,8 +213,7 @@ impl BufRead for ChunkReader {
                 self.draining = true;
                 match self.rx.recv_timeout(DRAIN_WAIT) {
                     Ok(c) => {
-                        self.chunk = c;
-                        self.offset = 0;
+                        self.take(c);
                         continue;
                     }
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
@@ -328,10 +222,7 @@ impl BufRead for ChunkReader {
                 }
             }
             match self.rx.recv_timeout(self.idle) {
-                Ok(c) => {
-                    self.chunk = c;
-                    self.offset = 0;
-                }
+                Ok(c) => self.take(c),
                 Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::WouldBlock.into()),
                 Err(RecvTimeoutError::Disconnected) => return Ok(&[]),
             }
@@ -349,7 +240,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn collect_lines(rx: Receiver<Vec<u8>>, want: usize) -> Vec<String> {
+    fn collect_lines(rx: Receiver<Chunk>, want: usize) -> Vec<String> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut r = ChunkReader::new(rx, Duration::from_millis(20), stop);
         let mut lines = Vec::new();
@@ -375,7 +266,7 @@ mod tests {
         let path = dir.path().join("events.jsonl");
         std::fs::write(&path, "one\n").unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let rx = start(Source::Follow(path.clone()), stop.clone())
+        let rx = start(Source::Follow(path.clone()), stop.clone(), None)
             .unwrap()
             .chunks;
         let writer = std::thread::spawn({
@@ -406,8 +297,13 @@ mod tests {
     #[test]
     fn shutdown_drains_what_was_read() {
         let (tx, rx) = mpsc::sync_channel(8);
-        tx.send(b"a\nb".to_vec()).unwrap();
-        tx.send(b"\nc\n".to_vec()).unwrap();
+        for data in [&b"a\nb"[..], b"\nc\n"] {
+            tx.send(Chunk {
+                data: data.to_vec(),
+                at: None,
+            })
+            .unwrap();
+        }
         let stop = Arc::new(AtomicBool::new(true));
         let mut r = ChunkReader::new(rx, Duration::from_millis(10), stop);
         let mut all = String::new();

@@ -11,12 +11,14 @@
 //! SIGINT/SIGTERM stop reading; everything already read is tagged and
 //! committed, then the process exits 0.
 
+pub mod follow;
 pub mod input;
 pub mod watch;
 
 use crate::catalog;
 use crate::engine::Engine;
 use crate::event::EventReader;
+use crate::position::InputPosition;
 use crate::rule::load::LoadedRules;
 use crate::rule::parse::LoadOptions;
 use crate::ruleset::{Refresh, RuleSet};
@@ -24,7 +26,7 @@ use crate::run::{Pipeline, RunError, TagOptions, TagSummary};
 use crate::state::{now_unix, RuleStates};
 use crate::store::{self, NewTagSink, StoreOptions, TagWriter, WriterHandle};
 use input::{ChunkReader, Source};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,6 +87,23 @@ impl RunSummary {
     }
 }
 
+/// The read position stored for a followed file, if the database has one.
+fn stored_position(db: &Path, store: &store::StoreOptions, events: &Path) -> Option<InputPosition> {
+    if !db.exists() {
+        return None;
+    }
+    let key = follow::source_key(events);
+    match store::read_connection(db, store).and_then(|c| crate::position::load(&c, &key)) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(
+                "cannot read the stored read position: {e}; reading {key} from its start"
+            );
+            None
+        }
+    }
+}
+
 /// Watches `ttp_rule_state` through `PRAGMA data_version` and installs
 /// state changes; asks the writer to retire expired states.
 fn state_loop(
@@ -139,7 +158,12 @@ pub fn run(
 ) -> Result<RunSummary, RunError> {
     // The events source first: one that cannot be read is an error before
     // anything else starts.
-    let input = input::start(options.source.clone(), shutdown.clone()).map_err(RunError::Input)?;
+    let resume = match &options.source {
+        Source::Follow(path) => stored_position(&options.db, &options.tag.store, path),
+        Source::Stdin => None,
+    };
+    let input =
+        input::start(options.source.clone(), shutdown.clone(), resume).map_err(RunError::Input)?;
     let input_failure = input.failure.clone();
     let mut set = RuleSet::new(&options.rules, options.load);
     set.refresh(Refresh::Full)
@@ -203,25 +227,41 @@ pub fn run(
     );
     let mut pipeline = Pipeline::new(&engine, &loaded, options.tag.floor);
     let mut last_flush = Instant::now();
+    // The read position after the last event handled, and the last one
+    // sent to the writer (which commits it with the tags before it).
+    let mut done: Option<InputPosition> = None;
+    let mut sent: Option<InputPosition> = None;
+    let mut flush = |pipeline: &mut Pipeline, done: &Option<InputPosition>| {
+        writer.send(pipeline.take_batch())?;
+        if *done != sent {
+            if let Some(p) = done {
+                writer.send_position(p.clone())?;
+            }
+            sent.clone_from(done);
+        }
+        Ok::<(), store::StoreError>(())
+    };
     let result = (|| -> Result<(), RunError> {
         loop {
             match reader.next_item() {
                 Ok(Some(_))
                     if shutdown.load(Ordering::Relaxed) && !reader.last_line_terminated() =>
                 {
-                    // Cut by the shutdown: not an event, not a bad line.
+                    // Cut by the shutdown: not an event, not a bad line, and
+                    // not past the read position (the next run reads it).
                     pipeline.summary.incomplete_at_shutdown += 1;
                 }
                 Ok(Some(item)) => {
                     pipeline.handle(item);
+                    done = reader.get_ref().position();
                     if pipeline.batch_full() || last_flush.elapsed() >= options.idle_flush {
-                        writer.send(pipeline.take_batch())?;
+                        flush(&mut pipeline, &done)?;
                         last_flush = Instant::now();
                     }
                 }
                 Ok(None) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    writer.send(pipeline.take_batch())?;
+                    flush(&mut pipeline, &done)?;
                     last_flush = Instant::now();
                     if writer.is_finished() {
                         // The writer stopped on an error: `finish` reports it.
@@ -231,7 +271,7 @@ pub fn run(
                 Err(e) => return Err(e.into()),
             }
         }
-        writer.send(pipeline.take_batch())?;
+        flush(&mut pipeline, &done)?;
         Ok(())
     })();
     stop_threads.store(true, Ordering::Relaxed);
