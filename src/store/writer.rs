@@ -1,0 +1,341 @@
+//! The single tag writer: a thread owning the connection, fed by a bounded
+//! channel; tags (with the read position) in batched transactions.
+
+use super::schema::{open, Flavor};
+use super::{file_identity, write_with_retry, StoreError, StoreOptions};
+use crate::catalog::{self, SyncReport};
+use crate::position::InputPosition;
+use crate::rule::Rule;
+use crate::ruleset::Change;
+use crate::tag::Tag;
+use rusqlite::{params, Connection};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use uuid::Uuid;
+
+/// Inserts tags in one transaction; returns the tags that were new.
+pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<Vec<&'a Tag>> {
+    insert_tags_at(conn, Flavor::of(conn)?, tags, None)
+}
+
+/// Inserts tags and, in the same transaction, the read position reached
+/// once the events behind them were tagged. In DECNET's database a tag's
+/// `rule_sha256` goes to our own `ttp_tag_rule_sha256` (DECNET's `ttp_tag`
+/// has no such column).
+pub fn insert_tags_at<'a>(
+    conn: &Connection,
+    flavor: Flavor,
+    tags: &'a [Tag],
+    position: Option<&InputPosition>,
+) -> rusqlite::Result<Vec<&'a Tag>> {
+    let tx = conn.unchecked_transaction()?;
+    if let Some(p) = position {
+        crate::position::save(&tx, p)?;
+    }
+    let mut new = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(match flavor {
+            Flavor::Own => {
+                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
+                 session_id, decky_id, tactic, technique_id, sub_technique_id, confidence, rule_id, \
+                 rule_version, evidence, attack_release, mitre_url, created_at, rule_sha256) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+                 ON CONFLICT(uuid) DO NOTHING"
+            }
+            Flavor::Decnet => {
+                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
+                 session_id, decky_id, tactic, technique_id, sub_technique_id, confidence, rule_id, \
+                 rule_version, evidence, attack_release, mitre_url, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                 ON CONFLICT(uuid) DO NOTHING"
+            }
+        })?;
+        let mut sha = match flavor {
+            Flavor::Own => None,
+            Flavor::Decnet => Some(tx.prepare_cached(
+                "INSERT INTO ttp_tag_rule_sha256 (uuid, rule_sha256) VALUES (?1, ?2) \
+                 ON CONFLICT(uuid) DO NOTHING",
+            )?),
+        };
+        for t in tags {
+            // Stored exactly as DECNET stores it: `json.dumps(evidence)`.
+            let evidence = crate::pyjson::dumps_object(t.evidence.iter());
+            let mut uuid = Uuid::encode_buffer();
+            let uuid: &str = t.uuid.hyphenated().encode_lower(&mut uuid);
+            let columns = params![
+                uuid,
+                t.source_kind,
+                t.source_id,
+                t.attacker_uuid,
+                t.identity_uuid,
+                t.session_id,
+                t.decky_id,
+                t.tactic,
+                t.technique_id,
+                t.sub_technique_id,
+                t.confidence,
+                t.rule_id,
+                t.rule_version,
+                evidence,
+                t.attack_release,
+                t.mitre_url,
+                t.created_at,
+                t.rule_sha256,
+            ];
+            let n = match &mut sha {
+                None => stmt.execute(columns)?,
+                Some(sha) => {
+                    let n = stmt.execute(&columns[..17])?;
+                    if n > 0 {
+                        sha.execute(params![uuid, t.rule_sha256])?;
+                    }
+                    n
+                }
+            };
+            if n > 0 {
+                new.push(t);
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(new)
+}
+
+/// Totals from the writer.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WriteStats {
+    pub new: u64,
+    pub already_present: u64,
+    pub transactions: u64,
+}
+
+/// Called with each tag the writer newly inserted.
+pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
+
+enum Msg {
+    Tags(Vec<Tag>),
+    /// The read position after the events whose tags were sent before it.
+    Position(InputPosition),
+    Changes(Vec<Change>),
+    Sync(
+        Vec<Arc<Rule>>,
+        PathBuf,
+        SyncSender<Result<SyncReport, StoreError>>,
+    ),
+    ExpireStates(i64),
+    Flush(SyncSender<()>),
+}
+
+/// Rows buffered before a transaction is committed regardless of input.
+const BATCH_ROWS: usize = 10_000;
+
+/// The one writer of a process: a thread owning the connection, fed by a
+/// channel. Tags are inserted in batched transactions; rule changes, the
+/// start-up rule sync and state expiry go through it too, in order.
+pub struct TagWriter {
+    handle: WriterHandle,
+    join: JoinHandle<Result<WriteStats, StoreError>>,
+}
+
+/// A way to send work to the writer; cheap to clone, one per thread.
+#[derive(Clone)]
+pub struct WriterHandle {
+    tx: SyncSender<Msg>,
+}
+
+impl TagWriter {
+    /// Opens the database (in the caller's thread, so errors surface at
+    /// once) and starts the writer thread.
+    pub fn start(
+        path: &Path,
+        opts: &StoreOptions,
+        sink: Option<NewTagSink>,
+    ) -> Result<TagWriter, StoreError> {
+        let conn = open(path, opts)?;
+        // A few batches in flight: enough to overlap matching and writing,
+        // few enough to bound memory (a batch holds thousands of tags).
+        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
+        let path = path.to_path_buf();
+        let opts = opts.clone();
+        let join = std::thread::Builder::new()
+            .name("ttp-writer".into())
+            .spawn(move || writer_loop(conn, rx, sink, &path, &opts))
+            .map_err(|_| StoreError::WriterGone)?;
+        Ok(TagWriter {
+            handle: WriterHandle { tx },
+            join,
+        })
+    }
+
+    /// Whether the writer thread has stopped (on an error: `finish` says
+    /// which).
+    pub fn is_finished(&self) -> bool {
+        self.join.is_finished()
+    }
+
+    /// Another handle for another thread.
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Commits everything queued and stops the writer. Every other handle
+    /// must have been dropped (the writer runs until the last one is).
+    pub fn finish(self) -> Result<WriteStats, StoreError> {
+        let TagWriter { handle, join } = self;
+        drop(handle);
+        join.join().unwrap_or(Err(StoreError::WriterGone))
+    }
+}
+
+impl std::ops::Deref for TagWriter {
+    type Target = WriterHandle;
+    fn deref(&self) -> &WriterHandle {
+        &self.handle
+    }
+}
+
+impl WriterHandle {
+    fn send_msg(&self, msg: Msg) -> Result<(), StoreError> {
+        self.tx.send(msg).map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues tags for writing (blocks when the writer is behind).
+    pub fn send(&self, tags: Vec<Tag>) -> Result<(), StoreError> {
+        if tags.is_empty() {
+            return Ok(());
+        }
+        self.send_msg(Msg::Tags(tags))
+    }
+
+    /// Queues the read position reached: committed with the tags sent
+    /// before it, never before them.
+    pub fn send_position(&self, position: InputPosition) -> Result<(), StoreError> {
+        self.send_msg(Msg::Position(position))
+    }
+
+    /// Queues the changes of a reload for the rule catalog.
+    pub fn send_changes(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.send_msg(Msg::Changes(changes))
+    }
+
+    /// Asks the writer to delete states expired at `now` (and log them).
+    pub fn expire_states(&self, now: i64) -> Result<(), StoreError> {
+        self.send_msg(Msg::ExpireStates(now))
+    }
+
+    /// Records the serving rules of `rules_dir` at start-up and waits for
+    /// the result.
+    pub fn sync_rules(
+        &self,
+        rules: Vec<Arc<Rule>>,
+        rules_dir: &Path,
+    ) -> Result<SyncReport, StoreError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.send_msg(Msg::Sync(rules, rules_dir.to_path_buf(), reply))?;
+        answer.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Waits until everything queued so far is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (reply, done) = mpsc::sync_channel(1);
+        self.send_msg(Msg::Flush(reply))?;
+        done.recv().map_err(|_| StoreError::WriterGone)
+    }
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: Receiver<Msg>,
+    mut sink: Option<NewTagSink>,
+    path: &Path,
+    opts: &StoreOptions,
+) -> Result<WriteStats, StoreError> {
+    let mut stats = WriteStats::default();
+    let mut pending: Vec<Tag> = Vec::new();
+    let mut position: Option<InputPosition> = None;
+    let identity = file_identity(path);
+    let flavor = Flavor::of(&conn).map_err(|e| StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    if flavor == Flavor::Decnet {
+        tracing::info!(db = %path.display(), "writing into DECNET's database: its tables are used as they are");
+    }
+    let mut open = true;
+    while open {
+        // Block for the first message, then drain what is queued; anything
+        // other than tags (and positions) first commits the tags before it
+        // (order kept).
+        let mut other: Option<Msg> = None;
+        match rx.recv() {
+            Ok(Msg::Tags(t)) => pending.extend(t),
+            Ok(Msg::Position(p)) => position = Some(p),
+            Ok(m) => other = Some(m),
+            Err(_) => open = false,
+        }
+        while open && other.is_none() && pending.len() < BATCH_ROWS {
+            match rx.try_recv() {
+                Ok(Msg::Tags(t)) => pending.extend(t),
+                Ok(Msg::Position(p)) => position = Some(p),
+                Ok(m) => other = Some(m),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => open = false,
+            }
+        }
+        if !pending.is_empty() || position.is_some() {
+            let at = position.take();
+            let new = write_with_retry(path, opts, "tags", || {
+                insert_tags_at(&conn, flavor, &pending, at.as_ref())
+            })?;
+            stats.transactions += 1;
+            stats.new += new.len() as u64;
+            stats.already_present += (pending.len() - new.len()) as u64;
+            if let Some(sink) = sink.as_mut() {
+                for t in new {
+                    sink(t);
+                }
+            }
+            pending.clear();
+            // Deleted or replaced under us: later commits would vanish.
+            if file_identity(path) != identity {
+                tracing::error!(db = %path.display(), "the database file was deleted or replaced while in use");
+                return Err(StoreError::Replaced {
+                    path: path.to_path_buf(),
+                });
+            }
+        }
+        match other {
+            None | Some(Msg::Tags(_)) | Some(Msg::Position(_)) => {}
+            Some(Msg::Changes(changes)) => {
+                let warnings = write_with_retry(path, opts, "rule changes", || {
+                    catalog::record_changes(&conn, &changes)
+                })?;
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+            }
+            Some(Msg::Sync(rules, dir, reply)) => {
+                let _ = reply.send(write_with_retry(path, opts, "the rule catalogue", || {
+                    catalog::sync_rules(&conn, &rules, &dir)
+                }));
+            }
+            Some(Msg::ExpireStates(now)) => {
+                let expired = write_with_retry(path, opts, "rule states", || {
+                    catalog::expire_states(&conn, now)
+                })?;
+                for id in expired {
+                    tracing::info!(rule_id = %id, "rule state expired; the rule is enabled again");
+                }
+            }
+            Some(Msg::Flush(reply)) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+    Ok(stats)
+}
