@@ -273,7 +273,7 @@ pub fn tag_stream<R: BufRead>(
     ensure_rules(rules, options)?;
     let writer = TagWriter::start(db, &options.store, sink)?;
     for w in writer.sync_rules(rules.rules.clone(), &rules.dir)?.warnings {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", crate::text::line(&w));
     }
     writer.send_changes(rules.rejections())?;
     apply_rule_states(engine, db, &options.store)?;

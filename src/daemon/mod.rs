@@ -182,7 +182,7 @@ pub fn run(
         .sync_rules(loaded.rules.clone(), &loaded.dir)?
         .warnings
     {
-        tracing::warn!("{w}");
+        tracing::warn!("{}", crate::text::line(&w));
     }
     writer.send_changes(loaded.rejections())?;
     crate::run::apply_rule_states(&engine, &options.db, &options.tag.store)?;

@@ -353,7 +353,7 @@ fn reload(
                     Some(k) => tracing::error!(
                         "{d} (version {} of {} keeps serving)",
                         k.rule_version,
-                        k.rule_id
+                        text::line(&k.rule_id)
                     ),
                     None => tracing::error!("{d}"),
                 }

@@ -316,7 +316,7 @@ fn writer_loop(
                     catalog::record_changes(&conn, &changes)
                 })?;
                 for w in warnings {
-                    tracing::warn!("{w}");
+                    tracing::warn!("{}", crate::text::line(&w));
                 }
             }
             Some(Msg::Sync(rules, dir, reply)) => {
@@ -329,7 +329,7 @@ fn writer_loop(
                     catalog::expire_states(&conn, now)
                 })?;
                 for id in expired {
-                    tracing::info!(rule_id = %id, "rule state expired; the rule is enabled again");
+                    tracing::info!(rule_id = %crate::text::line(&id), "rule state expired; the rule is enabled again");
                 }
             }
             Some(Msg::Flush(reply)) => {
