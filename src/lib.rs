@@ -5,6 +5,7 @@
 
 pub mod attack;
 pub mod bench;
+pub mod bus;
 pub mod catalog;
 pub mod daemon;
 pub mod diag;
