@@ -28,4 +28,5 @@ pub mod store;
 pub mod tag;
 pub mod text;
 pub mod timefmt;
+pub mod worker;
 pub mod yaml;
