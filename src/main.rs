@@ -95,6 +95,18 @@ enum Command {
         #[arg(long, default_value_t = 60)]
         rescan_secs: u64,
     },
+    /// Tag DECNET's service-bus events in place of DECNET's TTP worker.
+    ///
+    /// Subscribes to the topics DECNET's worker does (sessions, commands,
+    /// intel, fingerprints, identities, credential reuse, mail, canaries)
+    /// and to system.ttp.control; resolves attacker IPs and catches up intel
+    /// from DECNET's tables; stores tags in DECNET's ttp_tag; announces newly
+    /// stored tags on ttp.tagged and ttp.rule.fired.<T>; sends
+    /// system.ttp.health heartbeats. Reconnects when the bus restarts. SIGTERM
+    /// or a stop control message: stop reading, tag and commit what was
+    /// received, exit 0. Rules hot-reload and rule state applies as in
+    /// `ttp run`.
+    Worker(cli::worker::WorkerArgs),
     /// Inspect rules and set their operator state (stored in the database).
     #[command(subcommand)]
     Rule(RuleCommand),
@@ -148,7 +160,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Run { .. }) {
+    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Worker(_)) {
         "info"
     } else {
         "warn"
@@ -175,6 +187,7 @@ fn main() -> ExitCode {
             rescan_secs,
         } => cli::tagging::run_daemon(common, events, debounce_ms, rescan_secs),
         Command::Rule(cmd) => cli::rules::rule_command(cmd),
+        Command::Worker(args) => cli::worker::worker(args),
         Command::Bench {
             rules,
             events,

@@ -3,6 +3,8 @@
 //! where the socket lives. No I/O here: a client or a server reads and
 //! writes frames with [`read_frame`] / [`Frame::encode`] over any stream.
 
+pub mod client;
+
 use serde_json::{Map, Value};
 use std::io::{self, Read};
 use std::path::PathBuf;

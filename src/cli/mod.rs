@@ -7,6 +7,7 @@ pub(crate) mod query;
 pub(crate) mod rules;
 pub(crate) mod tagging;
 pub(crate) mod testing;
+pub(crate) mod worker;
 
 use anyhow::{Context, Result};
 use clap::ValueEnum;

@@ -65,7 +65,7 @@ pub(crate) struct TaggingArgs {
 }
 
 /// An octal file mode such as `600` or `0640`.
-fn parse_mode(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
         .filter(|m| *m <= 0o777)

@@ -106,7 +106,7 @@ fn stored_position(db: &Path, store: &store::StoreOptions, events: &Path) -> Opt
 
 /// Watches `ttp_rule_state` through `PRAGMA data_version` and installs
 /// state changes; asks the writer to retire expired states.
-fn state_loop(
+pub(crate) fn state_loop(
     db: PathBuf,
     opts: StoreOptions,
     engine: Arc<Engine>,

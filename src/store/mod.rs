@@ -11,7 +11,9 @@ mod schema;
 mod writer;
 
 pub use schema::{open, Flavor, SCHEMA_VERSION};
-pub use writer::{insert_tags, insert_tags_at, NewTagSink, TagWriter, WriteStats, WriterHandle};
+pub use writer::{
+    insert_rows, insert_tags, insert_tags_at, NewTagSink, TagWriter, WriteStats, WriterHandle,
+};
 
 use rusqlite::{Connection, ErrorCode};
 use std::path::{Path, PathBuf};

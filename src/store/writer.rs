@@ -34,6 +34,17 @@ pub fn insert_tags_at<'a>(
     if let Some(p) = position {
         crate::position::save(&tx, p)?;
     }
+    let new = insert_rows(&tx, flavor, tags)?;
+    tx.commit()?;
+    Ok(new)
+}
+
+/// Inserts tags inside the caller's transaction; returns the new ones.
+pub fn insert_rows<'a>(
+    tx: &Connection,
+    flavor: Flavor,
+    tags: &'a [Tag],
+) -> rusqlite::Result<Vec<&'a Tag>> {
     let mut new = Vec::new();
     {
         let mut stmt = tx.prepare_cached(match flavor {
@@ -84,22 +95,34 @@ pub fn insert_tags_at<'a>(
                 t.created_at,
                 t.rule_sha256,
             ];
-            let n = match &mut sha {
-                None => stmt.execute(columns)?,
-                Some(sha) => {
-                    let n = stmt.execute(&columns[..17])?;
-                    if n > 0 {
-                        sha.execute(params![uuid, t.rule_sha256])?;
-                    }
-                    n
-                }
+            let inserted = match &mut sha {
+                None => stmt.execute(columns),
+                Some(_) => stmt.execute(&columns[..17]),
             };
+            // One bad row (a CHECK constraint) loses that row only, never
+            // the rest of the batch (DECNET loses the batch: README, Q14).
+            let n = match inserted {
+                Ok(n) => n,
+                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                    tracing::warn!(
+                        rule = %crate::text::line(&t.rule_id),
+                        source_id = %crate::text::line(&t.source_id),
+                        "a tag breaks a constraint of ttp_tag and is not stored: {e}"
+                    );
+                    0
+                }
+                Err(e) => return Err(e),
+            };
+            if n > 0 {
+                if let Some(sha) = &mut sha {
+                    sha.execute(params![uuid, t.rule_sha256])?;
+                }
+            }
             if n > 0 {
                 new.push(t);
             }
         }
     }
-    tx.commit()?;
     Ok(new)
 }
 
@@ -126,7 +149,13 @@ enum Msg {
     ),
     ExpireStates(i64),
     Flush(SyncSender<()>),
+    /// Work of the caller's on the writer's connection (one transaction).
+    Run(Job, SyncSender<Result<(), StoreError>>),
 }
+
+/// A piece of work run on the writer's connection; retried as a whole when
+/// the database is locked or full (so it must be its own transaction).
+type Job = Box<dyn FnMut(&Connection, Flavor) -> rusqlite::Result<()> + Send>;
 
 /// Rows buffered before a transaction is committed regardless of input.
 const BATCH_ROWS: usize = 10_000;
@@ -240,6 +269,25 @@ impl WriterHandle {
         answer.recv().map_err(|_| StoreError::WriterGone)?
     }
 
+    /// Runs `f` on the writer's connection, after everything queued before
+    /// it, and returns its result. `f` must make its own transaction; it is
+    /// run again from the start when the database is locked or full.
+    pub fn run<T: Send + 'static>(
+        &self,
+        mut f: impl FnMut(&Connection, Flavor) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (value_tx, value_rx) = mpsc::sync_channel(1);
+        let (done_tx, done_rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn, flavor| {
+            let v = f(conn, flavor)?;
+            let _ = value_tx.try_send(v);
+            Ok(())
+        });
+        self.send_msg(Msg::Run(job, done_tx))?;
+        done_rx.recv().map_err(|_| StoreError::WriterGone)??;
+        value_rx.recv().map_err(|_| StoreError::WriterGone)
+    }
+
     /// Waits until everything queued so far is committed.
     pub fn flush(&self) -> Result<(), StoreError> {
         let (reply, done) = mpsc::sync_channel(1);
@@ -334,6 +382,10 @@ fn writer_loop(
             }
             Some(Msg::Flush(reply)) => {
                 let _ = reply.send(());
+            }
+            Some(Msg::Run(mut job, done)) => {
+                // A failure is the caller's to report; the writer goes on.
+                let _ = done.send(write_with_retry(path, opts, "a batch", || job(&conn, flavor)));
             }
         }
     }

@@ -6,6 +6,7 @@
 //! SQLite), the bus through whoever calls.
 
 pub mod decnet_db;
+pub mod process;
 
 use crate::event::{Payload, TaggerEvent};
 use crate::lifters::py::truthy;

@@ -1,0 +1,275 @@
+//! A bus client on tokio: connects to the socket, says `HELLO`, subscribes,
+//! hands received events to a bounded queue (reading pauses while it is
+//! full), publishes what it is given, sends a heartbeat, and reconnects
+//! with capped exponential backoff whenever the bus goes away (DECNET's
+//! client never does, §5 Q4), subscribing again each time.
+
+use super::{Envelope, Frame, FrameError, Verb, MAX_BODY_BYTES, MAX_HEADER_BYTES};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, watch};
+
+/// How a client connects and what it listens to.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub socket: PathBuf,
+    /// The `HELLO` name and the heartbeat's worker name (`ttp`).
+    pub name: String,
+    pub subscriptions: Vec<String>,
+    /// Heartbeat period (DECNET's workers: 30 s).
+    pub heartbeat: Duration,
+    /// The longest pause between two connection attempts.
+    pub max_backoff: Duration,
+}
+
+/// What the client shares with the rest of the process.
+#[derive(Debug, Default)]
+pub struct ClientState {
+    pub connected: AtomicBool,
+    /// Events waiting in the queue to the tagger.
+    pub queue_depth: Arc<AtomicUsize>,
+    /// Connections made so far.
+    pub connections: AtomicUsize,
+}
+
+/// Reads one frame from an async stream (same rules as
+/// [`super::read_frame`]). `Ok(None)` is a clean end before a frame.
+pub async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut BufReader<R>,
+) -> Result<Option<Frame>, FrameError> {
+    let mut header = Vec::with_capacity(64);
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            if header.is_empty() {
+                return Ok(None);
+            }
+            return Err(FrameError::Truncated {
+                read: header.len(),
+                expected: header.len() + 1,
+            });
+        }
+        let (take, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        header.extend_from_slice(&available[..take]);
+        r.consume(take);
+        if header.len() > 64 * 1024 {
+            return Err(FrameError::HeaderUnterminated);
+        }
+        if done {
+            break;
+        }
+    }
+    if header.len() > MAX_HEADER_BYTES {
+        return Err(FrameError::HeaderTooLong(header.len()));
+    }
+    let (verb, arg) = super::parse_header(&header)?;
+    let mut len = [0u8; 4];
+    read_exact(r, &mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_BODY_BYTES {
+        return Err(FrameError::BodyTooLong(len));
+    }
+    let mut body = vec![0u8; len];
+    read_exact(r, &mut body).await?;
+    Ok(Some(Frame { verb, arg, body }))
+}
+
+async fn read_exact<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    buf: &mut [u8],
+) -> Result<(), FrameError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = r.read(&mut buf[got..]).await?;
+        if n == 0 {
+            return Err(FrameError::Truncated {
+                read: got,
+                expected: buf.len(),
+            });
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The heartbeat's payload: DECNET's `{"worker", "ts"}` plus the
+/// connection state and the queue depth.
+fn heartbeat(config: &ClientConfig, state: &ClientState) -> Frame {
+    let mut p = Map::new();
+    p.insert("worker".into(), Value::String(config.name.clone()));
+    p.insert("ts".into(), Value::from(now()));
+    p.insert("bus".into(), Value::String("connected".into()));
+    p.insert(
+        "queue_depth".into(),
+        Value::from(state.queue_depth.load(Ordering::Relaxed) as u64),
+    );
+    Envelope::publish_frame(
+        &format!("system.{}.health", config.name),
+        "health",
+        Value::Object(p),
+    )
+}
+
+/// Runs the client until `stop` turns true, then until `outgoing` is closed
+/// (what is still to publish goes out), then says `BYE`. Received events go
+/// to `incoming`; the client drops its sender when it stops reading.
+pub async fn run(
+    config: ClientConfig,
+    state: Arc<ClientState>,
+    incoming: mpsc::Sender<Envelope>,
+    mut outgoing: mpsc::Receiver<Frame>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut incoming = Some(incoming);
+    let mut backoff = Duration::from_millis(50);
+    let mut announced_down = false;
+    loop {
+        let stopping = *stop.borrow();
+        if stopping && incoming.is_some() {
+            incoming = None;
+        }
+        let stream = match UnixStream::connect(&config.socket).await {
+            Ok(s) => s,
+            Err(e) => {
+                if stopping {
+                    // Nowhere to publish the rest: it is dropped, as DECNET's
+                    // client drops publishes on a closed bus.
+                    outgoing.close();
+                    while outgoing.recv().await.is_some() {}
+                    return;
+                }
+                if !announced_down {
+                    tracing::warn!(
+                        socket = %config.socket.display(),
+                        "bus unavailable: {e}; retrying (at most every {:?})",
+                        config.max_backoff
+                    );
+                    announced_down = true;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            // No one can stop us any more: stop now.
+                            outgoing.close();
+                            while outgoing.recv().await.is_some() {}
+                            return;
+                        }
+                    }
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        announced_down = false;
+        state.connected.store(true, Ordering::Relaxed);
+        state.connections.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(socket = %config.socket.display(), "bus connected");
+        let ended = session(&config, &state, stream, &mut incoming, &mut outgoing, &mut stop).await;
+        state.connected.store(false, Ordering::Relaxed);
+        match ended {
+            Ended::Done => return,
+            Ended::Lost(why) => tracing::warn!("bus disconnected: {why}; reconnecting"),
+        }
+    }
+}
+
+enum Ended {
+    Done,
+    Lost(String),
+}
+
+async fn session(
+    config: &ClientConfig,
+    state: &ClientState,
+    stream: UnixStream,
+    incoming: &mut Option<mpsc::Sender<Envelope>>,
+    outgoing: &mut mpsc::Receiver<Frame>,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended {
+    let (read_half, mut write_half) = stream.into_split();
+    let mut reader = BufReader::new(read_half);
+    let mut hello = Frame::new(Verb::Hello, &config.name, Vec::new()).encode();
+    for pattern in &config.subscriptions {
+        hello.extend(Frame::new(Verb::Sub, pattern, Vec::new()).encode());
+    }
+    hello.extend(heartbeat(config, state).encode());
+    if let Err(e) = write_half.write_all(&hello).await {
+        return Ended::Lost(e.to_string());
+    }
+    let mut beat = tokio::time::interval(config.heartbeat);
+    beat.tick().await;
+    let mut stopping = *stop.borrow();
+    loop {
+        if stopping && incoming.is_some() {
+            // Stop reading: the tagger finishes what it has, publishes, and
+            // closes `outgoing`.
+            *incoming = None;
+        }
+        tokio::select! {
+            frame = read_frame(&mut reader), if incoming.is_some() => {
+                match frame {
+                    Ok(Some(f)) if f.verb == Verb::Evt => {
+                        let env = match Envelope::from_frame(&f, now()) {
+                            Ok(env) => env,
+                            Err(e) => {
+                                tracing::warn!(topic = %crate::text::line(&f.arg), "unreadable event: {}", crate::text::line(&e));
+                                continue;
+                            }
+                        };
+                        if let Some(tx) = incoming.as_ref() {
+                            state.queue_depth.fetch_add(1, Ordering::Relaxed);
+                            // Waits while the queue is full: reading pauses.
+                            if tx.send(env).await.is_err() {
+                                state.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                                *incoming = None;
+                            }
+                        }
+                    }
+                    Ok(Some(f)) => tracing::debug!("ignoring a {} frame from the bus", f.verb.as_str()),
+                    Ok(None) => return Ended::Lost("the bus closed the connection".into()),
+                    Err(e) => return Ended::Lost(format!("protocol error: {e}")),
+                }
+            }
+            out = outgoing.recv() => {
+                match out {
+                    Some(frame) => {
+                        if let Err(e) = write_half.write_all(&frame.encode()).await {
+                            return Ended::Lost(e.to_string());
+                        }
+                    }
+                    None => {
+                        let _ = write_half.write_all(&Frame::new(Verb::Bye, "", Vec::new()).encode()).await;
+                        let _ = write_half.shutdown().await;
+                        return Ended::Done;
+                    }
+                }
+            }
+            _ = beat.tick() => {
+                if let Err(e) = write_half.write_all(&heartbeat(config, state).encode()).await {
+                    return Ended::Lost(e.to_string());
+                }
+            }
+            changed = stop.changed(), if !stopping => {
+                // A dropped sender also means stop.
+                stopping = changed.is_err() || *stop.borrow();
+            }
+        }
+    }
+}

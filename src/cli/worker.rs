@@ -1,0 +1,116 @@
+//! `ttp worker`: in place of DECNET's `decnet ttp`, on its bus and database.
+
+use super::tagging::parse_mode;
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+use ttp_engine::daemon::watch::WatchOptions;
+use ttp_engine::rule::parse::LoadOptions;
+use ttp_engine::run::DEFAULT_FLOOR;
+use ttp_engine::tag::{TagConfig, DEFAULT_ATTACK_RELEASE};
+use ttp_engine::worker::process::{self, WorkerOptions};
+
+#[derive(clap::Args)]
+pub(crate) struct WorkerArgs {
+    /// The bus socket. Default: as DECNET resolves it ($DECNET_BUS_SOCKET,
+    /// else /run/decnet/bus.sock when /run/decnet is writable, else
+    /// ~/.decnet/bus.sock). Set it explicitly beside DECNET.
+    #[arg(long)]
+    bus: Option<PathBuf>,
+    /// The rules directory (read recursively: *.yaml, *.yml), hot-reloaded.
+    #[arg(long, env = "TTP_RULES", default_value = "rules")]
+    rules: PathBuf,
+    /// The database: DECNET's own (its tables are used as they are; attacker
+    /// IPs are resolved and intel caught up from them) or a ttp file.
+    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+    db: PathBuf,
+    /// Tags with a confidence below this are not stored (DECNET: 0.3).
+    #[arg(long, default_value_t = DEFAULT_FLOOR)]
+    floor: f64,
+    /// The `attack_release` value written on every tag.
+    #[arg(long, default_value = DEFAULT_ATTACK_RELEASE)]
+    attack_release: String,
+    /// Treat unknown keys in rule files as errors.
+    #[arg(long)]
+    strict: bool,
+    /// Run even when no rule loads.
+    #[arg(long)]
+    allow_empty: bool,
+    /// Received events waiting to be tagged; reading from the bus pauses
+    /// while this many wait (bounded memory).
+    #[arg(long, default_value_t = 4096)]
+    queue: usize,
+    /// Most bus events tagged and stored in one transaction.
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+    /// Seconds between `system.ttp.health` heartbeats (DECNET: 30).
+    #[arg(long, default_value_t = 30.0)]
+    heartbeat_secs: f64,
+    /// The longest wait between two attempts to reach the bus, in ms.
+    #[arg(long, default_value_t = 5000)]
+    reconnect_max_ms: u64,
+    /// How long to wait for another process's lock on the database before
+    /// logging and retrying, in ms.
+    #[arg(long, default_value_t = 5000)]
+    lock_timeout_ms: u64,
+    /// Permissions (octal) of a database file this command creates.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    db_mode: u32,
+    /// Most steps a backtracking-engine pattern may take per search.
+    #[arg(long, default_value_t = ttp_engine::pyregex::STEP_LIMIT)]
+    regex_step_limit: usize,
+    /// Quiet time before a burst of rule file events is applied, in ms.
+    #[arg(long, default_value_t = 20)]
+    debounce_ms: u64,
+}
+
+pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.floor),
+        "--floor must be between 0 and 1 (got {})",
+        args.floor
+    );
+    anyhow::ensure!(
+        args.heartbeat_secs > 0.0 && args.heartbeat_secs.is_finite(),
+        "--heartbeat-secs must be positive"
+    );
+    anyhow::ensure!(
+        !ttp_engine::bus::disabled_by_env(),
+        "the bus is disabled (DECNET_BUS_ENABLED=false): a worker would receive nothing"
+    );
+    let bus = args.bus.unwrap_or_else(ttp_engine::bus::socket_path);
+    let mut options = WorkerOptions::new(args.rules, args.db, bus);
+    options.tag.floor = args.floor;
+    options.tag.allow_empty = args.allow_empty;
+    options.tag.tag_config = TagConfig {
+        attack_release: args.attack_release,
+    };
+    options.tag.store.busy_timeout = Duration::from_millis(args.lock_timeout_ms);
+    options.tag.store.file_mode = args.db_mode;
+    options.load = LoadOptions {
+        strict: args.strict,
+        regex_step_limit: args.regex_step_limit,
+        ..Default::default()
+    };
+    options.watch = WatchOptions {
+        debounce: Duration::from_millis(args.debounce_ms.max(1)),
+        ..Default::default()
+    };
+    options.queue = args.queue.max(1);
+    options.batch = args.batch.max(1);
+    options.heartbeat = Duration::from_secs_f64(args.heartbeat_secs);
+    options.max_backoff = Duration::from_millis(args.reconnect_max_ms.max(10));
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, shutdown.clone())
+            .context("cannot install signal handlers")?;
+        signal_hook::flag::register(sig, shutdown.clone())
+            .context("cannot install signal handlers")?;
+    }
+    let summary = process::run(&options, shutdown)?;
+    eprintln!("{}", summary.render());
+    Ok(ExitCode::SUCCESS)
+}
