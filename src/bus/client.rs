@@ -181,7 +181,15 @@ pub async fn run(
         state.connected.store(true, Ordering::Relaxed);
         state.connections.fetch_add(1, Ordering::Relaxed);
         tracing::info!(socket = %config.socket.display(), "bus connected");
-        let ended = session(&config, &state, stream, &mut incoming, &mut outgoing, &mut stop).await;
+        let ended = session(
+            &config,
+            &state,
+            stream,
+            &mut incoming,
+            &mut outgoing,
+            &mut stop,
+        )
+        .await;
         state.connected.store(false, Ordering::Relaxed);
         match ended {
             Ended::Done => return,
@@ -205,17 +213,28 @@ async fn session(
 ) -> Ended {
     let (read_half, mut write_half) = stream.into_split();
     let mut reader = BufReader::new(read_half);
+    // Writing has a task of its own, so that a slow bus never stops the
+    // reading (and a full queue to the tagger never stops the writing).
+    let (wire_tx, mut wire_rx) = mpsc::channel::<Vec<u8>>(64);
+    let mut writer = tokio::spawn(async move {
+        while let Some(bytes) = wire_rx.recv().await {
+            write_half.write_all(&bytes).await?;
+        }
+        let _ = write_half.shutdown().await;
+        Ok::<(), std::io::Error>(())
+    });
     let mut hello = Frame::new(Verb::Hello, &config.name, Vec::new()).encode();
     for pattern in &config.subscriptions {
         hello.extend(Frame::new(Verb::Sub, pattern, Vec::new()).encode());
     }
     hello.extend(heartbeat(config, state).encode());
-    if let Err(e) = write_half.write_all(&hello).await {
-        return Ended::Lost(e.to_string());
+    if wire_tx.send(hello).await.is_err() {
+        return Ended::Lost("the connection closed".into());
     }
     let mut beat = tokio::time::interval(config.heartbeat);
     beat.tick().await;
     let mut stopping = *stop.borrow();
+    let lost = |e: String| Ended::Lost(e);
     loop {
         if stopping && incoming.is_some() {
             // Stop reading: the tagger finishes what it has, publishes, and
@@ -243,28 +262,36 @@ async fn session(
                         }
                     }
                     Ok(Some(f)) => tracing::debug!("ignoring a {} frame from the bus", f.verb.as_str()),
-                    Ok(None) => return Ended::Lost("the bus closed the connection".into()),
-                    Err(e) => return Ended::Lost(format!("protocol error: {e}")),
+                    Ok(None) => return lost("the bus closed the connection".into()),
+                    Err(e) => return lost(format!("protocol error: {e}")),
                 }
             }
             out = outgoing.recv() => {
                 match out {
                     Some(frame) => {
-                        if let Err(e) = write_half.write_all(&frame.encode()).await {
-                            return Ended::Lost(e.to_string());
+                        if wire_tx.send(frame.encode()).await.is_err() {
+                            return lost("the connection closed".into());
                         }
                     }
                     None => {
-                        let _ = write_half.write_all(&Frame::new(Verb::Bye, "", Vec::new()).encode()).await;
-                        let _ = write_half.shutdown().await;
+                        let _ = wire_tx.send(Frame::new(Verb::Bye, "", Vec::new()).encode()).await;
+                        drop(wire_tx);
+                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
                         return Ended::Done;
                     }
                 }
             }
             _ = beat.tick() => {
-                if let Err(e) = write_half.write_all(&heartbeat(config, state).encode()).await {
-                    return Ended::Lost(e.to_string());
-                }
+                // A heartbeat is skipped rather than queued behind a stuck
+                // connection.
+                let _ = wire_tx.try_send(heartbeat(config, state).encode());
+            }
+            done = &mut writer => {
+                let why = match done {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "the connection closed".into(),
+                };
+                return lost(why);
             }
             changed = stop.changed(), if !stopping => {
                 // A dropped sender also means stop.

@@ -103,7 +103,9 @@ pub fn insert_rows<'a>(
             // the rest of the batch (DECNET loses the batch: README, Q14).
             let n = match inserted {
                 Ok(n) => n,
-                Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+                Err(e)
+                    if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+                {
                     tracing::warn!(
                         rule = %crate::text::line(&t.rule_id),
                         source_id = %crate::text::line(&t.source_id),
@@ -385,7 +387,9 @@ fn writer_loop(
             }
             Some(Msg::Run(mut job, done)) => {
                 // A failure is the caller's to report; the writer goes on.
-                let _ = done.send(write_with_retry(path, opts, "a batch", || job(&conn, flavor)));
+                let _ = done.send(write_with_retry(path, opts, "a batch", || {
+                    job(&conn, flavor)
+                }));
             }
         }
     }

@@ -96,7 +96,11 @@ pub struct WorkerSummary {
 
 impl WorkerSummary {
     pub fn render(&self) -> String {
-        let dropped: Vec<String> = self.dropped.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let dropped: Vec<String> = self
+            .dropped
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         format!(
             "bus events: {} received, {} dropped{}\ntagger events: {}\ntags: {} emitted, {} new, {} below the floor\nmessages published: {}\nbus connections: {}",
             self.bus_events,
@@ -141,7 +145,10 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
     crate::run::ensure_rules(&loaded, &options.tag)?;
     let engine = Arc::new(Engine::new(&loaded.rules, options.tag.tag_config.clone()));
     let writer = TagWriter::start(&options.db, &options.tag.store, None)?;
-    for w in writer.sync_rules(loaded.rules.clone(), &loaded.dir)?.warnings {
+    for w in writer
+        .sync_rules(loaded.rules.clone(), &loaded.dir)?
+        .warnings
+    {
         tracing::warn!("{}", crate::text::line(&w));
     }
     writer.send_changes(loaded.rejections())?;
@@ -152,7 +159,9 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
     };
     let reader = store::read_connection(&options.db, &options.tag.store).map_err(sqlite)?;
     let lookup: Box<dyn Lookup + Send> = if DecnetDb::has_tables(&reader).map_err(sqlite)? {
-        tracing::info!("DECNET's tables found: attacker_ip resolution and the intel catch-up are on");
+        tracing::info!(
+            "DECNET's tables found: attacker_ip resolution and the intel catch-up are on"
+        );
         Box::new(DecnetDb::new(reader))
     } else {
         tracing::warn!(
@@ -239,7 +248,9 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
                 while !shutdown.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                tracing::info!("stopping: no more events are read; what was received is tagged and committed");
+                tracing::info!(
+                    "stopping: no more events are read; what was received is tagged and committed"
+                );
                 let _ = stop_tx.send(true);
                 // Keep the sender alive until the client is done.
                 std::future::pending::<()>().await;
@@ -281,7 +292,9 @@ fn tag_loop(
                 Err(_) => break,
             }
         }
-        state.queue_depth.fetch_sub(envelopes.len(), Ordering::Relaxed);
+        state
+            .queue_depth
+            .fetch_sub(envelopes.len(), Ordering::Relaxed);
         // Tag every bus event of the batch: its tags, in order.
         let mut per_event: Vec<Vec<Tag>> = Vec::with_capacity(envelopes.len());
         let mut scratch = Vec::new();
@@ -342,7 +355,10 @@ fn tag_loop(
                     .blocking_send(Envelope::publish_frame(&topic, kind, payload))
                     .is_err()
                 {
-                    tracing::warn!("bus client gone: announcement of {} dropped", crate::text::line(&topic));
+                    tracing::warn!(
+                        "bus client gone: announcement of {} dropped",
+                        crate::text::line(&topic)
+                    );
                 }
             }
         }
@@ -365,7 +381,10 @@ fn control(env: &Envelope, shutdown: &AtomicBool) {
             tracing::warn!(requested_by = %crate::text::line(&by), "stop requested on {}", CONTROL_TOPIC);
             shutdown.store(true, Ordering::Relaxed);
         }
-        _ => tracing::debug!("control message ignored: {}", crate::text::line(&env.payload.to_string())),
+        _ => tracing::debug!(
+            "control message ignored: {}",
+            crate::text::line(&env.payload.to_string())
+        ),
     }
 }
 
@@ -382,10 +401,15 @@ fn store_batch(
     if flavor == Flavor::Decnet {
         let mut seen = HashSet::new();
         for t in new.iter().filter(|t| t.source_kind == "ipv6_leak") {
-            let Some(attacker) = &t.attacker_uuid else { continue };
+            let Some(attacker) = &t.attacker_uuid else {
+                continue;
+            };
             if seen.insert(attacker.clone()) {
                 if let Err(e) = ipv6_denormalise(&tx, t) {
-                    tracing::warn!("IPv6 leak columns of attacker {}: {e}", crate::text::line(attacker));
+                    tracing::warn!(
+                        "IPv6 leak columns of attacker {}: {e}",
+                        crate::text::line(attacker)
+                    );
                 }
             }
         }
@@ -426,7 +450,10 @@ fn ipv6_denormalise(conn: &rusqlite::Connection, tag: &Tag) -> rusqlite::Result<
     let mut list = current
         .and_then(|t| serde_json::from_str::<Vec<Value>>(&t).ok())
         .unwrap_or_default();
-    if list.iter().any(|e| e.get("iid").and_then(Value::as_str) == Some(addr)) {
+    if list
+        .iter()
+        .any(|e| e.get("iid").and_then(Value::as_str) == Some(addr))
+    {
         return Ok(());
     }
     let first_seen = time::OffsetDateTime::now_utc()
