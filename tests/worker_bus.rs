@@ -324,3 +324,89 @@ fn sigterm_commits_every_event_taken_off_the_socket() {
         "{log}"
     );
 }
+
+#[test]
+#[cfg_attr(
+    shared_missing,
+    ignore = "../shared is absent: DECNET fixtures not available"
+)]
+fn a_full_queue_pauses_reading_and_loses_nothing() {
+    let work = tempfile::TempDir::new().unwrap();
+    let socket = work.path().join("bus.sock");
+    let db = fixture_copy(work.path());
+    let _server = BusServer::start(&socket);
+    let observer = Client::connect(&socket, &["system.ttp.health"]);
+    let mut publisher = Client::connect(&socket, &[]);
+    let log = work.path().join("worker.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args([
+            "worker",
+            "--heartbeat-secs",
+            "0.1",
+            "--queue",
+            "8",
+            "--batch",
+            "4",
+            "--lock-timeout-ms",
+            "100",
+            "--bus",
+        ])
+        .arg(&socket)
+        .arg("--rules")
+        .arg(common::shared().join("reference/decnet-rules"))
+        .arg("--db")
+        .arg(&db)
+        .env("TTP_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut w = Worker { child, log };
+    wait_until("a heartbeat", || !heartbeats(&observer).is_empty());
+    // The database is locked by someone else: the worker cannot store, its
+    // queue fills up to its bound and stays there.
+    let holder = rusqlite::Connection::open(&db).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    for i in 0..40 {
+        publisher.publish(
+            "attacker.session.ended",
+            &json!({"type": "session.ended", "payload": {
+                "session_id": format!("q-{i}"), "attacker_uuid": "a0000000-0000-4000-8000-000000000004",
+                "commands": ["cat /etc/passwd"]}}),
+        );
+    }
+    let depth = || -> Vec<u64> {
+        heartbeats(&observer)
+            .iter()
+            .filter_map(|b| b["payload"]["queue_depth"].as_u64())
+            .collect()
+    };
+    wait_until("a full queue in the heartbeat", || {
+        depth().iter().any(|d| *d >= 8)
+    });
+    // Several lock timeouts go by: the wait is logged, nothing is dropped.
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        depth().iter().all(|d| *d <= 9),
+        "the queue outgrew its bound: {:?}",
+        depth()
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM ttp_tag WHERE session_id LIKE 'q-%'"
+        ),
+        0
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    wait_until("every event stored", || {
+        count(
+            &db,
+            "SELECT count(*) FROM ttp_tag WHERE rule_id = 'R0013' AND session_id LIKE 'q-%'",
+        ) == 40
+    });
+    w.signal("TERM");
+    assert!(w.wait_exit().success(), "{}", w.log());
+    assert!(w.log().contains("the database is locked"), "{}", w.log());
+}

@@ -205,16 +205,17 @@ enum Ended {
 
 async fn session(
     config: &ClientConfig,
-    state: &ClientState,
+    state: &Arc<ClientState>,
     stream: UnixStream,
     incoming: &mut Option<mpsc::Sender<Envelope>>,
     outgoing: &mut mpsc::Receiver<Frame>,
     stop: &mut watch::Receiver<bool>,
 ) -> Ended {
     let (read_half, mut write_half) = stream.into_split();
-    let mut reader = BufReader::new(read_half);
-    // Writing has a task of its own, so that a slow bus never stops the
-    // reading (and a full queue to the tagger never stops the writing).
+    // Writing, reading and heartbeats each have a task, so that none waits
+    // for another: a full queue to the tagger pauses only the reading
+    // (back-pressure), a slow bus only the writing. The reader is never
+    // cancelled in the middle of a frame.
     let (wire_tx, mut wire_rx) = mpsc::channel::<Vec<u8>>(64);
     let mut writer = tokio::spawn(async move {
         while let Some(bytes) = wire_rx.recv().await {
@@ -231,18 +232,27 @@ async fn session(
     if wire_tx.send(hello).await.is_err() {
         return Ended::Lost("the connection closed".into());
     }
-    let mut beat = tokio::time::interval(config.heartbeat);
-    beat.tick().await;
-    let mut stopping = *stop.borrow();
-    let lost = |e: String| Ended::Lost(e);
-    loop {
-        if stopping && incoming.is_some() {
-            // Stop reading: the tagger finishes what it has, publishes, and
-            // closes `outgoing`.
-            *incoming = None;
-        }
-        tokio::select! {
-            frame = read_frame(&mut reader), if incoming.is_some() => {
+    let heartbeats = {
+        let (config, state, wire_tx) = (config.clone(), state.clone(), wire_tx.clone());
+        tokio::spawn(async move {
+            let mut beat = tokio::time::interval(config.heartbeat);
+            beat.tick().await;
+            loop {
+                beat.tick().await;
+                // Skipped rather than queued behind a stuck connection.
+                let _ = wire_tx.try_send(heartbeat(&config, &state).encode());
+            }
+        })
+    };
+    let mut reader = incoming.clone().map(|tx| {
+        let (state, mut stop) = (state.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(read_half);
+            loop {
+                let frame = tokio::select! {
+                    f = read_frame(&mut reader) => f,
+                    _ = stop.wait_for(|s| *s) => return Ok(()),
+                };
                 match frame {
                     Ok(Some(f)) if f.verb == Verb::Evt => {
                         let env = match Envelope::from_frame(&f, now()) {
@@ -252,51 +262,72 @@ async fn session(
                                 continue;
                             }
                         };
-                        if let Some(tx) = incoming.as_ref() {
-                            state.queue_depth.fetch_add(1, Ordering::Relaxed);
-                            // Waits while the queue is full: reading pauses.
-                            if tx.send(env).await.is_err() {
-                                state.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                                *incoming = None;
-                            }
+                        state.queue_depth.fetch_add(1, Ordering::Relaxed);
+                        // Waits while the queue is full: reading pauses. An
+                        // event read is always handed over, even when stopping.
+                        if tx.send(env).await.is_err() {
+                            state.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                            return Ok(());
                         }
                     }
                     Ok(Some(f)) => tracing::debug!("ignoring a {} frame from the bus", f.verb.as_str()),
-                    Ok(None) => return lost("the bus closed the connection".into()),
-                    Err(e) => return lost(format!("protocol error: {e}")),
+                    Ok(None) => return Err("the bus closed the connection".to_string()),
+                    Err(e) => return Err(format!("protocol error: {e}")),
+                }
+            }
+        })
+    });
+    let ended = loop {
+        tokio::select! {
+            done = async {
+                match reader.as_mut() {
+                    Some(r) => r.await,
+                    None => std::future::pending().await,
+                }
+            }, if reader.is_some() => {
+                reader = None;
+                match done {
+                    Ok(Ok(())) => {
+                        // Stopped reading (stop, or the tagger is gone):
+                        // the tagger ends once it has what was read.
+                        *incoming = None;
+                    }
+                    Ok(Err(why)) => break Ended::Lost(why),
+                    Err(_) => break Ended::Lost("the reader failed".into()),
                 }
             }
             out = outgoing.recv() => {
                 match out {
                     Some(frame) => {
                         if wire_tx.send(frame.encode()).await.is_err() {
-                            return lost("the connection closed".into());
+                            break Ended::Lost("the connection closed".into());
                         }
                     }
                     None => {
                         let _ = wire_tx.send(Frame::new(Verb::Bye, "", Vec::new()).encode()).await;
-                        drop(wire_tx);
-                        let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
-                        return Ended::Done;
+                        break Ended::Done;
                     }
                 }
-            }
-            _ = beat.tick() => {
-                // A heartbeat is skipped rather than queued behind a stuck
-                // connection.
-                let _ = wire_tx.try_send(heartbeat(config, state).encode());
             }
             done = &mut writer => {
                 let why = match done {
                     Ok(Err(e)) => e.to_string(),
                     _ => "the connection closed".into(),
                 };
-                return lost(why);
-            }
-            changed = stop.changed(), if !stopping => {
-                // A dropped sender also means stop.
-                stopping = changed.is_err() || *stop.borrow();
+                break Ended::Lost(why);
             }
         }
+    };
+    heartbeats.abort();
+    if let Some(r) = reader {
+        r.abort();
     }
+    drop(wire_tx);
+    if matches!(ended, Ended::Done) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut writer).await;
+    } else {
+        writer.abort();
+    }
+    let _ = stop;
+    ended
 }
