@@ -107,6 +107,10 @@ enum Command {
     /// received, exit 0. Rules hot-reload and rule state applies as in
     /// `ttp run`.
     Worker(cli::worker::WorkerArgs),
+    /// Replay DECNET's stored history (commands on attackers rows, canary
+    /// triggers) through the rules into DECNET's ttp_tag, as DECNET's
+    /// ttp-backfill does; never publishes. Prints DECNET's report lines.
+    Backfill(cli::worker::BackfillArgs),
     /// Inspect rules and set their operator state (stored in the database).
     #[command(subcommand)]
     Rule(RuleCommand),
@@ -188,6 +192,7 @@ fn main() -> ExitCode {
         } => cli::tagging::run_daemon(common, events, debounce_ms, rescan_secs),
         Command::Rule(cmd) => cli::rules::rule_command(cmd),
         Command::Worker(args) => cli::worker::worker(args),
+        Command::Backfill(args) => cli::worker::backfill(args),
         Command::Bench {
             rules,
             events,

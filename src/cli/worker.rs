@@ -114,3 +114,71 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     eprintln!("{}", summary.render());
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub(crate) struct BackfillArgs {
+    /// Replay history from this many days back (1 to 3650).
+    #[arg(long, short = 's', default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    since_days: u32,
+    /// What to replay: `command` (commands stored on attackers rows),
+    /// `canary` (stored canary triggers) or `all`.
+    #[arg(long, default_value = "all")]
+    source: String,
+    /// Tags stored per transaction (1 to 100000).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_size: u32,
+    /// Tag, but store nothing (reports inserted=0).
+    #[arg(long)]
+    dry_run: bool,
+    /// The rules directory.
+    #[arg(long, env = "TTP_RULES", default_value = "rules")]
+    rules: PathBuf,
+    /// DECNET's database (its attackers and canary_triggers tables).
+    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+    db: PathBuf,
+    /// Tags with a confidence below this are not stored.
+    #[arg(long, default_value_t = DEFAULT_FLOOR)]
+    floor: f64,
+}
+
+pub(crate) fn backfill(args: BackfillArgs) -> Result<ExitCode> {
+    use ttp_engine::worker::backfill::{self, BackfillOptions, Source};
+    let Some(source) = Source::parse(&args.source) else {
+        eprintln!(
+            "invalid --source '{}'; expected one of ('command', 'canary', 'all')",
+            ttp_engine::text::line(&args.source)
+        );
+        return Ok(ExitCode::from(2));
+    };
+    anyhow::ensure!(
+        args.db.exists(),
+        "{}: no such database (the backfill replays DECNET's stored history)",
+        args.db.display()
+    );
+    let loaded = ttp_engine::rule::load::load_dir(&args.rules, LoadOptions::default())
+        .with_context(|| format!("cannot read the rules directory {}", args.rules.display()))?;
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        eprintln!("{d}");
+    }
+    let mut tag_options = ttp_engine::run::TagOptions::default();
+    tag_options.floor = args.floor;
+    ttp_engine::run::ensure_rules(&loaded, &tag_options)?;
+    let engine = ttp_engine::engine::Engine::new(&loaded.rules, TagConfig::default());
+    let writer = ttp_engine::store::TagWriter::start(&args.db, &tag_options.store, None)?;
+    writer.sync_rules(loaded.rules.clone(), &loaded.dir)?;
+    ttp_engine::run::apply_rule_states(&engine, &args.db, &tag_options.store)?;
+    let reader = ttp_engine::store::read_connection(&args.db, &tag_options.store)?;
+    let options = BackfillOptions {
+        since_days: args.since_days,
+        source,
+        dry_run: args.dry_run,
+        batch_size: args.batch_size as usize,
+        floor: args.floor,
+    };
+    let lines = backfill::run(&reader, &engine, &writer.handle(), &options)?;
+    writer.finish()?;
+    for line in lines {
+        super::outln!("{line}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -5,6 +5,7 @@
 //! reached through [`Lookup`] ([`decnet_db::DecnetDb`] reads them from
 //! SQLite), the bus through whoever calls.
 
+pub mod backfill;
 pub mod decnet_db;
 pub mod process;
 
