@@ -160,8 +160,10 @@ pub(crate) fn backfill(args: BackfillArgs) -> Result<ExitCode> {
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
-    let mut tag_options = ttp_engine::run::TagOptions::default();
-    tag_options.floor = args.floor;
+    let tag_options = ttp_engine::run::TagOptions {
+        floor: args.floor,
+        ..Default::default()
+    };
     ttp_engine::run::ensure_rules(&loaded, &tag_options)?;
     let engine = ttp_engine::engine::Engine::new(&loaded.rules, TagConfig::default());
     let writer = ttp_engine::store::TagWriter::start(&args.db, &tag_options.store, None)?;
