@@ -333,11 +333,22 @@ fn tag_loop(
             summary.below_floor += (before - tags.len()) as u64;
             per_event.push(tags);
         }
-        let all: Vec<Tag> = per_event.iter().flatten().cloned().collect();
+        // The batch's tags in one list (moved, not copied), each bus event
+        // keeping the range of its own.
+        let mut ranges = Vec::with_capacity(per_event.len());
+        let mut all: Vec<Tag> = Vec::new();
+        for tags in per_event {
+            ranges.push(all.len()..all.len() + tags.len());
+            all.extend(tags);
+        }
         if all.is_empty() {
             continue;
         }
-        let stored = writer.run(move |conn, flavor| store_batch(conn, flavor, &all));
+        let all = Arc::new(all);
+        let stored = {
+            let all = all.clone();
+            writer.run(move |conn, flavor| store_batch(conn, flavor, &all))
+        };
         let mut new = match stored {
             Ok(new) => new,
             Err(e) => {
@@ -346,9 +357,9 @@ fn tag_loop(
             }
         };
         summary.new += new.len() as u64;
-        for tags in &per_event {
+        for range in ranges {
             // Announce each newly stored tag once, with its own bus event.
-            let fresh: Vec<&Tag> = tags.iter().filter(|t| new.remove(&t.uuid)).collect();
+            let fresh: Vec<&Tag> = all[range].iter().filter(|t| new.remove(&t.uuid)).collect();
             for (topic, kind, payload) in announcements(&fresh) {
                 summary.messages += 1;
                 if outgoing

@@ -251,7 +251,7 @@ fn serve(mut stream: UnixStream, conn: Arc<Conn>, conns: Arc<Mutex<Vec<Arc<Conn>
 /// A bus client for the tests: publishes, and collects what it receives.
 pub struct Client {
     stream: UnixStream,
-    received: Arc<Mutex<Vec<(String, Value)>>>,
+    received: Arc<Mutex<Vec<(String, Value, std::time::Instant)>>>,
 }
 
 impl Client {
@@ -265,14 +265,17 @@ impl Client {
                 .write_all(&Frame::new(Verb::Sub, p, Vec::new()).encode())
                 .unwrap();
         }
-        let received: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+        let received: Arc<Mutex<Vec<(String, Value, std::time::Instant)>>> = Arc::default();
         {
             let mut reader = stream.try_clone().unwrap();
             let received = received.clone();
             std::thread::spawn(move || {
                 while let Ok(Some(f)) = read_frame(&mut reader) {
                     let body: Value = serde_json::from_slice(&f.body).unwrap_or(Value::Null);
-                    received.lock().unwrap().push((f.arg, body));
+                    received
+                        .lock()
+                        .unwrap()
+                        .push((f.arg, body, std::time::Instant::now()));
                 }
             });
         }
@@ -288,6 +291,16 @@ impl Client {
     }
 
     pub fn received(&self) -> Vec<(String, Value)> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, b, _)| (t.clone(), b.clone()))
+            .collect()
+    }
+
+    /// What was received, with when.
+    pub fn received_at(&self) -> Vec<(String, Value, std::time::Instant)> {
         self.received.lock().unwrap().clone()
     }
 }
