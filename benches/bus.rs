@@ -59,8 +59,11 @@ fn main() {
         std::thread::sleep(Duration::from_millis(10));
     }
 
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // as a quick smoke run.
+    let full = std::env::args().any(|a| a == "--bench");
     // Throughput.
-    let n = 100_000;
+    let n = if full { 100_000 } else { 2_000 };
     let started = Instant::now();
     for i in 0..n {
         publisher.publish("attacker.session.ended", &event(i));
@@ -86,7 +89,7 @@ fn main() {
     );
 
     // Latency at 5,000 events/s.
-    let m = 10_000;
+    let m = if full { 10_000 } else { 500 };
     let base = observer.received().len();
     let pace = Duration::from_micros(200);
     let mut sent = Vec::with_capacity(m);

@@ -135,6 +135,7 @@ fn the_worker_tags_bus_events_into_decnets_database_and_announces_them() {
     let work = tempfile::TempDir::new().unwrap();
     let socket = work.path().join("bus.sock");
     let db = fixture_copy(work.path());
+    let schema_before = schema(&db);
     let server = BusServer::start(&socket);
     let observer = Client::connect(&socket, &["ttp.>", "system.*.health"]);
     let mut publisher = Client::connect(&socket, &[]);
@@ -230,7 +231,23 @@ fn the_worker_tags_bus_events_into_decnets_database_and_announces_them() {
     let status = w.wait_exit();
     assert!(status.success(), "{status}\n{}", w.log());
     assert!(w.log().contains("stop requested"), "{}", w.log());
+    // DECNET's schema is intact.
+    let after = schema(&db);
+    for object in &schema_before {
+        assert!(after.contains(object), "{object:?} changed");
+    }
     drop(server);
+}
+
+fn schema(db: &Path) -> Vec<(String, String, Option<String>)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }
 
 #[test]

@@ -218,7 +218,11 @@ async fn session(
     // cancelled in the middle of a frame.
     let (wire_tx, mut wire_rx) = mpsc::channel::<Vec<u8>>(64);
     let mut writer = tokio::spawn(async move {
-        while let Some(bytes) = wire_rx.recv().await {
+        while let Some(mut bytes) = wire_rx.recv().await {
+            // What is queued goes out in one write.
+            while let Ok(more) = wire_rx.try_recv() {
+                bytes.extend(more);
+            }
             write_half.write_all(&bytes).await?;
         }
         let _ = write_half.shutdown().await;

@@ -52,19 +52,20 @@ impl Conn {
 fn write_loop(conn: Arc<Conn>) {
     let mut out = conn.stream.try_clone().unwrap();
     loop {
-        let frame = {
+        // Everything queued goes out in one write.
+        let batch: Vec<u8> = {
             let mut q = conn.queue.lock().unwrap();
             loop {
                 if conn.closed.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Some(f) = q.pop_front() {
-                    break f;
+                if !q.is_empty() {
+                    break q.drain(..).flatten().collect();
                 }
                 q = conn.ready.wait(q).unwrap();
             }
         };
-        if out.write_all(&frame).is_err() {
+        if out.write_all(&batch).is_err() {
             return;
         }
     }
