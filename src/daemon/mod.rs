@@ -87,6 +87,110 @@ impl RunSummary {
     }
 }
 
+/// What a long-running command starts with: the rules loaded, the engine,
+/// the writer, and the reload and state threads.
+pub(crate) struct Started {
+    pub loaded: LoadedRules,
+    pub engine: Arc<Engine>,
+    pub writer: TagWriter,
+    pub background: Background,
+}
+
+/// The reload and state threads.
+pub(crate) struct Background {
+    stop: Arc<AtomicBool>,
+    stats: Arc<ReloadStats>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops the threads and returns the reload counters.
+    pub(crate) fn stop(self) -> Arc<ReloadStats> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        self.stats
+    }
+}
+
+/// Loads the rules (refusing none unless allowed), starts the writer,
+/// records the catalogue, applies the operators' rule state and starts the
+/// reload and state threads: the start of `ttp run` and `ttp worker`.
+pub(crate) fn start(
+    rules: &Path,
+    db: &Path,
+    tag: &crate::run::TagOptions,
+    load: crate::rule::parse::LoadOptions,
+    watch_options: &WatchOptions,
+    state_poll: Duration,
+    sink: Option<NewTagSink>,
+) -> Result<Started, RunError> {
+    let mut set = RuleSet::new(rules, load);
+    set.refresh(Refresh::Full)
+        .map_err(|e| RunError::RulesDir(rules.to_path_buf(), e))?;
+    let loaded = LoadedRules::from_set(&set);
+    // Reported below with the other diagnostics: the reload thread reports
+    // only what is new from now on.
+    set.unreported_problems();
+    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+        tracing::error!("{d}");
+    }
+    crate::run::ensure_rules(&loaded, tag)?;
+    let engine = Arc::new(Engine::new(&loaded.rules, tag.tag_config.clone()));
+    let writer = TagWriter::start(db, &tag.store, sink)?;
+    for w in writer
+        .sync_rules(loaded.rules.clone(), &loaded.dir)?
+        .warnings
+    {
+        tracing::warn!("{}", crate::text::line(&w));
+    }
+    writer.send_changes(loaded.rejections())?;
+    crate::run::apply_rule_states(&engine, db, &tag.store)?;
+    tracing::info!(
+        rules = loaded.rules.len(),
+        broken = loaded.broken_files.len(),
+        dir = %rules.display(),
+        "rules loaded; watching for changes"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let stats = Arc::new(ReloadStats::default());
+    let reload_thread = {
+        let (engine, writer, opts, stop, stats) = (
+            engine.clone(),
+            writer.handle(),
+            watch_options.clone(),
+            stop.clone(),
+            stats.clone(),
+        );
+        std::thread::Builder::new()
+            .name("ttp-reload".into())
+            .spawn(move || watch::run(set, engine, writer, opts, stop, stats))?
+    };
+    let state_thread = {
+        let (db, opts, engine, writer, stop) = (
+            db.to_path_buf(),
+            tag.store.clone(),
+            engine.clone(),
+            writer.handle(),
+            stop.clone(),
+        );
+        std::thread::Builder::new()
+            .name("ttp-state".into())
+            .spawn(move || state_loop(db, opts, engine, writer, state_poll, stop))?
+    };
+    Ok(Started {
+        loaded,
+        engine,
+        writer,
+        background: Background {
+            stop,
+            stats,
+            threads: vec![reload_thread, state_thread],
+        },
+    })
+}
+
 /// The read position stored for a followed file, if the database has one.
 fn stored_position(db: &Path, store: &store::StoreOptions, events: &Path) -> Option<InputPosition> {
     if !db.exists() {
@@ -165,61 +269,20 @@ pub fn run(
     let input =
         input::start(options.source.clone(), shutdown.clone(), resume).map_err(RunError::Input)?;
     let input_failure = input.failure.clone();
-    let mut set = RuleSet::new(&options.rules, options.load);
-    set.refresh(Refresh::Full)
-        .map_err(|e| RunError::RulesDir(options.rules.clone(), e))?;
-    let loaded = LoadedRules::from_set(&set);
-    // Reported below with the other diagnostics: the reload thread reports
-    // only what is new from now on.
-    set.unreported_problems();
-    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-        tracing::error!("{d}");
-    }
-    crate::run::ensure_rules(&loaded, &options.tag)?;
-    let engine = Arc::new(Engine::new(&loaded.rules, options.tag.tag_config.clone()));
-    let writer = TagWriter::start(&options.db, &options.tag.store, sink)?;
-    for w in writer
-        .sync_rules(loaded.rules.clone(), &loaded.dir)?
-        .warnings
-    {
-        tracing::warn!("{}", crate::text::line(&w));
-    }
-    writer.send_changes(loaded.rejections())?;
-    crate::run::apply_rule_states(&engine, &options.db, &options.tag.store)?;
-    tracing::info!(
-        rules = loaded.rules.len(),
-        broken = loaded.broken_files.len(),
-        dir = %options.rules.display(),
-        "rules loaded; watching for changes"
-    );
-
-    let stop_threads = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(ReloadStats::default());
-    let reload_thread = {
-        let (engine, writer, opts, stop, stats) = (
-            engine.clone(),
-            writer.handle(),
-            options.watch.clone(),
-            stop_threads.clone(),
-            stats.clone(),
-        );
-        std::thread::Builder::new()
-            .name("ttp-reload".into())
-            .spawn(move || watch::run(set, engine, writer, opts, stop, stats))?
-    };
-    let state_thread = {
-        let (db, opts, engine, writer, poll, stop) = (
-            options.db.clone(),
-            options.tag.store.clone(),
-            engine.clone(),
-            writer.handle(),
-            options.state_poll,
-            stop_threads.clone(),
-        );
-        std::thread::Builder::new()
-            .name("ttp-state".into())
-            .spawn(move || state_loop(db, opts, engine, writer, poll, stop))?
-    };
+    let Started {
+        loaded,
+        engine,
+        writer,
+        background,
+    } = start(
+        &options.rules,
+        &options.db,
+        &options.tag,
+        options.load,
+        &options.watch,
+        options.state_poll,
+        sink,
+    )?;
 
     let mut reader = EventReader::with_max_line(
         ChunkReader::new(input.chunks, options.idle_flush, shutdown.clone()),
@@ -274,9 +337,7 @@ pub fn run(
         flush(&mut pipeline, &done)?;
         Ok(())
     })();
-    stop_threads.store(true, Ordering::Relaxed);
-    let _ = reload_thread.join();
-    let _ = state_thread.join();
+    let stats = background.stop();
     let mut summary = RunSummary {
         tags: pipeline.summary,
         reloads: stats.reloads.load(Ordering::Relaxed),

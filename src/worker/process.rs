@@ -13,13 +13,11 @@ use super::decnet_db::DecnetDb;
 use super::{announcements, events, Lookup};
 use crate::bus::client::{self, ClientConfig, ClientState};
 use crate::bus::{Envelope, Frame};
-use crate::daemon::watch::{self, ReloadStats, WatchOptions};
+use crate::daemon::watch::WatchOptions;
 use crate::engine::Engine;
-use crate::rule::load::LoadedRules;
 use crate::rule::parse::LoadOptions;
-use crate::ruleset::{Refresh, RuleSet};
 use crate::run::{RunError, TagOptions};
-use crate::store::{self, Flavor, TagWriter, WriterHandle};
+use crate::store::{self, Flavor, WriterHandle};
 use crate::tag::Tag;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -134,25 +132,20 @@ impl Lookup for NoTables {
 
 /// Runs the worker until SIGTERM (`shutdown`) or a `stop` control message.
 pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary, RunError> {
-    let mut set = RuleSet::new(&options.rules, options.load);
-    set.refresh(Refresh::Full)
-        .map_err(|e| RunError::RulesDir(options.rules.clone(), e))?;
-    let loaded = LoadedRules::from_set(&set);
-    set.unreported_problems();
-    for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-        tracing::error!("{d}");
-    }
-    crate::run::ensure_rules(&loaded, &options.tag)?;
-    let engine = Arc::new(Engine::new(&loaded.rules, options.tag.tag_config.clone()));
-    let writer = TagWriter::start(&options.db, &options.tag.store, None)?;
-    for w in writer
-        .sync_rules(loaded.rules.clone(), &loaded.dir)?
-        .warnings
-    {
-        tracing::warn!("{}", crate::text::line(&w));
-    }
-    writer.send_changes(loaded.rejections())?;
-    crate::run::apply_rule_states(&engine, &options.db, &options.tag.store)?;
+    let crate::daemon::Started {
+        loaded,
+        engine,
+        writer,
+        background,
+    } = crate::daemon::start(
+        &options.rules,
+        &options.db,
+        &options.tag,
+        options.load,
+        &options.watch,
+        options.state_poll,
+        None,
+    )?;
     let sqlite = |e| store::StoreError::Sqlite {
         path: options.db.clone(),
         source: e,
@@ -172,34 +165,6 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
         Box::new(NoTables)
     };
     tracing::info!(rules = loaded.rules.len(), bus = %options.bus.display(), "worker starting");
-
-    let stop_threads = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(ReloadStats::default());
-    let reload_thread = {
-        let (engine, writer, opts, stop, stats) = (
-            engine.clone(),
-            writer.handle(),
-            options.watch.clone(),
-            stop_threads.clone(),
-            stats.clone(),
-        );
-        std::thread::Builder::new()
-            .name("ttp-reload".into())
-            .spawn(move || watch::run(set, engine, writer, opts, stop, stats))?
-    };
-    let state_thread = {
-        let (db, opts, engine, writer, poll, stop) = (
-            options.db.clone(),
-            options.tag.store.clone(),
-            engine.clone(),
-            writer.handle(),
-            options.state_poll,
-            stop_threads.clone(),
-        );
-        std::thread::Builder::new()
-            .name("ttp-state".into())
-            .spawn(move || crate::daemon::state_loop(db, opts, engine, writer, poll, stop))?
-    };
 
     let state = Arc::new(ClientState::default());
     let (incoming_tx, incoming_rx) = mpsc::channel::<Envelope>(options.queue.max(1));
@@ -260,9 +225,7 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
         watcher.abort();
     });
     let summary = tagger.join().unwrap_or_default();
-    stop_threads.store(true, Ordering::Relaxed);
-    let _ = reload_thread.join();
-    let _ = state_thread.join();
+    background.stop();
     writer.finish()?;
     Ok(WorkerSummary {
         connections: state.connections.load(Ordering::Relaxed),
