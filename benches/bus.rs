@@ -134,4 +134,64 @@ fn main() {
     }
     let _ = worker.kill();
     let _ = worker.wait();
+    drop(_server);
+    worker_alone(&rules, work.path(), full);
+}
+
+/// The worker's own capacity: a relay that is not a bus server but plays
+/// one to a single client, writing pre-encoded `EVT` frames as fast as the
+/// worker takes them (back-pressure from its bounded queue) and reading
+/// its announcements; no other process competes for the cores.
+fn worker_alone(rules: &Path, dir: &Path, full: bool) {
+    use std::io::{Read, Write};
+    let socket = dir.join("relay.sock");
+    let db = dir.join("alone.db");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let n = if full { 100_000 } else { 2_000 };
+    let mut frames = Vec::new();
+    for i in 0..n {
+        let env = json!({"v": 1, "id": format!("{i:032x}"), "topic": "attacker.session.ended",
+            "type": "session.ended", "ts": 1.0, "payload": event(i)["payload"]});
+        frames.extend(
+            ttp_engine::bus::Frame::json(
+                ttp_engine::bus::Verb::Evt,
+                "attacker.session.ended",
+                &env,
+            )
+            .encode(),
+        );
+    }
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["worker", "--heartbeat-secs", "60", "--bus"])
+        .arg(&socket)
+        .arg("--rules")
+        .arg(rules)
+        .arg("--db")
+        .arg(&db)
+        .env("TTP_LOG", "error")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (mut stream, _) = listener.accept().unwrap();
+    // Its announcements are read and thrown away.
+    let mut reader = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while matches!(reader.read(&mut buf), Ok(k) if k > 0) {}
+    });
+    let started = Instant::now();
+    stream.write_all(&frames).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count(&db) < n as i64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "worker alone: {} events stored in {:.2} s = {:.0} events/s (one tag and two announcements per event)",
+        count(&db),
+        elapsed.as_secs_f64(),
+        count(&db) as f64 / elapsed.as_secs_f64()
+    );
+    let _ = worker.kill();
+    let _ = worker.wait();
 }
