@@ -74,16 +74,15 @@ fn fixture_copy(dir: &Path) -> PathBuf {
 }
 
 fn start_worker(work: &Path, socket: &Path, db: &Path) -> Worker {
+    start_worker_with(work, socket, db, &["--heartbeat-secs", "0.2"])
+}
+
+fn start_worker_with(work: &Path, socket: &Path, db: &Path, extra: &[&str]) -> Worker {
     let log = work.join("worker.log");
     let child = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args([
-            "worker",
-            "--heartbeat-secs",
-            "0.2",
-            "--reconnect-max-ms",
-            "100",
-            "--bus",
-        ])
+        .args(["worker", "--reconnect-max-ms", "100"])
+        .args(extra)
+        .arg("--bus")
         .arg(socket)
         .arg("--rules")
         .arg(common::shared().join("reference/decnet-rules"))
@@ -354,10 +353,11 @@ fn a_full_queue_pauses_reading_and_loses_nothing() {
     let _server = BusServer::start(&socket);
     let observer = Client::connect(&socket, &["system.ttp.health"]);
     let mut publisher = Client::connect(&socket, &[]);
-    let log = work.path().join("worker.log");
-    let child = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args([
-            "worker",
+    let mut w = start_worker_with(
+        work.path(),
+        &socket,
+        &db,
+        &[
             "--heartbeat-secs",
             "0.1",
             "--queue",
@@ -366,19 +366,8 @@ fn a_full_queue_pauses_reading_and_loses_nothing() {
             "4",
             "--lock-timeout-ms",
             "100",
-            "--bus",
-        ])
-        .arg(&socket)
-        .arg("--rules")
-        .arg(common::shared().join("reference/decnet-rules"))
-        .arg("--db")
-        .arg(&db)
-        .env("TTP_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut w = Worker { child, log };
+        ],
+    );
     wait_until("a heartbeat", || !heartbeats(&observer).is_empty());
     // The database is locked by someone else: the worker cannot store, its
     // queue fills up to its bound and stays there.
