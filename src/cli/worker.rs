@@ -143,6 +143,11 @@ pub(crate) struct BackfillArgs {
 
 pub(crate) fn backfill(args: BackfillArgs) -> Result<ExitCode> {
     use ttp_engine::worker::backfill::{self, BackfillOptions, Source};
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.floor),
+        "--floor must be between 0 and 1 (got {})",
+        args.floor
+    );
     let Some(source) = Source::parse(&args.source) else {
         eprintln!(
             "invalid --source '{}'; expected one of ('command', 'canary', 'all')",
