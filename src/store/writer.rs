@@ -152,7 +152,9 @@ enum Msg {
     ExpireStates(i64),
     Flush(SyncSender<()>),
     /// Work of the caller's on the writer's connection (one transaction).
-    Run(Job, SyncSender<Result<(), StoreError>>),
+    /// With a reply channel the caller waits for the result; without one
+    /// the job runs detached and a failure is logged.
+    Run(Job, Option<SyncSender<Result<(), StoreError>>>),
 }
 
 /// A piece of work run on the writer's connection; retried as a whole when
@@ -285,9 +287,21 @@ impl WriterHandle {
             let _ = value_tx.try_send(v);
             Ok(())
         });
-        self.send_msg(Msg::Run(job, done_tx))?;
+        self.send_msg(Msg::Run(job, Some(done_tx)))?;
         done_rx.recv().map_err(|_| StoreError::WriterGone)??;
         value_rx.recv().map_err(|_| StoreError::WriterGone)
+    }
+
+    /// Queues `f` to run on the writer's connection after everything queued
+    /// before it, without waiting for it (the bounded channel holds the
+    /// caller back when the writer is behind). Like [`WriterHandle::run`],
+    /// `f` is its own transaction and is run again when the database is
+    /// locked or full; a failure is logged.
+    pub fn spawn(
+        &self,
+        f: impl FnMut(&Connection, Flavor) -> rusqlite::Result<()> + Send + 'static,
+    ) -> Result<(), StoreError> {
+        self.send_msg(Msg::Run(Box::new(f), None))
     }
 
     /// Waits until everything queued so far is committed.
@@ -386,10 +400,19 @@ fn writer_loop(
                 let _ = reply.send(());
             }
             Some(Msg::Run(mut job, done)) => {
-                // A failure is the caller's to report; the writer goes on.
-                let _ = done.send(write_with_retry(path, opts, "a batch", || {
-                    job(&conn, flavor)
-                }));
+                // A failure is the caller's to report (or logged for a
+                // detached job); the writer goes on.
+                let result = write_with_retry(path, opts, "a batch", || job(&conn, flavor));
+                match done {
+                    Some(done) => {
+                        let _ = done.send(result);
+                    }
+                    None => {
+                        if let Err(e) = result {
+                            tracing::error!("{e}");
+                        }
+                    }
+                }
             }
         }
     }

@@ -167,6 +167,8 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
     tracing::info!(rules = loaded.rules.len(), bus = %options.bus.display(), "worker starting");
 
     let state = Arc::new(ClientState::default());
+    // Stored and announced by the writer's jobs.
+    let counts = Arc::new(Counts::default());
     let (incoming_tx, incoming_rx) = mpsc::channel::<Envelope>(options.queue.max(1));
     let (outgoing_tx, outgoing_rx) = mpsc::channel::<Frame>(1024);
     let tagger = {
@@ -177,6 +179,7 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
             shutdown.clone(),
         );
         let (floor, batch) = (options.tag.floor, options.batch.max(1));
+        let counts = counts.clone();
         std::thread::Builder::new()
             .name("ttp-tagger".into())
             .spawn(move || {
@@ -190,6 +193,7 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
                     floor,
                     batch,
                     &shutdown,
+                    &counts,
                 )
             })?
     };
@@ -229,8 +233,17 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
     writer.finish()?;
     Ok(WorkerSummary {
         connections: state.connections.load(Ordering::Relaxed),
+        new: counts.new.load(Ordering::Relaxed),
+        messages: counts.messages.load(Ordering::Relaxed),
         ..summary
     })
+}
+
+/// Counters the writer's jobs keep.
+#[derive(Debug, Default)]
+pub(crate) struct Counts {
+    new: std::sync::atomic::AtomicU64,
+    messages: std::sync::atomic::AtomicU64,
 }
 
 /// The tagging thread's loop (see the module notes).
@@ -245,6 +258,7 @@ fn tag_loop(
     floor: f64,
     batch: usize,
     shutdown: &AtomicBool,
+    counts: &Arc<Counts>,
 ) -> WorkerSummary {
     let mut summary = WorkerSummary::default();
     while let Some(first) = incoming.blocking_recv() {
@@ -307,34 +321,36 @@ fn tag_loop(
         if all.is_empty() {
             continue;
         }
-        let all = Arc::new(all);
-        let stored = {
-            let all = all.clone();
-            writer.run(move |conn, flavor| store_batch(conn, flavor, &all))
-        };
-        let mut new = match stored {
-            Ok(new) => new,
-            Err(e) => {
-                tracing::error!("storing tags failed: {e}; this batch is not announced");
-                continue;
-            }
-        };
-        summary.new += new.len() as u64;
-        for range in ranges {
-            // Announce each newly stored tag once, with its own bus event.
-            let fresh: Vec<&Tag> = all[range].iter().filter(|t| new.remove(&t.uuid)).collect();
-            for (topic, kind, payload) in announcements(&fresh) {
-                summary.messages += 1;
-                if outgoing
-                    .blocking_send(Envelope::publish_frame(&topic, kind, payload))
-                    .is_err()
-                {
-                    tracing::warn!(
-                        "bus client gone: announcement of {} dropped",
-                        crate::text::line(&topic)
-                    );
+        // Stored, then announced, by the writer: the tagger goes on with the
+        // next batch meanwhile (the writer's bounded channel holds it back
+        // when SQLite is behind).
+        let (outgoing, counts) = (outgoing.clone(), counts.clone());
+        // Run again only when storing failed (a lock, a full disk): the
+        // announcements follow the one commit that succeeded.
+        let job = move |conn: &rusqlite::Connection, flavor: Flavor| -> rusqlite::Result<()> {
+            let mut new = store_batch(conn, flavor, &all)?;
+            counts.new.fetch_add(new.len() as u64, Ordering::Relaxed);
+            for range in &ranges {
+                // Announce each newly stored tag once, with its own bus event.
+                let fresh: Vec<&Tag> = all[range.clone()]
+                    .iter()
+                    .filter(|t| new.remove(&t.uuid))
+                    .collect();
+                for (topic, kind, payload) in announcements(&fresh) {
+                    counts.messages.fetch_add(1, Ordering::Relaxed);
+                    let frame = Envelope::publish_frame(&topic, kind, payload);
+                    if outgoing.blocking_send(frame).is_err() {
+                        tracing::warn!(
+                            "bus client gone: announcement of {} dropped",
+                            crate::text::line(&topic)
+                        );
+                    }
                 }
             }
+            Ok(())
+        };
+        if let Err(e) = writer.spawn(job) {
+            tracing::error!("storing tags failed: {e}; this batch is not announced");
         }
     }
     summary
