@@ -234,9 +234,15 @@ impl Probed {
         let db = work.join("t.db");
         let log = work.join("stderr.log");
         let mut cmd = if as_nobody {
+            // A copy of the binary in the work directory: the build tree
+            // may sit below a directory `nobody` cannot enter.
+            use std::os::unix::fs::PermissionsExt;
+            let bin = work.join("ttp-as-nobody");
+            fs::copy(env!("CARGO_BIN_EXE_ttp"), &bin).unwrap();
+            fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
             let mut c = Command::new("setpriv");
             c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-                .arg(env!("CARGO_BIN_EXE_ttp"));
+                .arg(&bin);
             c
         } else {
             ttp()
