@@ -54,23 +54,7 @@ fn an_idle_daemon_uses_no_cpu() {
 fn a_long_lock_is_waited_out_and_nothing_is_lost() {
     use std::io::Write;
     let work = TempDir::new().unwrap();
-    let rules = work.path().join("rules");
-    fs::create_dir_all(&rules).unwrap();
-    fs::write(rules.join("probe.yaml"), PROBE_RULE).unwrap();
-    let db = work.path().join("t.db");
-    let log = work.path().join("stderr.log");
-    let child = ttp()
-        .args(["run", "--lock-timeout-ms", "200", "--rules"])
-        .arg(&rules)
-        .arg("--db")
-        .arg(&db)
-        .env("TTP_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut d = Guard(child);
+    let (mut d, db, log) = probe_daemon(work.path(), &["--lock-timeout-ms", "200"]);
     let mut stdin = d.0.stdin.take().unwrap();
     stdin.write_all(probe_line(0).as_bytes()).unwrap();
     stdin.flush().unwrap();
