@@ -104,6 +104,17 @@ fn count(db: &Path, sql: &str) -> i64 {
         .unwrap_or(-1)
 }
 
+fn uuids(db: &Path) -> Vec<String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let mut st = conn.prepare("SELECT uuid FROM ttp_tag").unwrap();
+    st.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
 fn golden(name: &str) -> Value {
     serde_json::from_slice(
         &std::fs::read(
@@ -471,6 +482,7 @@ fn every_bus_example_replayed_over_the_bus_gives_decnets_rows_and_messages() {
         let g: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         let seen = announcements().len();
         let ipv6_before = ipv6();
+        let uuids_before = uuids(&db);
         publisher.publish(
             g["bus_in"]["topic"].as_str().unwrap(),
             &g["bus_in"]["pub_frame_body"],
@@ -489,6 +501,25 @@ fn every_bus_example_replayed_over_the_bus_gives_decnets_rows_and_messages() {
                     &db,
                     "SELECT count(*) FROM ttp_tag WHERE source_kind = 'intel' AND confidence = 1.0",
                 ) > 0
+            });
+            // Its announcements must be in before the next example counts its own.
+            let new_rows: Vec<String> = uuids(&db)
+                .into_iter()
+                .filter(|u| !uuids_before.contains(u))
+                .collect();
+            wait_until("bus-12's announcements", || {
+                let announced: Vec<Value> = announcements()[seen..]
+                    .iter()
+                    .flat_map(|(_, b)| {
+                        b["payload"]["tag_uuids"]
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                new_rows
+                    .iter()
+                    .all(|u| announced.iter().any(|a| a.as_str() == Some(u.as_str())))
             });
             continue;
         }
