@@ -92,6 +92,20 @@ impl Attack {
         self.techniques.len()
     }
 
+    /// DECNET's technique name: `None` for an unknown id, `"<parent>: <own>"`
+    /// for a sub-technique, else the technique's own name. Revoked and
+    /// deprecated techniques still resolve.
+    pub fn technique_name(&self, id: &str) -> Option<String> {
+        let t = self.techniques.get(id)?;
+        match id.split_once('.') {
+            Some((parent, _)) if t.is_subtechnique => {
+                let p = self.techniques.get(parent)?;
+                Some(format!("{}: {}", p.name, t.name))
+            }
+            _ => Some(t.name.clone()),
+        }
+    }
+
     /// DECNET's `mitre_url`: the technique page of `id` when the id is in the
     /// table, else `None` (no fallback to a parent technique).
     pub fn mitre_url(&self, id: &str) -> Option<String> {
@@ -140,6 +154,16 @@ mod tests {
             Some("https://attack.mitre.org/techniques/T1059")
         );
         assert_eq!(a.mitre_url("001"), None);
+        assert_eq!(
+            a.technique_name("T1110.003").as_deref(),
+            Some("Brute Force: Password Spraying")
+        );
+        assert_eq!(
+            a.technique_name("T1002").as_deref(),
+            Some("Data Compressed")
+        );
+        assert_eq!(a.technique_name("T9999"), None);
+        assert_eq!(a.technique_name(""), None);
         assert_eq!(a.mitre_url("T1059.999"), None);
         assert_eq!(
             a.tactic("TA0006").map(|t| t.shortname.as_str()),

@@ -6,7 +6,6 @@ use clap::{Parser, Subcommand};
 use cli::{rules::RuleCommand, tagging::TaggingArgs, Color, Format};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use ttp_engine::query::TagFilter;
 
 /// Tag building allocates a few small strings per tag; mimalloc serves them
 /// markedly faster than glibc's allocator (see docs/performance.md).
@@ -139,27 +138,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
-    /// List stored tags, newest first.
-    Tags {
-        /// The SQLite file to read.
-        #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
-        db: PathBuf,
-        /// Only tags of this rule.
-        #[arg(long)]
-        rule: Option<String>,
-        /// Only tags of this technique or sub-technique (e.g. T1059 or T1059.004).
-        #[arg(long)]
-        technique: Option<String>,
-        /// Only tags of this attacker.
-        #[arg(long)]
-        attacker: Option<String>,
-        /// At most this many tags.
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
-        /// Output format: a table, or JSON lines.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
+    /// Rollups per technique and stored tags (see `ttp query --help`).
+    ///
+    /// Tables on a terminal, JSON lines when piped; `--format json|csv`.
+    #[command(subcommand)]
+    Query(cli::query::QueryCommand),
+    /// Stored tags, newest first: the same as `ttp query tags`.
+    Tags(cli::query::TagsArgs),
 }
 
 fn main() -> ExitCode {
@@ -207,23 +192,8 @@ fn main() -> ExitCode {
             strict,
             format,
         } => cli::testing::test_rules(rules, benign, strict, format),
-        Command::Tags {
-            db,
-            rule,
-            technique,
-            attacker,
-            limit,
-            format,
-        } => cli::query::tags(
-            db,
-            TagFilter {
-                rule_id: rule,
-                technique,
-                attacker_uuid: attacker,
-                limit,
-            },
-            format,
-        ),
+        Command::Query(cmd) => cli::query::query(cmd, cli.color),
+        Command::Tags(args) => cli::query::tags(args, cli.color),
     };
     match result {
         Ok(code) => code,

@@ -313,7 +313,7 @@ fn tags_lists_what_tag_stored() {
         .stdout(predicate::str::contains("T1033"))
         .stdout(predicate::str::contains("T1105"));
     let out = ttp()
-        .args(["tags", "--format", "json", "--technique", "T1033", "--db"])
+        .args(["tags", "--format", "ndjson", "--technique", "T1033", "--db"])
         .arg(&db)
         .output()
         .unwrap();

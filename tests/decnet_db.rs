@@ -153,7 +153,7 @@ fn rule_state_tags_listing_and_the_daemon_work_on_decnets_database() {
         1
     );
     let out = ttp()
-        .args(["tags", "--db", dbs, "--rule", "R0013", "--format", "json"])
+        .args(["tags", "--db", dbs, "--rule", "R0013", "--format", "ndjson"])
         .output()
         .unwrap();
     assert!(out.status.success());

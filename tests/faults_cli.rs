@@ -28,8 +28,16 @@ fn a_closed_stdout_ends_commands_quietly() {
     for args in [
         &["rule", "list", "--db", db][..],
         &["rule", "list", "--db", db, "--format", "json"][..],
-        &["tags", "--db", db][..],
-        &["tags", "--db", db, "--format", "json"][..],
+        &["tags", "--db", db, "--format", "table"][..],
+        &["tags", "--db", db, "--format", "ndjson"][..],
+        &[
+            "query", "tags", "--db", db, "--format", "csv", "--limit", "0",
+        ][..],
+        &["query", "tags", "--db", db, "--format", "json"][..],
+        &["query", "techniques", "--db", db, "--format", "table"][..],
+        &["query", "techniques", "--db", db, "--format", "json"][..],
+        &["query", "techniques", "--db", db, "--format", "csv"][..],
+        &["query", "techniques", "--db", db][..],
         &["check", "--rules", root().join("rules").to_str().unwrap()][..],
     ] {
         let out = with_closed_stdout(args);
@@ -118,7 +126,7 @@ fn control_characters_never_reach_the_terminal_raw() {
         String::from_utf8(out.stdout).unwrap() + &String::from_utf8(out.stderr).unwrap()
     };
     for args in [
-        &["tags", "--db", db][..],
+        &["tags", "--db", db, "--format", "table"][..],
         &["rule", "list", "--db", db][..],
         &["rule", "show", "PROBE", "--db", db][..],
     ] {
@@ -138,7 +146,7 @@ fn control_characters_never_reach_the_terminal_raw() {
     assert!(shown.contains("x\\x1b[2J"), "{shown}");
     assert!(!shown.contains('\x1b'), "{shown:?}");
     // JSON stays exact.
-    let json = human(&["tags", "--db", db, "--format", "json"]);
+    let json = human(&["tags", "--db", db, "--format", "ndjson"]);
     let row: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
     assert_eq!(row["source_id"], sid);
 }

@@ -1,0 +1,176 @@
+//! Reading tags back: rollups per technique (fleet, attacker, identity,
+//! session, campaign), stored tags with every filter, and the windows and
+//! ids they take. Each [`Reader`] holds a read-only connection of its own, so
+//! queries never block the writer (WAL).
+//!
+//! The same functions answer `ttp query`, `ttp serve` and the exports; the
+//! SQL follows DECNET's TTP API (`decnet-worker-and-api.md` §3.4–§3.5), with
+//! the order made explicit where DECNET relied on SQLite's group order.
+
+pub mod json;
+mod rollup;
+mod tags;
+mod window;
+
+pub use rollup::{RollupRow, Scope};
+pub use tags::{render_table, TagFilter, TagRow};
+pub use window::{parse_instant, Window};
+
+use crate::store::{StoreError, StoreOptions};
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+
+/// Why a query could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{what} {value:?} is not a time: give RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20) or an age (7d, 24h, 30m)")]
+    BadTime { what: &'static str, value: String },
+}
+
+/// A read-only view of a tag database: ours or DECNET's.
+pub struct Reader {
+    conn: Connection,
+    path: PathBuf,
+    /// DECNET's `attackers` table is there (identity rollups follow it).
+    has_attackers: bool,
+    /// DECNET's `attacker_identities` table is there (campaign rollups).
+    has_identities: bool,
+    /// Where `rule_sha256` lives: our column, DECNET's side table, nowhere.
+    sha_source: ShaSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ShaSource {
+    Column,
+    SideTable,
+    None,
+}
+
+impl Reader {
+    /// Opens `db` read-only; the file must exist and have a schema we read.
+    pub fn open(db: &Path) -> Result<Reader, QueryError> {
+        let conn = crate::store::open_reader(db, &StoreOptions::default())?;
+        Reader::from_connection(conn, db)
+    }
+
+    /// Wraps a connection opened elsewhere (a pool's).
+    pub fn from_connection(conn: Connection, db: &Path) -> Result<Reader, QueryError> {
+        let path = db.to_path_buf();
+        let table = |name: &str| -> Result<bool, QueryError> {
+            conn.query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
+                [name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| sqlite_error(db, e))
+        };
+        if !table("ttp_tag")? {
+            return Err(QueryError::Store(StoreError::NotADatabase { path }));
+        }
+        let has_attackers = table("attackers")?;
+        let has_identities = table("attacker_identities")?;
+        let sha_source = if table("ttp_tag_rule_sha256")? {
+            ShaSource::SideTable
+        } else {
+            let has_column: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM pragma_table_info('ttp_tag') WHERE name = 'rule_sha256'",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(|e| sqlite_error(db, e))?;
+            if has_column > 0 {
+                ShaSource::Column
+            } else {
+                ShaSource::None
+            }
+        };
+        Ok(Reader {
+            conn,
+            path,
+            has_attackers,
+            has_identities,
+            sha_source,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The database holds DECNET's tables (attackers, identities, users).
+    pub fn is_decnet(&self) -> bool {
+        self.has_attackers
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    pub(crate) fn err(&self, e: rusqlite::Error) -> QueryError {
+        sqlite_error(&self.path, e)
+    }
+}
+
+fn sqlite_error(path: &Path, e: rusqlite::Error) -> QueryError {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => QueryError::Store(StoreError::NotADatabase {
+            path: path.to_path_buf(),
+        }),
+        _ => QueryError::Sqlite {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    }
+}
+
+/// A stored `created_at` (`2026-11-20 08:00:00.000000`) as DECNET's API
+/// writes it: ISO 8601 with a `T`, no offset, microseconds dropped when
+/// they are all zero (`2026-11-20T08:00:00`, `2026-11-28T20:39:12.023771`). With
+/// `utc`, a `Z` is appended (our opt-in fix of DECNET's Q29).
+pub fn api_time(stored: &str, utc: bool) -> String {
+    let mut s = stored.replacen(' ', "T", 1);
+    if let Some(dot) = s.find('.') {
+        if s[dot + 1..].bytes().all(|b| b == b'0') {
+            s.truncate(dot);
+        }
+    }
+    if utc && !s.is_empty() && !s.ends_with('Z') {
+        s.push('Z');
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_time_drops_zero_microseconds_only() {
+        assert_eq!(
+            api_time("2026-11-20 08:00:00.000000", false),
+            "2026-11-20T08:00:00"
+        );
+        assert_eq!(
+            api_time("2026-11-28 20:39:12.023771", false),
+            "2026-11-28T20:39:12.023771"
+        );
+        assert_eq!(
+            api_time("2026-11-28 20:39:12.500000", true),
+            "2026-11-28T20:39:12.500000Z"
+        );
+        assert_eq!(
+            api_time("2026-11-20 08:00:00", true),
+            "2026-11-20T08:00:00Z"
+        );
+    }
+}
