@@ -8,6 +8,13 @@ use std::sync::OnceLock;
 
 const TECHNIQUES_TSV: &str = include_str!("../data/attack/enterprise-attack-v18.1-techniques.tsv");
 const TACTICS_TSV: &str = include_str!("../data/attack/enterprise-attack-v18.1-tactics.tsv");
+const GROUPS_TSV: &str = include_str!("../data/attack/enterprise-attack-v18.1-groups.tsv");
+const TECHNIQUE_GROUPS_TSV: &str =
+    include_str!("../data/attack/enterprise-attack-v18.1-technique-groups.tsv");
+const STIX_TSV: &str = include_str!("../data/attack/enterprise-attack-v18.1-stix.tsv");
+
+/// The ATT&CK release, as a Navigator layer's `versions.attack` spells it.
+pub const RELEASE_NUMBER: &str = "18.1";
 
 /// The ATT&CK release the vendored table comes from.
 pub const TABLE_RELEASE: &str = "enterprise-attack-v18.1";
@@ -30,17 +37,117 @@ pub struct Tactic {
     pub name: String,
 }
 
+/// An intrusion set (an ATT&CK group).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub aliases: Vec<String>,
+    pub url: Option<String>,
+}
+
+/// A technique's STIX object identity in MITRE's bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StixRef {
+    pub id: String,
+    pub created: String,
+    pub modified: String,
+}
+
 #[derive(Debug, Default)]
 pub struct Attack {
     techniques: HashMap<String, Technique>,
     tactics: HashMap<String, Tactic>,
+    groups: HashMap<String, Group>,
+    technique_groups: HashMap<String, Vec<String>>,
+    stix: HashMap<String, StixRef>,
 }
 
 impl Attack {
     /// The embedded table, parsed once.
     pub fn embedded() -> &'static Attack {
         static TABLE: OnceLock<Attack> = OnceLock::new();
-        TABLE.get_or_init(|| Attack::parse(TECHNIQUES_TSV, TACTICS_TSV))
+        TABLE.get_or_init(|| {
+            let mut table = Attack::parse(TECHNIQUES_TSV, TACTICS_TSV);
+            table.parse_groups(GROUPS_TSV, TECHNIQUE_GROUPS_TSV, STIX_TSV);
+            table
+        })
+    }
+
+    fn parse_groups(&mut self, groups: &str, technique_groups: &str, stix: &str) {
+        for line in groups.lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if let [id, name, aliases, url] = cols[..] {
+                self.groups.insert(
+                    id.to_string(),
+                    Group {
+                        id: id.to_string(),
+                        name: name.to_string(),
+                        aliases: aliases
+                            .split('|')
+                            .filter(|a| !a.is_empty())
+                            .map(String::from)
+                            .collect(),
+                        url: (!url.is_empty()).then(|| url.to_string()),
+                    },
+                );
+            }
+        }
+        for line in technique_groups.lines().skip(1) {
+            if let Some((t, ids)) = line.split_once('\t') {
+                self.technique_groups
+                    .insert(t.to_string(), ids.split(',').map(String::from).collect());
+            }
+        }
+        for line in stix.lines().skip(1) {
+            let cols: Vec<&str> = line.split('\t').collect();
+            if let [t, id, created, modified] = cols[..] {
+                self.stix.insert(
+                    t.to_string(),
+                    StixRef {
+                        id: id.to_string(),
+                        created: created.to_string(),
+                        modified: modified.to_string(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// The intrusion sets MITRE documents as using exactly `id` (a
+    /// sub-technique is not merged with its parent), by group id; `None`
+    /// when `id` is not an ATT&CK technique.
+    pub fn groups_using(&self, id: &str) -> Option<Vec<&Group>> {
+        self.techniques.get(id)?;
+        let mut out: Vec<&Group> = self
+            .technique_groups
+            .get(id)
+            .map(|ids| ids.iter().filter_map(|g| self.groups.get(g)).collect())
+            .unwrap_or_default();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Some(out)
+    }
+
+    /// The technique's attack-pattern in MITRE's STIX bundle.
+    pub fn stix(&self, id: &str) -> Option<&StixRef> {
+        self.stix.get(id)
+    }
+
+    /// Every technique, in id order.
+    pub fn techniques(&self) -> Vec<&Technique> {
+        let mut v: Vec<&Technique> = self.techniques.values().collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Every tactic, in the matrix's order (TA0043 … TA0040).
+    pub fn tactics(&self) -> Vec<&Tactic> {
+        TACTICS_TSV
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split('\t').next())
+            .filter_map(|id| self.tactics.get(id))
+            .collect()
     }
 
     fn parse(techniques: &str, tactics: &str) -> Attack {
@@ -174,6 +281,33 @@ mod tests {
             .unwrap()
             .tactics
             .contains(&"credential-access".to_string()));
+    }
+
+    #[test]
+    fn groups_and_stix_ids() {
+        let a = Attack::embedded();
+        let g: Vec<&str> = a
+            .groups_using("T1110.001")
+            .unwrap()
+            .iter()
+            .map(|g| g.id.as_str())
+            .collect();
+        assert_eq!(g, ["G0007", "G0016"]);
+        let apt28 = a.groups_using("T1110.001").unwrap()[0];
+        assert_eq!(apt28.name, "APT28");
+        assert!(apt28.aliases.iter().any(|x| x == "Fancy Bear"));
+        assert_eq!(
+            apt28.url.as_deref(),
+            Some("https://attack.mitre.org/groups/G0007")
+        );
+        assert_eq!(a.groups_using("T1548.003"), Some(vec![]));
+        assert_eq!(a.groups_using("T9999"), None);
+        assert_eq!(
+            a.stix("T1001").map(|s| s.id.as_str()),
+            Some("attack-pattern--ad255bfe-a9e6-4b52-a258-8d3462abe842")
+        );
+        assert_eq!(a.tactics().first().map(|t| t.id.as_str()), Some("TA0043"));
+        assert_eq!(a.tactics().len(), 14);
     }
 
     #[test]
