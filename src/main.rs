@@ -143,13 +143,22 @@ enum Command {
     /// Tables on a terminal, JSON lines when piped; `--format json|csv`.
     #[command(subcommand)]
     Query(cli::query::QueryCommand),
+    /// Serve DECNET's TTP REST API (/api/v1/ttp/…), /healthz and /metrics.
+    ///
+    /// On DECNET's database it checks DECNET's dashboard tokens
+    /// (DECNET_JWT_SECRET); on ttp's own, bearer tokens from --tokens, or
+    /// none at all on a loopback address.
+    Serve(cli::serve::ServeArgs),
     /// Stored tags, newest first: the same as `ttp query tags`.
     Tags(cli::query::TagsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Worker(_)) {
+    let default_level = if matches!(
+        cli.command,
+        Command::Run { .. } | Command::Worker(_) | Command::Serve(_)
+    ) {
         "info"
     } else {
         "warn"
@@ -193,6 +202,7 @@ fn main() -> ExitCode {
             format,
         } => cli::testing::test_rules(rules, benign, strict, format),
         Command::Query(cmd) => cli::query::query(cmd, cli.color),
+        Command::Serve(args) => cli::serve::serve(args),
         Command::Tags(args) => cli::query::tags(args, cli.color),
     };
     match result {

@@ -5,6 +5,7 @@
 pub(crate) mod check;
 pub(crate) mod query;
 pub(crate) mod rules;
+pub(crate) mod serve;
 pub(crate) mod tagging;
 pub(crate) mod testing;
 pub(crate) mod worker;

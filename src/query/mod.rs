@@ -112,6 +112,11 @@ impl Reader {
         self.has_attackers
     }
 
+    /// Gives the connection back (to a pool).
+    pub fn into_connection(self) -> Connection {
+        self.conn
+    }
+
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
