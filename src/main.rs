@@ -143,6 +143,9 @@ enum Command {
     /// Tables on a terminal, JSON lines when piped; `--format json|csv`.
     #[command(subcommand)]
     Query(cli::query::QueryCommand),
+    /// Export the tags for other tools (ATT&CK Navigator).
+    #[command(subcommand)]
+    Export(cli::export::ExportCommand),
     /// Serve DECNET's TTP REST API (/api/v1/ttp/…), /healthz and /metrics.
     ///
     /// On DECNET's database it checks DECNET's dashboard tokens
@@ -202,6 +205,7 @@ fn main() -> ExitCode {
             format,
         } => cli::testing::test_rules(rules, benign, strict, format),
         Command::Query(cmd) => cli::query::query(cmd, cli.color),
+        Command::Export(cmd) => cli::export::export(cmd),
         Command::Serve(args) => cli::serve::serve(args),
         Command::Tags(args) => cli::query::tags(args, cli.color),
     };

@@ -3,6 +3,7 @@
 //! layer over the library.
 
 pub(crate) mod check;
+pub(crate) mod export;
 pub(crate) mod query;
 pub(crate) mod rules;
 pub(crate) mod serve;
