@@ -39,6 +39,13 @@ pub enum QueryError {
 pub struct Reader {
     conn: Connection,
     path: PathBuf,
+    schema: Schema,
+}
+
+/// Which of the optional tables a database has: probed once per database,
+/// not per query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schema {
     /// DECNET's `attackers` table is there (identity rollups follow it).
     has_attackers: bool,
     /// DECNET's `attacker_identities` table is there (campaign rollups).
@@ -54,16 +61,9 @@ enum ShaSource {
     None,
 }
 
-impl Reader {
-    /// Opens `db` read-only; the file must exist and have a schema we read.
-    pub fn open(db: &Path) -> Result<Reader, QueryError> {
-        let conn = crate::store::open_reader(db, &StoreOptions::default())?;
-        Reader::from_connection(conn, db)
-    }
-
-    /// Wraps a connection opened elsewhere (a pool's).
-    pub fn from_connection(conn: Connection, db: &Path) -> Result<Reader, QueryError> {
-        let path = db.to_path_buf();
+impl Schema {
+    /// Looks the tables up; a file without `ttp_tag` is not a tag database.
+    pub fn probe(conn: &Connection, db: &Path) -> Result<Schema, QueryError> {
         let table = |name: &str| -> Result<bool, QueryError> {
             conn.query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
@@ -74,7 +74,9 @@ impl Reader {
             .map_err(|e| sqlite_error(db, e))
         };
         if !table("ttp_tag")? {
-            return Err(QueryError::Store(StoreError::NotADatabase { path }));
+            return Err(QueryError::Store(StoreError::NotADatabase {
+                path: db.to_path_buf(),
+            }));
         }
         let has_attackers = table("attackers")?;
         let has_identities = table("attacker_identities")?;
@@ -94,13 +96,43 @@ impl Reader {
                 ShaSource::None
             }
         };
-        Ok(Reader {
-            conn,
-            path,
+        Ok(Schema {
             has_attackers,
             has_identities,
             sha_source,
         })
+    }
+
+    /// The database holds DECNET's tables (attackers, identities, users).
+    pub fn is_decnet(&self) -> bool {
+        self.has_attackers
+    }
+}
+
+impl Reader {
+    /// Opens `db` read-only; the file must exist and have a schema we read.
+    pub fn open(db: &Path) -> Result<Reader, QueryError> {
+        let conn = crate::store::open_reader(db, &StoreOptions::default())?;
+        Reader::from_connection(conn, db)
+    }
+
+    /// Wraps a connection opened elsewhere, probing its schema.
+    pub fn from_connection(conn: Connection, db: &Path) -> Result<Reader, QueryError> {
+        let schema = Schema::probe(&conn, db)?;
+        Ok(Reader::with_schema(conn, db, schema))
+    }
+
+    /// Wraps a connection (a pool's) whose schema was probed before.
+    pub fn with_schema(conn: Connection, db: &Path, schema: Schema) -> Reader {
+        Reader {
+            conn,
+            path: db.to_path_buf(),
+            schema,
+        }
+    }
+
+    pub fn schema(&self) -> Schema {
+        self.schema
     }
 
     pub fn path(&self) -> &Path {
@@ -109,7 +141,7 @@ impl Reader {
 
     /// The database holds DECNET's tables (attackers, identities, users).
     pub fn is_decnet(&self) -> bool {
-        self.has_attackers
+        self.schema.is_decnet()
     }
 
     /// Gives the connection back (to a pool).

@@ -54,7 +54,7 @@ impl Scope {
             Scope::Fleet => ("", "1=1".to_string(), vec![]),
             Scope::Attacker(x) => ("", "t.attacker_uuid = ?".to_string(), vec![text(x)]),
             Scope::Session(x) => ("", "t.session_id = ?".to_string(), vec![text(x)]),
-            Scope::Identity(x) if reader.has_attackers => (
+            Scope::Identity(x) if reader.schema.has_attackers => (
                 "",
                 "(t.identity_uuid = ? OR t.attacker_uuid IN \
                  (SELECT uuid FROM attackers WHERE identity_id = ?))"
@@ -62,7 +62,7 @@ impl Scope {
                 vec![text(x), text(x)],
             ),
             Scope::Identity(x) => ("", "t.identity_uuid = ?".to_string(), vec![text(x)]),
-            Scope::Campaign(x) if reader.has_identities => (
+            Scope::Campaign(x) if reader.schema.has_identities => (
                 " JOIN attacker_identities ai ON ai.uuid = t.identity_uuid",
                 "ai.campaign_id = ?".to_string(),
                 vec![text(x)],

@@ -86,7 +86,7 @@ impl Reader {
     /// Matching tags, newest first (ties by uuid, so pages are stable).
     pub fn tags(&self, filter: &TagFilter) -> Result<Vec<TagRow>, QueryError> {
         let (cond, mut args) = filter.sql(self);
-        let (sha, join) = match self.sha_source {
+        let (sha, join) = match self.schema.sha_source {
             ShaSource::Column => ("t.rule_sha256", ""),
             ShaSource::SideTable => (
                 "COALESCE(s.rule_sha256, '')",

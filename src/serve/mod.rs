@@ -13,7 +13,7 @@ pub mod auth;
 mod metrics;
 mod rules;
 
-use crate::query::{QueryError, Reader};
+use crate::query::{QueryError, Reader, Schema};
 use crate::store::StoreOptions;
 use auth::{Auth, Denied, Role, User};
 use axum::body::Body;
@@ -73,6 +73,8 @@ pub struct AppState {
     pub(crate) opts: ServeOptions,
     pub(crate) auth: Auth,
     pool: Mutex<Vec<Connection>>,
+    /// Probed at start-up, not per request.
+    schema: Schema,
     pub(crate) metrics: metrics::Metrics,
 }
 
@@ -137,6 +139,7 @@ impl AppState {
             opts,
             auth,
             pool: Mutex::new(Vec::new()),
+            schema: reader.schema(),
             metrics: metrics::Metrics::default(),
         })
     }
@@ -168,7 +171,7 @@ impl AppState {
             .conn
             .take()
             .expect("pooled connection present until drop");
-        let reader = Reader::from_connection(conn, &self.opts.db)?;
+        let reader = Reader::with_schema(conn, &self.opts.db, self.schema);
         let out = f(&reader);
         pooled.conn = Some(reader.into_connection());
         out

@@ -6,7 +6,7 @@
 //! a confidence ceiling outside [0, 1] is a 400; and the catalogue lists
 //! every rule that loads, whatever other files are broken.
 
-use super::api::{blocking, py_repr};
+use super::api::py_repr;
 use super::auth::User;
 use super::{detail, internal, AppState};
 use crate::query::api_time;
@@ -231,24 +231,21 @@ fn parse_body(body: &[u8], now: i64) -> Result<StateBody, BodyError> {
 async fn store(state: Arc<AppState>, rule_id: String, s: RuleState) -> Response {
     let st = state.clone();
     let id = rule_id.clone();
-    let known = blocking(&state, move |r| {
-        catalogue(&st, r.conn())
-            .map(|c| c.iter().any(|e| e.rule_id == id))
-            .map_err(|e| crate::query::QueryError::Sqlite {
-                path: st.opts.db.clone(),
-                source: rusqlite::Error::InvalidParameterName(e),
-            })
+    let known = tokio::task::spawn_blocking(move || -> Result<bool, String> {
+        let conn = st.conn().map_err(|e| e.to_string())?;
+        Ok(catalogue(&st, &conn)?.iter().any(|e| e.rule_id == id))
     })
     .await;
     match known {
-        Ok(true) => {}
-        Ok(false) => {
+        Ok(Ok(true)) => {}
+        Ok(Ok(false)) => {
             return detail(
                 StatusCode::NOT_FOUND,
                 format!("unknown rule_id: {}", py_repr(&rule_id)),
             )
         }
-        Err(e) => return e,
+        Ok(Err(e)) => return internal(e),
+        Err(e) => return internal(e),
     }
     let db = state.opts.db.clone();
     let row = s.clone();
