@@ -224,13 +224,14 @@ pub(crate) fn tags(args: TagsArgs, color: Color) -> Result<ExitCode> {
             v
         })
     };
-    match args.out.format() {
+    let format = args.out.format();
+    match format {
         OutFormat::Json => json_array(values())?,
         OutFormat::Ndjson => ndjson(values())?,
         OutFormat::Csv => csv_rows(values())?,
         OutFormat::Table => tag_table(&rows, total, utc, color)?,
     }
-    if args.out.format() != OutFormat::Table && (rows.len() as u64) < total {
+    if format != OutFormat::Table && (rows.len() as u64) < total {
         eprintln!(
             "ttp: {} of {} tags (--limit 0 lists them all)",
             group(rows.len() as u64),

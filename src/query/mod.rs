@@ -13,7 +13,7 @@ mod tags;
 mod window;
 
 pub use rollup::{RollupRow, Scope};
-pub use tags::{render_table, TagFilter, TagRow};
+pub use tags::{TagFilter, TagRow};
 pub use window::{parse_instant, Window};
 
 use crate::store::{StoreError, StoreOptions};

@@ -146,38 +146,3 @@ impl Reader {
             .map_err(|e| self.err(e))
     }
 }
-
-/// A fixed-width table of rows, for terminals.
-pub fn render_table(rows: &[TagRow]) -> String {
-    let mut out = format!(
-        "{:<26}  {:<12}  {:<20}  {:<10}  {:<12}  {:<7}  {:>4}\n",
-        "created_at", "kind", "source_id", "rule", "technique", "tactic", "conf"
-    );
-    // Every field may come from an event or a rule file: control
-    // characters are escaped (crate::text) before truncating.
-    let cell = |s: &str, n: usize| truncate(&crate::text::line(s), n);
-    for r in rows {
-        let tech = r.sub_technique_id.as_deref().unwrap_or(&r.technique_id);
-        out.push_str(&format!(
-            "{:<26}  {:<12}  {:<20}  {:<10}  {:<12}  {:<7}  {:>4.2}\n",
-            cell(&r.created_at, 26),
-            cell(&r.source_kind, 12),
-            cell(&r.source_id, 20),
-            cell(&r.rule_id, 10),
-            cell(tech, 12),
-            cell(&r.tactic, 7),
-            r.confidence
-        ));
-    }
-    out
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
-        t.push('…');
-        t
-    }
-}
