@@ -12,6 +12,38 @@ pub(crate) enum ExportCommand {
     /// sub-technique once, scored by its tags, with a gradient, a legend and
     /// metadata saying what was counted.
     Navigator(NavigatorArgs),
+    /// A STIX 2.1 bundle: the producing organisation, each attacker as a
+    /// threat-actor with its address, MITRE's attack-pattern for each
+    /// technique it used (a `uses` relationship each), a sighting per tag,
+    /// its command lines as processes, the URLs in them as indicators, and
+    /// DECNET's threat-intel verdict as a note. Ids are derived from the
+    /// content: exporting the same data twice gives the same bytes.
+    Stix(ActorArgs),
+    /// MISP events, one per attacker: its address and URLs as attributes,
+    /// its command lines as process objects, its techniques as
+    /// mitre-attack-pattern galaxy clusters and tags. One attacker gives the
+    /// event; the fleet gives {"response": [event, …]}, as DECNET's API does.
+    Misp(ActorArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ActorArgs {
+    /// The SQLite file to read: ttp's own or DECNET's database.
+    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
+    db: PathBuf,
+    /// Only this attacker (an error if the database does not know it);
+    /// without it, every attacker.
+    #[arg(long)]
+    attacker: Option<String>,
+    /// Only tags created at or after this (RFC 3339, a date, or 7d / 24h).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only tags created before this.
+    #[arg(long)]
+    until: Option<String>,
+    /// Write here instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -40,7 +72,69 @@ pub(crate) struct NavigatorArgs {
 }
 
 pub(crate) fn export(cmd: ExportCommand) -> Result<ExitCode> {
-    let ExportCommand::Navigator(a) = cmd;
+    match cmd {
+        ExportCommand::Navigator(a) => navigator(a),
+        ExportCommand::Stix(a) => actors(a, Format::Stix),
+        ExportCommand::Misp(a) => actors(a, Format::Misp),
+    }
+}
+
+enum Format {
+    Stix,
+    Misp,
+}
+
+fn actors(a: ActorArgs, format: Format) -> Result<ExitCode> {
+    use ttp_engine::export::{misp, stix, Producer};
+    let window = Window::parse(
+        a.since.as_deref(),
+        a.until.as_deref(),
+        None,
+        time::OffsetDateTime::now_utc(),
+    )?;
+    let reader = Reader::open(&a.db)?;
+    let producer = Producer::for_database(reader.is_decnet());
+    let actors = match &a.attacker {
+        Some(id) => {
+            let id = id.to_ascii_lowercase();
+            match reader.actor(&id, &window)? {
+                Some(actor) => vec![actor],
+                None => anyhow::bail!(
+                    "{}: no attacker {id:?} ({})",
+                    a.db.display(),
+                    if reader.is_decnet() {
+                        "not in DECNET's attackers table"
+                    } else {
+                        "no tag carries it"
+                    }
+                ),
+            }
+        }
+        None => reader.actors(&window)?,
+    };
+    let body = match (format, &a.attacker) {
+        (Format::Stix, _) => stix::bundle(&producer, &actors),
+        (Format::Misp, Some(_)) => misp::event(&producer, &actors[0]),
+        (Format::Misp, None) => misp::collection(&producer, &actors),
+    };
+    write(&body, a.output)
+}
+
+fn write(body: &serde_json::Value, output: Option<PathBuf>) -> Result<ExitCode> {
+    let text = ttp_engine::export::to_text(body);
+    match output {
+        Some(path) => std::fs::write(&path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn navigator(a: NavigatorArgs) -> Result<ExitCode> {
     let scope = match (a.attacker, a.identity, a.session) {
         (Some(x), _, _) => Scope::Attacker(x.to_ascii_lowercase()),
         (_, Some(x), _) => Scope::Identity(x.to_ascii_lowercase()),
@@ -55,16 +149,5 @@ pub(crate) fn export(cmd: ExportCommand) -> Result<ExitCode> {
     )?;
     let rows = Reader::open(&a.db)?.rollup(&scope, &window)?;
     let layer = ttp_engine::export::navigator::layer(&scope, &window, &rows);
-    let mut text = serde_json::to_string_pretty(&layer)?;
-    text.push('\n');
-    match a.output {
-        Some(path) => std::fs::write(&path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    write(&layer, a.output)
 }

@@ -7,11 +7,13 @@
 //! SQL follows DECNET's TTP API (`decnet-worker-and-api.md` §3.4–§3.5), with
 //! the order made explicit where DECNET relied on SQLite's group order.
 
+mod actors;
 pub mod json;
 mod rollup;
 mod tags;
 mod window;
 
+pub use actors::{Actor, Intel, COMMANDS_PER_ACTOR, TAGS_PER_ACTOR};
 pub use rollup::{RollupRow, Scope};
 pub use tags::{TagFilter, TagRow};
 pub use window::{parse_instant, Window};

@@ -10,6 +10,7 @@
 
 mod api;
 pub mod auth;
+mod exports;
 mod metrics;
 mod rules;
 
@@ -283,13 +284,13 @@ async fn not_found() -> Response {
 /// Every route, with its middleware.
 pub fn router(state: Arc<AppState>) -> Router {
     use tower_http::timeout::TimeoutLayer;
-    let api =
-        api::routes()
-            .merge(rules::routes())
-            .route_layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                authenticate,
-            ));
+    let api = api::routes()
+        .merge(rules::routes())
+        .merge(exports::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
     Router::new()
         .nest("/api/v1", api)
         .route("/api/v1/openapi.json", axum::routing::get(api::openapi))

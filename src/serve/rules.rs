@@ -429,6 +429,24 @@ pub(super) fn openapi_document() -> Value {
             ok("layer", json!({"type": "object"})),
         ),
     );
+    for (kind, what) in [("stix", "STIX 2.1 bundle"), ("misp", "MISP event")] {
+        paths.insert(
+            format!("/api/v1/attackers/{{uuid}}/export/{kind}"),
+            get_op(
+                &format!("{what} of one attacker, as a download (404: unknown attacker)"),
+                vec![path_param("uuid")],
+                ok(kind, json!({"type": "object"})),
+            ),
+        );
+        paths.insert(
+            format!("/api/v1/attackers/export/{kind}"),
+            get_op(
+                &format!("{what} of every attacker, as a download"),
+                vec![],
+                ok(kind, json!({"type": "object"})),
+            ),
+        );
+    }
     json!({
         "openapi": "3.1.0",
         "info": {"title": "ttp-engine TTP API", "version": env!("CARGO_PKG_VERSION"),
