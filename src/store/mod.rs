@@ -8,6 +8,7 @@
 //! transactions; inserts are idempotent on `uuid`.
 
 mod schema;
+mod views;
 mod writer;
 
 pub use schema::{open, Flavor, SCHEMA_VERSION};

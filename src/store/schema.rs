@@ -92,6 +92,8 @@ CREATE TABLE ttp_rule_state (
     ),
     // 3: the read position of a followed events file.
     crate::position::SCHEMA,
+    // 4: the ATT&CK names as tables, and the rollups as views.
+    super::views::OWN,
 ];
 
 /// The schema version this build writes.
@@ -123,6 +125,7 @@ CREATE TABLE ttp_tag_rule_sha256 (
         rule_history!()
     ),
     crate::position::SCHEMA,
+    super::views::DECNET,
 ];
 
 /// Which schema a database file has.
@@ -282,7 +285,9 @@ impl From<rusqlite::Error> for MigrateError {
 fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
     // Nothing to do, the common case: no write lock taken.
     let flavor = Flavor::of(conn)?;
-    if applied(conn, flavor)? == flavor.steps().len() as i64 {
+    if applied(conn, flavor)? == flavor.steps().len() as i64
+        && super::views::attack_is_stale(conn)? == Some(false)
+    {
         return Ok(());
     }
     conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -310,6 +315,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
                     )?;
                 }
             }
+        }
+        if super::views::attack_is_stale(conn)? == Some(true) {
+            super::views::fill_attack(conn)?;
         }
         if from < steps.len() as i64 {
             tracing::info!(db = %path.display(), ?flavor, from, to = steps.len(), "schema migrated");

