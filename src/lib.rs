@@ -16,6 +16,7 @@ pub mod index;
 pub mod lifter;
 pub mod lifters;
 pub mod literals;
+pub mod live;
 pub mod position;
 pub mod pyjson;
 pub mod pyregex;

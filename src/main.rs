@@ -93,6 +93,8 @@ enum Command {
         /// A full rescan of the rules directory every this many seconds.
         #[arg(long, default_value_t = 60)]
         rescan_secs: u64,
+        #[command(flatten)]
+        serve: cli::serve::EmbeddedServeArgs,
     },
     /// Tag DECNET's service-bus events in place of DECNET's TTP worker.
     ///
@@ -186,7 +188,8 @@ fn main() -> ExitCode {
             events,
             debounce_ms,
             rescan_secs,
-        } => cli::tagging::run_daemon(common, events, debounce_ms, rescan_secs),
+            serve,
+        } => cli::tagging::run_daemon(common, events, debounce_ms, rescan_secs, serve),
         Command::Rule(cmd) => cli::rules::rule_command(cmd),
         Command::Worker(args) => cli::worker::worker(args),
         Command::Backfill(args) => cli::worker::backfill(args),

@@ -150,6 +150,7 @@ pub(crate) fn run_daemon(
     events: String,
     debounce_ms: u64,
     rescan_secs: u64,
+    serve: super::serve::EmbeddedServeArgs,
 ) -> Result<ExitCode> {
     let source = if events == "-" {
         Source::Stdin
@@ -174,7 +175,15 @@ pub(crate) fn run_daemon(
         signal_hook::flag::register(sig, shutdown.clone())
             .context("cannot install signal handlers")?;
     }
-    let summary = ttp_engine::daemon::run(&options, emit_sink(common.emit_tags), shutdown)?;
+    let live = Arc::new(ttp_engine::live::Live::default());
+    let server = serve.start(&common.db, &common.rules, &options.tag.store, live.clone())?;
+    if server.is_some() {
+        options.live = Some(live);
+    }
+    let summary = ttp_engine::daemon::run(&options, emit_sink(common.emit_tags), shutdown);
+    let stopped = server.map(super::serve::Embedded::stop).transpose();
+    let summary = summary?;
+    stopped?;
     eprintln!("{}", summary.render());
     Ok(ExitCode::SUCCESS)
 }

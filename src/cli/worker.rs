@@ -65,6 +65,8 @@ pub(crate) struct WorkerArgs {
     /// Quiet time before a burst of rule file events is applied, in ms.
     #[arg(long, default_value_t = 20)]
     debounce_ms: u64,
+    #[command(flatten)]
+    serve: super::serve::EmbeddedServeArgs,
 }
 
 pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
@@ -110,7 +112,20 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
         signal_hook::flag::register(sig, shutdown.clone())
             .context("cannot install signal handlers")?;
     }
-    let summary = process::run(&options, shutdown)?;
+    let live = Arc::new(ttp_engine::live::Live::default());
+    let server = args.serve.start(
+        &options.db,
+        &options.rules,
+        &options.tag.store,
+        live.clone(),
+    )?;
+    if server.is_some() {
+        options.live = Some(live);
+    }
+    let summary = process::run(&options, shutdown);
+    let stopped = server.map(super::serve::Embedded::stop).transpose();
+    let summary = summary?;
+    stopped?;
     eprintln!("{}", summary.render());
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ pub mod watch;
 use crate::catalog;
 use crate::engine::Engine;
 use crate::event::EventReader;
+use crate::live::Live;
 use crate::position::InputPosition;
 use crate::rule::load::LoadedRules;
 use crate::rule::parse::LoadOptions;
@@ -45,6 +46,8 @@ pub struct RunOptions {
     pub state_poll: Duration,
     /// Idle time after which pending tags are committed.
     pub idle_flush: Duration,
+    /// Counters shared with an HTTP server (`--serve`).
+    pub live: Option<Arc<Live>>,
 }
 
 impl RunOptions {
@@ -64,6 +67,7 @@ impl RunOptions {
             watch: WatchOptions::default(),
             state_poll: Duration::from_millis(25),
             idle_flush: Duration::from_millis(50),
+            live: None,
         }
     }
 }
@@ -104,6 +108,11 @@ pub(crate) struct Background {
 }
 
 impl Background {
+    /// The reload counters, shared with the reload thread.
+    pub(crate) fn stats(&self) -> Arc<ReloadStats> {
+        self.stats.clone()
+    }
+
     /// Stops the threads and returns the reload counters.
     pub(crate) fn stop(self) -> Arc<ReloadStats> {
         self.stop.store(true, Ordering::Relaxed);
@@ -269,6 +278,10 @@ pub fn run(
     let input =
         input::start(options.source.clone(), shutdown.clone(), resume).map_err(RunError::Input)?;
     let input_failure = input.failure.clone();
+    let sink = match &options.live {
+        Some(live) => Some(counting_sink(live.clone(), sink)),
+        None => sink,
+    };
     let Started {
         loaded,
         engine,
@@ -290,6 +303,20 @@ pub fn run(
     );
     let mut pipeline = Pipeline::new(&engine, &loaded, options.tag.floor);
     let mut last_flush = Instant::now();
+    let reload_stats = background.stats();
+    let publish = |pipeline: &Pipeline| {
+        if let Some(live) = &options.live {
+            let s = &pipeline.summary;
+            Live::set(&live.events_read, s.events_read);
+            Live::set(&live.events_rejected, s.rejected_total());
+            Live::set(&live.tags_emitted, s.tags_emitted);
+            Live::set(&live.reloads, reload_stats.reloads.load(Ordering::Relaxed));
+            Live::set(
+                &live.reload_rejections,
+                reload_stats.rejected.load(Ordering::Relaxed),
+            );
+        }
+    };
     // The read position after the last event handled, and the last one
     // sent to the writer (which commits it with the tags before it).
     let mut done: Option<InputPosition> = None;
@@ -319,12 +346,14 @@ pub fn run(
                     done = reader.get_ref().position();
                     if pipeline.batch_full() || last_flush.elapsed() >= options.idle_flush {
                         flush(&mut pipeline, &done)?;
+                        publish(&pipeline);
                         last_flush = Instant::now();
                     }
                 }
                 Ok(None) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                     flush(&mut pipeline, &done)?;
+                    publish(&pipeline);
                     last_flush = Instant::now();
                     if writer.is_finished() {
                         // The writer stopped on an error: `finish` reports it.
@@ -335,6 +364,7 @@ pub fn run(
             }
         }
         flush(&mut pipeline, &done)?;
+        publish(&pipeline);
         Ok(())
     })();
     let stats = background.stop();
@@ -354,4 +384,14 @@ pub fn run(
         return Err(RunError::Input(e));
     }
     Ok(summary)
+}
+
+/// A sink that counts each newly stored tag into `live`, then hands it on.
+pub(crate) fn counting_sink(live: Arc<Live>, mut inner: Option<NewTagSink>) -> NewTagSink {
+    Box::new(move |tag: &crate::tag::Tag| {
+        live.tags_new.fetch_add(1, Ordering::Relaxed);
+        if let Some(f) = inner.as_mut() {
+            f(tag);
+        }
+    })
 }

@@ -137,6 +137,9 @@ pub(crate) async fn prometheus(State(state): State<Arc<AppState>>) -> Response {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }
     }
+    if let Some(live) = &state.opts.live {
+        out.push_str(&live.render());
+    }
     let _ = writeln!(
         out,
         "# HELP ttp_http_requests_total HTTP requests by route and status."

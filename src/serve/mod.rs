@@ -46,6 +46,25 @@ pub struct ServeOptions {
     /// DECNET's developer mode: FastAPI's validation error lists.
     pub developer: bool,
     pub request_timeout: Duration,
+    /// The counters of the `ttp run` / `ttp worker` this server runs in.
+    pub live: Option<Arc<crate::live::Live>>,
+}
+
+impl ServeOptions {
+    /// DECNET's defaults for everything but the database and address.
+    pub fn new(db: PathBuf, listen: SocketAddr) -> ServeOptions {
+        ServeOptions {
+            db,
+            listen,
+            tokens: None,
+            jwt_secret: None,
+            rules: None,
+            utc: false,
+            developer: false,
+            request_timeout: Duration::from_secs(30),
+            live: None,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -328,41 +347,69 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves. Blocks the calling thread on a runtime
-/// of its own (two worker threads).
+/// A server bound to its address, not yet serving: binding first lets a
+/// command fail on a busy port before it starts anything else.
+pub struct Server {
+    state: Arc<AppState>,
+    listener: std::net::TcpListener,
+}
+
+impl Server {
+    pub fn bind(opts: ServeOptions) -> Result<Server, ServeError> {
+        let state = Arc::new(AppState::new(opts)?);
+        let addr = state.opts.listen;
+        let listener = std::net::TcpListener::bind(addr)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        Ok(Server { state, listener })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, ServeError> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves. Blocks the calling thread on a
+    /// runtime of its own (two worker threads).
+    pub fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
+        let Server { state, listener } = self;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("ttp-http")
+            .enable_all()
+            .build()?;
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            let local = listener.local_addr()?;
+            match &state.auth {
+                Auth::Open => tracing::warn!(
+                    "serving {} on http://{local}/api/v1 WITHOUT authentication (loopback only; --tokens FILE to require tokens)",
+                    state.opts.db.display()
+                ),
+                Auth::Tokens(t) => tracing::info!(
+                    "serving {} on http://{local}/api/v1 ({} bearer tokens)",
+                    state.opts.db.display(),
+                    t.len()
+                ),
+                Auth::Decnet { .. } => tracing::info!(
+                    "serving DECNET's database {} on http://{local}/api/v1 (DECNET dashboard tokens)",
+                    state.opts.db.display()
+                ),
+            }
+            axum::serve(listener, router(state))
+                .with_graceful_shutdown(shutdown)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// Binds, then serves until `shutdown` resolves.
 pub fn serve(
     opts: ServeOptions,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let state = Arc::new(AppState::new(opts)?);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    rt.block_on(async move {
-        let addr = state.opts.listen;
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
-        let local = listener.local_addr()?;
-        match &state.auth {
-            Auth::Open => tracing::warn!(
-                "serving {} on http://{local}/api/v1 WITHOUT authentication (loopback only; --tokens FILE to require tokens)",
-                state.opts.db.display()
-            ),
-            Auth::Tokens(t) => tracing::info!(
-                "serving {} on http://{local}/api/v1 ({} bearer tokens)",
-                state.opts.db.display(),
-                t.len()
-            ),
-            Auth::Decnet { .. } => tracing::info!(
-                "serving DECNET's database {} on http://{local}/api/v1 (DECNET dashboard tokens)",
-                state.opts.db.display()
-            ),
-        }
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(shutdown)
-            .await?;
-        Ok(())
-    })
+    Server::bind(opts)?.run(shutdown)
 }

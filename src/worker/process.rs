@@ -57,6 +57,8 @@ pub struct WorkerOptions {
     pub heartbeat: Duration,
     pub max_backoff: Duration,
     pub state_poll: Duration,
+    /// Counters shared with an HTTP server (`--serve`).
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 impl WorkerOptions {
@@ -75,6 +77,7 @@ impl WorkerOptions {
             heartbeat: Duration::from_secs(30),
             max_backoff: Duration::from_secs(5),
             state_poll: Duration::from_millis(25),
+            live: None,
         }
     }
 }
@@ -168,7 +171,10 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
 
     let state = Arc::new(ClientState::default());
     // Stored and announced by the writer's jobs.
-    let counts = Arc::new(Counts::default());
+    let counts = Arc::new(Counts {
+        live: options.live.clone(),
+        ..Counts::default()
+    });
     let (incoming_tx, incoming_rx) = mpsc::channel::<Envelope>(options.queue.max(1));
     let (outgoing_tx, outgoing_rx) = mpsc::channel::<Frame>(1024);
     let tagger = {
@@ -213,9 +219,27 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
     runtime.block_on(async {
         let watcher = {
             let shutdown = shutdown.clone();
+            let (live, state, reloads) = (options.live.clone(), state.clone(), background.stats());
+            if let Some(live) = &live {
+                live.has_bus.store(true, Ordering::Relaxed);
+            }
             tokio::spawn(async move {
                 while !shutdown.load(Ordering::Relaxed) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                    if let Some(live) = &live {
+                        use crate::live::Live;
+                        Live::set(
+                            &live.queue_depth,
+                            state.queue_depth.load(Ordering::Relaxed) as u64,
+                        );
+                        live.bus_connected
+                            .store(state.connected.load(Ordering::Relaxed), Ordering::Relaxed);
+                        Live::set(&live.reloads, reloads.reloads.load(Ordering::Relaxed));
+                        Live::set(
+                            &live.reload_rejections,
+                            reloads.rejected.load(Ordering::Relaxed),
+                        );
+                    }
                 }
                 tracing::info!(
                     "stopping: no more events are read; what was received is tagged and committed"
@@ -244,6 +268,7 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
 pub(crate) struct Counts {
     new: std::sync::atomic::AtomicU64,
     messages: std::sync::atomic::AtomicU64,
+    live: Option<Arc<crate::live::Live>>,
 }
 
 /// The tagging thread's loop (see the module notes).
@@ -310,6 +335,12 @@ fn tag_loop(
             summary.below_floor += (before - tags.len()) as u64;
             per_event.push(tags);
         }
+        if let Some(live) = &counts.live {
+            use crate::live::Live;
+            Live::set(&live.events_read, summary.bus_events);
+            Live::set(&live.events_rejected, summary.dropped.values().sum());
+            Live::set(&live.tags_emitted, summary.tags);
+        }
         // The batch's tags in one list (moved, not copied), each bus event
         // keeping the range of its own.
         let mut ranges = Vec::with_capacity(per_event.len());
@@ -330,6 +361,9 @@ fn tag_loop(
         let job = move |conn: &rusqlite::Connection, flavor: Flavor| -> rusqlite::Result<()> {
             let mut new = store_batch(conn, flavor, &all)?;
             counts.new.fetch_add(new.len() as u64, Ordering::Relaxed);
+            if let Some(live) = &counts.live {
+                live.tags_new.fetch_add(new.len() as u64, Ordering::Relaxed);
+            }
             for range in &ranges {
                 // Announce each newly stored tag once, with its own bus event.
                 let fresh: Vec<&Tag> = all[range.clone()]

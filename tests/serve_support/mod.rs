@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub port: u16,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
@@ -33,7 +33,15 @@ impl Server {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().expect("start ttp serve");
+        Server::spawn(cmd)
+    }
+
+    /// Starts a prepared command that serves (`ttp serve`, or `ttp run` /
+    /// `ttp worker` with `--serve`; stderr is taken here) and waits for the
+    /// port it logs.
+    pub fn spawn(mut cmd: Command) -> Server {
+        cmd.stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start ttp");
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
