@@ -206,3 +206,77 @@ fn ttp_worker_serves_with_its_bus_state_in_metrics() {
     let r = server.request("GET", "/api/v1/ttp/techniques", &[], None);
     assert_eq!(r.status, 401);
 }
+
+/// The load check at test scale (`examples/serve_load` is the full one,
+/// figures in docs/performance.md): 32 keep-alive clients for two seconds
+/// against `ttp run --serve` while it stores new tags; no request may fail.
+/// No timing is asserted.
+#[test]
+fn many_clients_while_ttp_run_writes_get_no_error() {
+    use ttp_engine::bench::http::{run, LoadPlan};
+    let work = tempfile::TempDir::new().unwrap();
+    let db = work.path().join("load.db");
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ttp"));
+    cmd.args([
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ])
+    .args(["--serve", "127.0.0.1:0"])
+    .env("TTP_LOG", "info")
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null());
+    let mut server = Server::spawn(cmd);
+    let mut stdin = server.child.stdin.take().unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let feeder = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let line = SHADOW
+                    .replace("ID", &format!("e{i}"))
+                    .replace("\"a1\"", &format!("\"a{}\"", i % 7));
+                if writeln!(stdin, "{line}").is_err() {
+                    break;
+                }
+                i += 1;
+                if i.is_multiple_of(50) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+            i
+        })
+    };
+    wait_for("the first tags", || {
+        let m = server.request("GET", "/metrics", &[], None).text();
+        metric(&m, "ttp_tags_new_total").unwrap_or(0) > 0
+    });
+    let report = run(&LoadPlan {
+        addr: ([127, 0, 0, 1], server.port).into(),
+        clients: 32,
+        duration: Duration::from_secs(2),
+        paths: vec![
+            "/api/v1/ttp/techniques".into(),
+            "/api/v1/ttp/by-attacker/a3".into(),
+            "/api/v1/ttp/tags/by-attacker/a3/T1003".into(),
+            "/api/v1/ttp/export/navigator".into(),
+        ],
+        token: None,
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let fed = feeder.join().unwrap();
+    assert_eq!(report.error_count(), 0, "{}", report.render());
+    assert!(report.requests() >= 32, "{}", report.render());
+    for path in report.latencies.keys() {
+        assert!(report.percentile(path, 99.0).is_some());
+    }
+    assert_eq!(report.latencies.len(), 4, "{}", report.render());
+    // ttp run stored tags throughout.
+    let m = server.request("GET", "/metrics", &[], None).text();
+    assert!(metric(&m, "ttp_tags_new_total").unwrap() > 0 && fed > 0);
+    eprintln!("{}", report.render());
+}

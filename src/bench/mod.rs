@@ -3,6 +3,7 @@
 //! rules, and scaling across threads.
 
 pub mod fixtures;
+pub mod http;
 
 use crate::engine::{EvalStats, Evaluation, Snapshot};
 use crate::event::TaggerEvent;

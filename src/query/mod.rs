@@ -54,6 +54,8 @@ pub struct Schema {
     has_identities: bool,
     /// Where `rule_sha256` lives: our column, DECNET's side table, nowhere.
     sha_source: ShaSource,
+    /// Our trigger-kept fleet rollup (`ttp_technique_totals`) is there.
+    has_totals: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +84,7 @@ impl Schema {
         }
         let has_attackers = table("attackers")?;
         let has_identities = table("attacker_identities")?;
+        let has_totals = table("ttp_technique_totals")?;
         let sha_source = if table("ttp_tag_rule_sha256")? {
             ShaSource::SideTable
         } else {
@@ -102,6 +105,7 @@ impl Schema {
             has_attackers,
             has_identities,
             sha_source,
+            has_totals,
         })
     }
 

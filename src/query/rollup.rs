@@ -107,6 +107,9 @@ impl RollupRow {
 impl Reader {
     /// The rollup of `scope` within `window`.
     pub fn rollup(&self, scope: &Scope, window: &Window) -> Result<Vec<RollupRow>, QueryError> {
+        if *scope == Scope::Fleet && window.is_empty() && self.schema.has_totals {
+            return self.fleet_totals();
+        }
         let Some((join, cond, mut args)) = scope.sql(self) else {
             return Ok(Vec::new());
         };
@@ -126,7 +129,22 @@ impl Reader {
             " GROUP BY t.technique_id, t.sub_technique_id \
              ORDER BY t.technique_id, t.sub_technique_id",
         );
-        let mut stmt = self.conn().prepare_cached(&sql).map_err(|e| self.err(e))?;
+        self.rollup_rows(&sql, args)
+    }
+
+    /// The fleet rollup from the totals the insert trigger keeps (the same
+    /// rows as the scan, without reading every tag).
+    fn fleet_totals(&self) -> Result<Vec<RollupRow>, QueryError> {
+        self.rollup_rows(
+            "SELECT technique_id, NULLIF(sub_technique_id, ''), tactic, count, first_seen, \
+             last_seen, confidence_max, NULL FROM ttp_technique_totals \
+             ORDER BY technique_id, sub_technique_id",
+            Vec::new(),
+        )
+    }
+
+    fn rollup_rows(&self, sql: &str, args: Vec<SqlValue>) -> Result<Vec<RollupRow>, QueryError> {
+        let mut stmt = self.conn().prepare_cached(sql).map_err(|e| self.err(e))?;
         let attack = Attack::embedded();
         let rows = stmt
             .query_map(rusqlite::params_from_iter(args), |r| {

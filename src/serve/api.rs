@@ -32,6 +32,10 @@ pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce(&Reader) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, Response> {
     let st = state.clone();
+    // Waiting for a permit is a request's only queue (FIFO, fair).
+    let Ok(_permit) = state.queries.acquire().await else {
+        return Err(internal("the query limiter is closed"));
+    };
     match tokio::task::spawn_blocking(move || st.with_reader(f)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(internal(e)),

@@ -93,6 +93,9 @@ pub struct AppState {
     pub(crate) opts: ServeOptions,
     pub(crate) auth: Auth,
     pool: Mutex<Vec<Connection>>,
+    /// Queries running at once: more would only share the same cores
+    /// (and open connections beyond the pool); the others wait their turn.
+    pub(crate) queries: tokio::sync::Semaphore,
     /// Probed at start-up, not per request.
     schema: Schema,
     pub(crate) metrics: metrics::Metrics,
@@ -117,11 +120,18 @@ impl std::ops::Deref for Pooled<'_> {
 impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         if let (Some(c), Ok(mut pool)) = (self.conn.take(), self.state.pool.lock()) {
-            if pool.len() < 8 {
+            if pool.len() < max_queries() {
                 pool.push(c);
             }
         }
     }
+}
+
+/// Twice the cores, at least 4 and at most 16: SQLite queries are CPU
+/// work, and a reader connection per permit stays pooled.
+fn max_queries() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    (cores * 2).clamp(4, 16)
 }
 
 impl AppState {
@@ -159,6 +169,7 @@ impl AppState {
             opts,
             auth,
             pool: Mutex::new(Vec::new()),
+            queries: tokio::sync::Semaphore::new(max_queries()),
             schema: reader.schema(),
             metrics: metrics::Metrics::default(),
         })

@@ -94,6 +94,8 @@ CREATE TABLE ttp_rule_state (
     crate::position::SCHEMA,
     // 4: the ATT&CK names as tables, and the rollups as views.
     super::views::OWN,
+    // 5: the fleet rollup kept by triggers.
+    super::views::TOTALS,
 ];
 
 /// The schema version this build writes.

@@ -123,6 +123,58 @@ pub(super) const DECNET: &str = concat!(
     )
 );
 
+/// Our own file: the fleet rollup kept up to date, so that the most asked
+/// question (`GET /ttp/techniques`, `ttp query techniques`) reads a few
+/// dozen rows instead of scanning every tag. The writer adds each batch's
+/// new tags in the same transaction (`writer::add_to_totals`: a trigger per
+/// inserted row doubled the cost of storing a tag); triggers recompute the
+/// groups a delete or an update touches, so hand edits keep it exact. The
+/// technique rollup view reads it too. (`sub_technique_id` is '' for none:
+/// a primary key cannot hold NULL.)
+pub(super) const TOTALS: &str = r#"
+CREATE TABLE ttp_technique_totals (
+  technique_id VARCHAR NOT NULL, sub_technique_id VARCHAR NOT NULL, tactic VARCHAR NOT NULL,
+  count INTEGER NOT NULL, first_seen DATETIME NOT NULL, last_seen DATETIME NOT NULL,
+  confidence_max FLOAT NOT NULL,
+  PRIMARY KEY (technique_id, sub_technique_id)
+) WITHOUT ROWID;
+INSERT INTO ttp_technique_totals
+SELECT technique_id, COALESCE(sub_technique_id, ''), MAX(tactic), COUNT(*), MIN(created_at),
+       MAX(created_at), MAX(confidence)
+FROM ttp_tag GROUP BY technique_id, COALESCE(sub_technique_id, '');
+CREATE TRIGGER ttp_tag_totals_delete AFTER DELETE ON ttp_tag BEGIN
+  DELETE FROM ttp_technique_totals
+  WHERE technique_id = OLD.technique_id AND sub_technique_id = COALESCE(OLD.sub_technique_id, '');
+  INSERT INTO ttp_technique_totals
+  SELECT technique_id, COALESCE(sub_technique_id, ''), MAX(tactic), COUNT(*), MIN(created_at),
+         MAX(created_at), MAX(confidence)
+  FROM ttp_tag
+  WHERE technique_id = OLD.technique_id AND sub_technique_id IS OLD.sub_technique_id
+  GROUP BY technique_id, COALESCE(sub_technique_id, '');
+END;
+CREATE TRIGGER ttp_tag_totals_update AFTER UPDATE ON ttp_tag BEGIN
+  DELETE FROM ttp_technique_totals
+  WHERE (technique_id = OLD.technique_id AND sub_technique_id = COALESCE(OLD.sub_technique_id, ''))
+     OR (technique_id = NEW.technique_id AND sub_technique_id = COALESCE(NEW.sub_technique_id, ''));
+  INSERT INTO ttp_technique_totals
+  SELECT technique_id, COALESCE(sub_technique_id, ''), MAX(tactic), COUNT(*), MIN(created_at),
+         MAX(created_at), MAX(confidence)
+  FROM ttp_tag
+  WHERE (technique_id = OLD.technique_id AND sub_technique_id IS OLD.sub_technique_id)
+     OR (technique_id = NEW.technique_id AND sub_technique_id IS NEW.sub_technique_id)
+  GROUP BY technique_id, COALESCE(sub_technique_id, '');
+END;
+DROP VIEW ttp_technique_rollup;
+CREATE VIEW ttp_technique_rollup AS
+SELECT g.technique_id, tn.full_name AS technique_name,
+       NULLIF(g.sub_technique_id, '') AS sub_technique_id, sn.full_name AS sub_technique_name,
+       g.tactic, g.count, g.first_seen, g.last_seen, g.confidence_max, u.url AS mitre_url
+FROM ttp_technique_totals g
+LEFT JOIN ttp_attack_technique tn ON tn.technique_id = g.technique_id
+LEFT JOIN ttp_attack_technique sn ON sn.technique_id = NULLIF(g.sub_technique_id, '')
+LEFT JOIN ttp_attack_technique u ON u.technique_id = COALESCE(NULLIF(g.sub_technique_id, ''), g.technique_id);
+"#;
+
 /// Whether the ATT&CK tables hold another release than this build's (or
 /// are not there yet: `None` when the migration has not run).
 pub(super) fn attack_is_stale(conn: &Connection) -> rusqlite::Result<Option<bool>> {
