@@ -378,8 +378,12 @@ fn an_older_file_is_migrated_in_place() {
     assert!(n > 800, "{n}");
 }
 
+/// A fleet rollup row: technique, sub-technique, tactic, count, first and
+/// last seen, highest confidence.
+type Fleet = Vec<(String, Option<String>, String, i64, String, String, f64)>;
+
 /// The fleet rollup as a scan of every tag computes it.
-fn scanned(conn: &Connection) -> Vec<(String, Option<String>, String, i64, String, String, f64)> {
+fn scanned(conn: &Connection) -> Fleet {
     let mut stmt = conn
         .prepare(
             "SELECT technique_id, sub_technique_id, MAX(tactic), COUNT(*), MIN(created_at), \
@@ -403,7 +407,7 @@ fn scanned(conn: &Connection) -> Vec<(String, Option<String>, String, i64, Strin
     .unwrap()
 }
 
-fn from_library(db: &Path) -> Vec<(String, Option<String>, String, i64, String, String, f64)> {
+fn from_library(db: &Path) -> Fleet {
     Reader::open(db)
         .unwrap()
         .rollup(&Scope::Fleet, &Window::default())
