@@ -38,6 +38,9 @@ fn a_closed_stdout_ends_commands_quietly() {
         &["query", "techniques", "--db", db, "--format", "json"][..],
         &["query", "techniques", "--db", db, "--format", "csv"][..],
         &["query", "techniques", "--db", db][..],
+        &["export", "navigator", "--db", db][..],
+        &["export", "stix", "--db", db][..],
+        &["export", "misp", "--db", db][..],
         &["check", "--rules", root().join("rules").to_str().unwrap()][..],
     ] {
         let out = with_closed_stdout(args);
