@@ -7,6 +7,7 @@
 //! writes go through one [`TagWriter`] thread fed by a channel, in batched
 //! transactions; inserts are idempotent on `uuid`.
 
+mod checkpoint;
 mod schema;
 mod views;
 mod writer;

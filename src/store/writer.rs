@@ -242,7 +242,13 @@ impl TagWriter {
         opts: &StoreOptions,
         sink: Option<NewTagSink>,
     ) -> Result<TagWriter, StoreError> {
-        let conn = open(path, opts)?;
+        let mut conn = open(path, opts)?;
+        let checkpointer = super::checkpoint::Checkpointer::start(
+            &mut conn,
+            path,
+            opts,
+            super::checkpoint::CHECKPOINT_PAGES,
+        );
         // A few batches in flight: enough to overlap matching and writing,
         // few enough to bound memory (a batch holds thousands of tags).
         let (tx, rx) = mpsc::sync_channel::<Msg>(4);
@@ -250,7 +256,11 @@ impl TagWriter {
         let opts = opts.clone();
         let join = std::thread::Builder::new()
             .name("ttp-writer".into())
-            .spawn(move || writer_loop(conn, rx, sink, &path, &opts))
+            .spawn(move || {
+                let stats = writer_loop(conn, rx, sink, &path, &opts);
+                drop(checkpointer);
+                stats
+            })
             .map_err(|_| StoreError::WriterGone)?;
         Ok(TagWriter {
             handle: WriterHandle { tx },
