@@ -50,9 +50,10 @@ pub enum Email {
     MaliciousAttachment {
         triggers: Vec<String>,
     },
+    /// Keywords as written (for the evidence) and lowercased once.
     Bec {
-        subject_keywords: Vec<String>,
-        body_keywords: Vec<String>,
+        subject_keywords: Vec<(String, String)>,
+        body_keywords: Vec<(String, String)>,
     },
     EncodedPayload {
         min_bytes: i64,
@@ -93,10 +94,20 @@ impl Email {
             "email_malicious_attachment" => Email::MaliciousAttachment {
                 triggers: params::strings(m, "triggers", ctx)?,
             },
-            "email_bec" => Email::Bec {
-                subject_keywords: params::strings(m, "subject_keywords", ctx)?,
-                body_keywords: params::strings(m, "body_action_keywords", ctx)?,
-            },
+            "email_bec" => {
+                let lowered = |v: Vec<String>| -> Vec<(String, String)> {
+                    v.into_iter()
+                        .map(|k| {
+                            let l = k.to_lowercase();
+                            (k, l)
+                        })
+                        .collect()
+                };
+                Email::Bec {
+                    subject_keywords: lowered(params::strings(m, "subject_keywords", ctx)?),
+                    body_keywords: lowered(params::strings(m, "body_action_keywords", ctx)?),
+                }
+            }
             "email_encoded_payload" => Email::EncodedPayload {
                 min_bytes: params::int(m, "min_bytes", 4096, ctx)?,
             },
@@ -233,14 +244,18 @@ impl Email {
                 subject_keywords,
                 body_keywords,
             } => {
-                let subject = get(p, "subject").as_str()?.to_lowercase();
-                let body = get(p, "body_text").as_str()?.to_lowercase();
-                let s = subject_keywords
+                // Both fields must be strings; the (long) body is lowered
+                // only once a subject keyword matched.
+                let subject = get(p, "subject").as_str()?;
+                let body = get(p, "body_text").as_str()?;
+                let subject = subject.to_lowercase();
+                let (s, _) = subject_keywords
                     .iter()
-                    .find(|k| subject.contains(&k.to_lowercase()))?;
-                let b = body_keywords
+                    .find(|(_, k)| subject.contains(k.as_str()))?;
+                let body = body.to_lowercase();
+                let (b, _) = body_keywords
                     .iter()
-                    .find(|k| body.contains(&k.to_lowercase()))?;
+                    .find(|(_, k)| body.contains(k.as_str()))?;
                 extra.insert("matched_subject_kw".into(), Value::String(s.clone()));
                 extra.insert("matched_body_kw".into(), Value::String(b.clone()));
                 extra.insert("matched_headers".into(), headers(&["Subject"]));
@@ -269,9 +284,46 @@ fn url_host() -> &'static regex::Regex {
     RE.get_or_init(|| regex::Regex::new(r"\Ahttps?://([^/]+)").expect("static regex"))
 }
 
-fn base64_chunk() -> &'static regex::Regex {
-    static RE: OnceLock<regex::Regex> = OnceLock::new();
-    RE.get_or_init(|| regex::Regex::new(r"[A-Za-z0-9+/]{32,}={0,2}").expect("static regex"))
+/// The bytes of the base64 alphabet (without `=`).
+const B64: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/';
+        c += 1;
+    }
+    t
+};
+
+/// Base64 chunks of `body` as (data characters, padding characters): the
+/// matches of `[A-Za-z0-9+/]{32,}={0,2}`, leftmost first, found in one pass
+/// over the bytes with a table instead of a regex (which walks each match
+/// forward and back). A run of the alphabet shorter than 32 cannot hold a
+/// match anywhere inside it, and a longer one is matched whole, greedily,
+/// with at most two `=` after it: so each maximal run is one match.
+fn base64_chunks(body: &str) -> impl Iterator<Item = (usize, usize)> + '_ {
+    let b = body.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            if !B64[b[i] as usize] {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && B64[b[i] as usize] {
+                i += 1;
+            }
+            let data = i - start;
+            if data >= 32 {
+                let pad = b[i..].iter().take(2).take_while(|c| **c == b'=').count();
+                i += pad;
+                return Some((data, pad));
+            }
+        }
+        None
+    })
 }
 
 /// The decoded size of the first base64 chunk that decodes to at least
@@ -280,12 +332,14 @@ fn base64_chunk() -> &'static regex::Regex {
 /// and `p` padding characters it decodes when `d % 4 == 0` (padding after a
 /// complete group is ignored), or `d % 4 == 2` with `p == 2`, or
 /// `d % 4 == 3` with `p == 1` (non-canonical trailing bits accepted), to
-/// `⌊3d/4⌋` bytes; any other chunk is skipped.
+/// `⌊3d/4⌋` bytes; any other chunk is skipped. A body too short to hold
+/// such a chunk is not scanned.
 fn largest_decodable(body: &str, min: i64) -> Option<i64> {
-    base64_chunk().find_iter(body).find_map(|m| {
-        let chunk = m.as_str();
-        let pad = chunk.bytes().rev().take_while(|b| *b == b'=').count();
-        let data = (chunk.len() - pad) as i64;
+    if (3 * body.len() as i64) / 4 < min {
+        return None;
+    }
+    base64_chunks(body).find_map(|(data, pad)| {
+        let data = data as i64;
         let decodes = match data % 4 {
             0 => true,
             2 => pad == 2,
@@ -390,6 +444,50 @@ pub fn evidence(base: &Evidence, mut extra: Evidence, p: &Payload) -> Evidence {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// The reference the scanner replaced: the regex DECNET's lifter uses.
+    fn regex_chunks(body: &str) -> Vec<(usize, usize)> {
+        static RE: OnceLock<regex::Regex> = OnceLock::new();
+        let re = RE.get_or_init(|| regex::Regex::new(r"[A-Za-z0-9+/]{32,}={0,2}").unwrap());
+        re.find_iter(body)
+            .map(|m| {
+                let pad = m.as_str().bytes().rev().take_while(|b| *b == b'=').count();
+                (m.len() - pad, pad)
+            })
+            .collect()
+    }
+
+    fn regex_largest(body: &str, min: i64) -> Option<i64> {
+        regex_chunks(body).into_iter().find_map(|(data, pad)| {
+            let data = data as i64;
+            let decodes = match data % 4 {
+                0 => true,
+                2 => pad == 2,
+                3 => pad == 1,
+                _ => false,
+            };
+            (decodes && 3 * data / 4 >= min).then_some(3 * data / 4)
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
+        /// The byte scanner finds exactly the regex's chunks, and the
+        /// decodable size the lifter reports is the same.
+        #[test]
+        fn base64_scanner_equals_the_regex(
+            runs in proptest::collection::vec(
+                (proptest::sample::select(vec!["A", "z", "9", "+", "/", "=", " ", "\n", "é", "-", "==", "QUJD"]),
+                 0usize..48),
+                0..12),
+            min in 0i64..80,
+        ) {
+            let body: String = runs.iter().map(|(p, n)| p.repeat(*n)).collect();
+            let got: Vec<(usize, usize)> = base64_chunks(&body).collect();
+            proptest::prop_assert_eq!(&got, &regex_chunks(&body));
+            proptest::prop_assert_eq!(largest_decodable(&body, min), regex_largest(&body, min));
+        }
+    }
 
     fn fire(e: &Email, p: Value) -> Option<Value> {
         e.fire(&crate::event::payload(p).unwrap())
