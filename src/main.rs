@@ -137,6 +137,15 @@ enum Command {
         /// Skip the SQLite measurement.
         #[arg(long)]
         no_db: bool,
+        /// Instead of the usual figures: store the events N times into one
+        /// file (each time as new tags) and print each batch's rate and the
+        /// file's size, to show how storing slows as the file grows.
+        #[arg(long, value_name = "N", conflicts_with_all = ["repeat", "threads", "no_db"])]
+        grow: Option<usize>,
+        /// With --grow: the file to grow (kept afterwards; default a scratch
+        /// file, removed).
+        #[arg(long, requires = "grow")]
+        db: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -196,10 +205,20 @@ fn main() -> ExitCode {
         Command::Bench {
             rules,
             events,
+            grow: Some(batches),
+            db,
+            format,
+            ..
+        } => cli::testing::grow(rules, events, batches, db, format),
+        Command::Bench {
+            rules,
+            events,
             repeat,
             threads,
             no_db,
+            grow: None,
             format,
+            ..
         } => cli::testing::bench(rules, events, repeat, threads, no_db, format),
         Command::Test {
             rules,

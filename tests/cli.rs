@@ -466,6 +466,65 @@ fn bench_reports_throughput_latency_costs_and_scaling() {
     assert!(r["rules_evaluated_per_event"].as_f64().unwrap() < 2.0);
 }
 
+/// `ttp bench --grow N`: N batches of the same events into one file, each
+/// as new tags; the rate and size of each batch.
+#[test]
+fn bench_grow_stores_each_batch_as_new_tags() {
+    let dir = rules_dir(&[("a.yaml", WHOAMI), ("b.yaml", WGET)]);
+    let work = TempDir::new().unwrap();
+    let events = work.path().join("e.jsonl");
+    let lines: Vec<String> = (0..100)
+        .map(|i| event(&format!("g{i}"), "whoami"))
+        .collect();
+    fs::write(&events, lines.join("\n")).unwrap();
+    let db = work.path().join("grow.db");
+    let out = ttp()
+        .args(["bench", "--grow", "3", "--format", "json", "--rules"])
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batches = r.as_array().unwrap();
+    assert_eq!(batches.len(), 3);
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(b["batch"], i + 1);
+        assert_eq!(b["new_tags"], 100, "{b}");
+        assert_eq!(b["tags_before"], 100 * i, "{b}");
+        assert!(b["tags_per_s"].as_f64().unwrap() > 0.0);
+        assert!(b["file_bytes"].as_u64().unwrap() > 0);
+    }
+    let stored: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM ttp_tag", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 300);
+    // The table form ends with the ratio of the last batch to the first.
+    let out = ttp()
+        .args(["bench", "--grow", "2", "--rules"])
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("last batch / first batch:"), "{text}");
+    // --grow does not mix with the usual measurements.
+    let out = ttp()
+        .args(["bench", "--grow", "2", "--repeat", "2", "--rules"])
+        .arg(dir.path())
+        .arg("--events")
+        .arg(&events)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
 /// `\w{1000}` is small over ASCII and too large to build over Unicode. The
 /// full-Unicode program is usually built on first need, but one that may be
 /// large is built at load, so the pattern is reported by `ttp check` and

@@ -3,6 +3,7 @@
 //! rules, and scaling across threads.
 
 pub mod fixtures;
+pub mod grow;
 pub mod http;
 
 use crate::engine::{EvalStats, Evaluation, Snapshot};
@@ -131,7 +132,7 @@ fn matching_pass(snap: &Snapshot, config: &TagConfig, events: &[TaggerEvent]) ->
     (emitted, stats)
 }
 
-fn scratch_db() -> PathBuf {
+pub(crate) fn scratch_db() -> PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now()

@@ -71,15 +71,15 @@ pub(crate) fn test_rules(
     })
 }
 
-pub(crate) fn bench(
-    rules: PathBuf,
-    events: PathBuf,
-    repeat: usize,
-    threads: Option<usize>,
-    no_db: bool,
-    format: Format,
-) -> Result<ExitCode> {
-    let loaded = load_rules(&rules, LoadOptions::default())?;
+/// The rules (errors printed) and the events of `ttp bench`.
+fn bench_inputs(
+    rules: &std::path::Path,
+    events: &std::path::Path,
+) -> Result<(
+    ttp_engine::rule::load::LoadedRules,
+    Vec<ttp_engine::event::TaggerEvent>,
+)> {
+    let loaded = load_rules(rules, LoadOptions::default())?;
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
@@ -101,6 +101,18 @@ pub(crate) fn bench(
     if bad > 0 {
         eprintln!("{bad} bad lines skipped");
     }
+    Ok((loaded, evs))
+}
+
+pub(crate) fn bench(
+    rules: PathBuf,
+    events: PathBuf,
+    repeat: usize,
+    threads: Option<usize>,
+    no_db: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let (loaded, evs) = bench_inputs(&rules, &events)?;
     let mut options = ttp_engine::bench::BenchOptions {
         repeat,
         with_db: !no_db,
@@ -112,6 +124,41 @@ pub(crate) fn bench(
     let report = ttp_engine::bench::run(&loaded.rules, &evs, &options)?;
     match format {
         Format::Text => out!("{}", report.render()),
+        Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ttp bench --grow N`.
+pub(crate) fn grow(
+    rules: PathBuf,
+    events: PathBuf,
+    batches: usize,
+    db: Option<PathBuf>,
+    format: Format,
+) -> Result<ExitCode> {
+    anyhow::ensure!(batches > 0, "--grow needs at least one batch");
+    let (loaded, evs) = bench_inputs(&rules, &events)?;
+    if let Format::Text = format {
+        eprintln!(
+            "storing {} events {batches} times into {}",
+            evs.len(),
+            db.as_ref()
+                .map_or("a scratch file".to_string(), |p| p.display().to_string())
+        );
+    }
+    let report = ttp_engine::bench::grow::grow(&loaded.rules, &evs, batches, db.as_deref(), |b| {
+        if let Format::Text = format {
+            eprintln!(
+                "batch {}: {:.0} tags/s, {} tags in the file",
+                b.batch,
+                b.tags_per_s,
+                b.tags_before + b.new_tags
+            );
+        }
+    })?;
+    match format {
+        Format::Text => out!("{}", ttp_engine::bench::grow::render(&report)),
         Format::Json => outln!("{}", serde_json::to_string_pretty(&report)?),
     }
     Ok(ExitCode::SUCCESS)
