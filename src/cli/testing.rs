@@ -83,7 +83,7 @@ fn bench_inputs(
     for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
         eprintln!("{d}");
     }
-    let file = std::fs::File::open(&events)
+    let file = std::fs::File::open(events)
         .with_context(|| format!("cannot open the events file {}", events.display()))?;
     let mut reader = EventReader::new(BufReader::with_capacity(1 << 20, file));
     let (mut evs, mut bad) = (Vec::new(), 0u64);
