@@ -114,6 +114,20 @@ fn run(conn: &Connection, pages: &AtomicI64, threshold: i64, stop: &AtomicBool, 
         match checkpoint(conn) {
             Ok((log, done)) => {
                 tracing::debug!(db, log, done, "checkpoint");
+                // The WAL starts again from its beginning only when a
+                // writer begins with every frame copied and no reader on
+                // it, which a busy writer never sees after a passive
+                // checkpoint (it appended more meanwhile). So, with the
+                // bulk copied, a RESTART: it holds the writer back for the
+                // few frames written since, waits at most RESTART_WAIT
+                // for readers, and gives up (to try again later) rather
+                // than wait longer.
+                match restart(conn) {
+                    Ok((busy, log, done)) => {
+                        tracing::debug!(db, busy, log, done, "restart checkpoint")
+                    }
+                    Err(e) => tracing::debug!(db, "restart checkpoint: {e}"),
+                }
                 // Until the writer's next commit says otherwise.
                 pages.store(0, Ordering::Relaxed);
                 if log > 16 * threshold && done < log && !warned {
@@ -134,6 +148,18 @@ fn run(conn: &Connection, pages: &AtomicI64, threshold: i64, stop: &AtomicBool, 
 fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
     conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
         Ok((r.get(1)?, r.get(2)?))
+    })
+}
+
+/// How long a RESTART checkpoint may wait for the writer and the readers.
+const RESTART_WAIT: Duration = Duration::from_millis(20);
+
+/// A RESTART checkpoint bounded by [`RESTART_WAIT`]: (busy, frames in the
+/// WAL, frames copied).
+fn restart(conn: &Connection) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.busy_timeout(RESTART_WAIT)?;
+    conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?))
     })
 }
 

@@ -300,6 +300,12 @@ impl Client {
             .collect()
     }
 
+    /// How many frames were received (without copying them: a copy holds
+    /// the lock the reading thread needs).
+    pub fn count(&self) -> usize {
+        self.received.lock().unwrap().len()
+    }
+
     /// What was received, with when.
     pub fn received_at(&self) -> Vec<(String, Value, std::time::Instant)> {
         self.received.lock().unwrap().clone()
