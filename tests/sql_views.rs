@@ -105,27 +105,7 @@ fn own_db(dir: &Path) -> PathBuf {
 
 /// `ttp tag` of `events` into `db`.
 fn tag(db: &Path, events: &[&str]) {
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args([
-            "tag",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ])
-        .env("TTP_LOG", "error")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(events.join("\n").as_bytes())
-        .unwrap();
-    assert!(c.wait().unwrap().success());
+    common::ttp_tag(db, events);
 }
 
 fn check_views(db: &Path) {

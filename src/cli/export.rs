@@ -26,15 +26,12 @@ pub(crate) enum ExportCommand {
     Misp(ActorArgs),
 }
 
+/// What every export takes: the database, the time window, where to write.
 #[derive(clap::Args)]
-pub(crate) struct ActorArgs {
+pub(crate) struct Common {
     /// The SQLite file to read: ttp's own or DECNET's database.
     #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
     db: PathBuf,
-    /// Only this attacker (an error if the database does not know it);
-    /// without it, every attacker.
-    #[arg(long)]
-    attacker: Option<String>,
     /// Only tags created at or after this (RFC 3339, a date, or 7d / 24h).
     #[arg(long)]
     since: Option<String>,
@@ -46,11 +43,31 @@ pub(crate) struct ActorArgs {
     output: Option<PathBuf>,
 }
 
+impl Common {
+    fn window(&self) -> Result<Window> {
+        Ok(Window::parse(
+            self.since.as_deref(),
+            self.until.as_deref(),
+            None,
+            time::OffsetDateTime::now_utc(),
+        )?)
+    }
+}
+
+#[derive(clap::Args)]
+pub(crate) struct ActorArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this attacker (an error if the database does not know it);
+    /// without it, every attacker.
+    #[arg(long)]
+    attacker: Option<String>,
+}
+
 #[derive(clap::Args)]
 pub(crate) struct NavigatorArgs {
-    /// The SQLite file to read: ttp's own or DECNET's database.
-    #[arg(long, env = "TTP_DB", default_value = "ttp.db")]
-    db: PathBuf,
+    #[command(flatten)]
+    common: Common,
     /// Only this attacker's tags.
     #[arg(long, conflicts_with_all = ["identity", "session"])]
     attacker: Option<String>,
@@ -60,15 +77,6 @@ pub(crate) struct NavigatorArgs {
     /// Only this session's tags.
     #[arg(long)]
     session: Option<String>,
-    /// Only tags created at or after this (RFC 3339, a date, or 7d / 24h).
-    #[arg(long)]
-    since: Option<String>,
-    /// Only tags created before this.
-    #[arg(long)]
-    until: Option<String>,
-    /// Write here instead of stdout.
-    #[arg(short, long)]
-    output: Option<PathBuf>,
 }
 
 pub(crate) fn export(cmd: ExportCommand) -> Result<ExitCode> {
@@ -86,13 +94,8 @@ enum Format {
 
 fn actors(a: ActorArgs, format: Format) -> Result<ExitCode> {
     use ttp_engine::export::{misp, stix, Producer};
-    let window = Window::parse(
-        a.since.as_deref(),
-        a.until.as_deref(),
-        None,
-        time::OffsetDateTime::now_utc(),
-    )?;
-    let reader = Reader::open(&a.db)?;
+    let window = a.common.window()?;
+    let reader = Reader::open(&a.common.db)?;
     let producer = Producer::for_database(reader.is_decnet());
     let actors = match &a.attacker {
         Some(id) => {
@@ -101,7 +104,7 @@ fn actors(a: ActorArgs, format: Format) -> Result<ExitCode> {
                 Some(actor) => vec![actor],
                 None => anyhow::bail!(
                     "{}: no attacker {id:?} ({})",
-                    a.db.display(),
+                    a.common.db.display(),
                     if reader.is_decnet() {
                         "not in DECNET's attackers table"
                     } else {
@@ -117,7 +120,7 @@ fn actors(a: ActorArgs, format: Format) -> Result<ExitCode> {
         (Format::Misp, Some(_)) => misp::event(&producer, &actors[0]),
         (Format::Misp, None) => misp::collection(&producer, &actors),
     };
-    write(&body, a.output)
+    write(&body, a.common.output)
 }
 
 fn write(body: &serde_json::Value, output: Option<PathBuf>) -> Result<ExitCode> {
@@ -141,13 +144,8 @@ fn navigator(a: NavigatorArgs) -> Result<ExitCode> {
         (_, _, Some(x)) => Scope::Session(x),
         _ => Scope::Fleet,
     };
-    let window = Window::parse(
-        a.since.as_deref(),
-        a.until.as_deref(),
-        None,
-        time::OffsetDateTime::now_utc(),
-    )?;
-    let rows = Reader::open(&a.db)?.rollup(&scope, &window)?;
+    let window = a.common.window()?;
+    let rows = Reader::open(&a.common.db)?.rollup(&scope, &window)?;
     let layer = ttp_engine::export::navigator::layer(&scope, &window, &rows);
-    write(&layer, a.output)
+    write(&layer, a.common.output)
 }

@@ -338,17 +338,21 @@ fn largest_decodable(body: &str, min: i64) -> Option<i64> {
     if (3 * body.len() as i64) / 4 < min {
         return None;
     }
-    base64_chunks(body).find_map(|(data, pad)| {
-        let data = data as i64;
-        let decodes = match data % 4 {
-            0 => true,
-            2 => pad == 2,
-            3 => pad == 1,
-            _ => false,
-        };
-        let decoded = 3 * data / 4;
-        (decodes && decoded >= min).then_some(decoded)
-    })
+    base64_chunks(body).find_map(|(data, pad)| decodable(data, pad, min))
+}
+
+/// The decoded size of a chunk of `data` characters and `pad` `=`, when it
+/// decodes (see [`largest_decodable`]) to at least `min` bytes.
+fn decodable(data: usize, pad: usize, min: i64) -> Option<i64> {
+    let data = data as i64;
+    let decodes = match data % 4 {
+        0 => true,
+        2 => pad == 2,
+        3 => pad == 1,
+        _ => false,
+    };
+    let decoded = 3 * data / 4;
+    (decodes && decoded >= min).then_some(decoded)
 }
 
 /// Python's `str.isspace()`.
@@ -458,16 +462,9 @@ mod tests {
     }
 
     fn regex_largest(body: &str, min: i64) -> Option<i64> {
-        regex_chunks(body).into_iter().find_map(|(data, pad)| {
-            let data = data as i64;
-            let decodes = match data % 4 {
-                0 => true,
-                2 => pad == 2,
-                3 => pad == 1,
-                _ => false,
-            };
-            (decodes && 3 * data / 4 >= min).then_some(3 * data / 4)
-        })
+        regex_chunks(body)
+            .into_iter()
+            .find_map(|(data, pad)| decodable(data, pad, min))
     }
 
     proptest::proptest! {

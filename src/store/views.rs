@@ -13,7 +13,8 @@ use rusqlite::Connection;
 /// The ATT&CK tables and the views every flavour has.
 macro_rules! attack_and_views {
     () => {
-        r#"
+        concat!(
+            r#"
 CREATE TABLE ttp_attack_release (release VARCHAR NOT NULL);
 CREATE TABLE ttp_attack_tactic (
   tactic_id VARCHAR NOT NULL, shortname VARCHAR NOT NULL, name VARCHAR NOT NULL,
@@ -47,50 +48,28 @@ FROM (SELECT technique_id, sub_technique_id, MAX(tactic) AS tactic, COUNT(*) AS 
 LEFT JOIN ttp_attack_technique tn ON tn.technique_id = g.technique_id
 LEFT JOIN ttp_attack_technique sn ON sn.technique_id = g.sub_technique_id
 LEFT JOIN ttp_attack_technique u ON u.technique_id = COALESCE(g.sub_technique_id, g.technique_id);
-CREATE VIEW ttp_attacker_rollup AS
-SELECT g.attacker_uuid, g.technique_id, tn.full_name AS technique_name,
-       g.sub_technique_id, sn.full_name AS sub_technique_name,
-       g.tactic, g.count, g.first_seen, g.last_seen, g.confidence_max, u.url AS mitre_url
-FROM (SELECT attacker_uuid, technique_id, sub_technique_id, MAX(tactic) AS tactic,
-             COUNT(*) AS count, MIN(created_at) AS first_seen, MAX(created_at) AS last_seen,
-             MAX(confidence) AS confidence_max
-      FROM ttp_tag WHERE attacker_uuid IS NOT NULL
-      GROUP BY attacker_uuid, technique_id, sub_technique_id) g
-LEFT JOIN ttp_attack_technique tn ON tn.technique_id = g.technique_id
-LEFT JOIN ttp_attack_technique sn ON sn.technique_id = g.sub_technique_id
-LEFT JOIN ttp_attack_technique u ON u.technique_id = COALESCE(g.sub_technique_id, g.technique_id);
-CREATE VIEW ttp_session_rollup AS
-SELECT g.session_id, g.technique_id, tn.full_name AS technique_name,
-       g.sub_technique_id, sn.full_name AS sub_technique_name,
-       g.tactic, g.count, g.first_seen, g.last_seen, g.confidence_max, u.url AS mitre_url
-FROM (SELECT session_id, technique_id, sub_technique_id, MAX(tactic) AS tactic,
-             COUNT(*) AS count, MIN(created_at) AS first_seen, MAX(created_at) AS last_seen,
-             MAX(confidence) AS confidence_max
-      FROM ttp_tag WHERE session_id IS NOT NULL
-      GROUP BY session_id, technique_id, sub_technique_id) g
-LEFT JOIN ttp_attack_technique tn ON tn.technique_id = g.technique_id
-LEFT JOIN ttp_attack_technique sn ON sn.technique_id = g.sub_technique_id
-LEFT JOIN ttp_attack_technique u ON u.technique_id = COALESCE(g.sub_technique_id, g.technique_id);
-"#
+"#,
+            keyed_rollup!("ttp_attacker_rollup", "attacker_uuid", "ttp_tag"),
+            keyed_rollup!("ttp_session_rollup", "session_id", "ttp_tag"),
+        )
     };
 }
 
-/// The identity rollup over the tags an identity's rows select.
-macro_rules! identity_rollup {
-    ($tags:expr) => {
+/// The view `$view`: one row per (`$key`, technique, sub-technique) of the
+/// tags `$tags` (a table, or a subquery with those columns) whose `$key` is
+/// set, with the names and URL from the ATT&CK tables.
+macro_rules! keyed_rollup {
+    ($view:literal, $key:literal, $tags:expr) => {
         concat!(
-            r#"
-CREATE VIEW ttp_identity_rollup AS
-SELECT g.identity_uuid, g.technique_id, tn.full_name AS technique_name,
+            "CREATE VIEW ", $view, " AS\n",
+            "SELECT g.", $key, r#", g.technique_id, tn.full_name AS technique_name,
        g.sub_technique_id, sn.full_name AS sub_technique_name,
        g.tactic, g.count, g.first_seen, g.last_seen, g.confidence_max, u.url AS mitre_url
-FROM (SELECT identity_uuid, technique_id, sub_technique_id, MAX(tactic) AS tactic,
+FROM (SELECT "#, $key, r#", technique_id, sub_technique_id, MAX(tactic) AS tactic,
              COUNT(*) AS count, MIN(created_at) AS first_seen, MAX(created_at) AS last_seen,
              MAX(confidence) AS confidence_max
-      FROM ("#,
-            $tags,
-            r#")
-      GROUP BY identity_uuid, technique_id, sub_technique_id) g
+      FROM "#, $tags, " WHERE ", $key, r#" IS NOT NULL
+      GROUP BY "#, $key, r#", technique_id, sub_technique_id) g
 LEFT JOIN ttp_attack_technique tn ON tn.technique_id = g.technique_id
 LEFT JOIN ttp_attack_technique sn ON sn.technique_id = g.sub_technique_id
 LEFT JOIN ttp_attack_technique u ON u.technique_id = COALESCE(g.sub_technique_id, g.technique_id);
@@ -102,10 +81,7 @@ LEFT JOIN ttp_attack_technique u ON u.technique_id = COALESCE(g.sub_technique_id
 /// Our own file: an identity's tags are those anchored on it.
 pub(super) const OWN: &str = concat!(
     attack_and_views!(),
-    identity_rollup!(
-        "SELECT identity_uuid, uuid, technique_id, sub_technique_id, tactic, created_at, \
-         confidence FROM ttp_tag WHERE identity_uuid IS NOT NULL"
-    )
+    keyed_rollup!("ttp_identity_rollup", "identity_uuid", "ttp_tag")
 );
 
 /// DECNET's database: also the tags of every attacker whose
@@ -113,13 +89,15 @@ pub(super) const OWN: &str = concat!(
 /// identity (as DECNET's identity rollup counts them).
 pub(super) const DECNET: &str = concat!(
     attack_and_views!(),
-    identity_rollup!(
-        "SELECT identity_uuid, uuid, technique_id, sub_technique_id, tactic, created_at, \
+    keyed_rollup!(
+        "ttp_identity_rollup",
+        "identity_uuid",
+        "(SELECT identity_uuid, uuid, technique_id, sub_technique_id, tactic, created_at, \
          confidence FROM ttp_tag WHERE identity_uuid IS NOT NULL \
          UNION \
          SELECT a.identity_id, t.uuid, t.technique_id, t.sub_technique_id, t.tactic, \
          t.created_at, t.confidence FROM ttp_tag t JOIN attackers a ON a.uuid = t.attacker_uuid \
-         WHERE a.identity_id IS NOT NULL"
+         WHERE a.identity_id IS NOT NULL)"
     )
 );
 

@@ -83,3 +83,33 @@ pub fn assert_tags(tags: &[Tag], rows: &[Row], evidence: &[Value]) {
         );
     }
 }
+
+/// `ttp tag` of JSON-lines `events` into `db` with the shipped pack
+/// (`rules/`): a database of our own, written by the real binary.
+pub fn ttp_tag(db: &Path, events: &[&str]) {
+    use std::io::Write;
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args([
+            "tag",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--db",
+            db.to_str().unwrap(),
+        ])
+        .env("TTP_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(events.join("\n").as_bytes())
+        .unwrap();
+    assert!(
+        c.wait().unwrap().success(),
+        "ttp tag into {} failed",
+        db.display()
+    );
+}
