@@ -9,6 +9,7 @@
 
 mod checkpoint;
 mod schema;
+mod stats;
 mod views;
 mod writer;
 

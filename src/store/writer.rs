@@ -126,62 +126,9 @@ pub fn insert_rows<'a>(
         }
     }
     if flavor == Flavor::Own {
-        add_to_totals(tx, &new)?;
+        super::views::add_to_totals(tx, &new)?;
     }
     Ok(new)
-}
-
-/// Adds newly stored tags to the fleet totals (`ttp_technique_totals`), one
-/// upsert per technique of the batch, in the caller's transaction. (A
-/// trigger per row did the same at twice the cost of the whole insert.)
-fn add_to_totals(tx: &Connection, new: &[&Tag]) -> rusqlite::Result<()> {
-    struct Group<'a> {
-        tactic: &'a str,
-        count: i64,
-        first: &'a str,
-        last: &'a str,
-        confidence: f64,
-    }
-    let mut groups: std::collections::BTreeMap<(&str, &str), Group> = Default::default();
-    for t in new {
-        let key = (
-            t.technique_id.as_str(),
-            t.sub_technique_id.as_deref().unwrap_or(""),
-        );
-        let g = groups.entry(key).or_insert(Group {
-            tactic: &t.tactic,
-            count: 0,
-            first: &t.created_at,
-            last: &t.created_at,
-            confidence: t.confidence,
-        });
-        g.count += 1;
-        g.tactic = g.tactic.max(t.tactic.as_str());
-        g.first = g.first.min(t.created_at.as_str());
-        g.last = g.last.max(t.created_at.as_str());
-        g.confidence = g.confidence.max(t.confidence);
-    }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO ttp_technique_totals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (technique_id, sub_technique_id) DO UPDATE SET \
-           count = count + excluded.count, \
-           tactic = MAX(tactic, excluded.tactic), \
-           first_seen = MIN(first_seen, excluded.first_seen), \
-           last_seen = MAX(last_seen, excluded.last_seen), \
-           confidence_max = MAX(confidence_max, excluded.confidence_max)",
-    )?;
-    for ((technique, sub), g) in groups {
-        stmt.execute(params![
-            technique,
-            sub,
-            g.tactic,
-            g.count,
-            g.first,
-            g.last,
-            g.confidence
-        ])?;
-    }
-    Ok(())
 }
 
 /// Totals from the writer.
@@ -378,68 +325,6 @@ impl WriterHandle {
     }
 }
 
-/// Keeps the query planner's statistics of `ttp_tag` current: without
-/// them SQLite picks the technique index for "one attacker's tags of one
-/// technique" and reads every tag of that technique. `ANALYZE` (sampling
-/// 1,000 rows per index, about half a second at a million tags) runs when
-/// the table first holds 10,000 rows and again each time it has doubled,
-/// between two transactions of the writer.
-struct PlannerStats {
-    /// The highest rowid when the statistics were last gathered.
-    analysed_at: i64,
-}
-
-impl PlannerStats {
-    const FIRST: i64 = 10_000;
-
-    fn new(conn: &Connection) -> PlannerStats {
-        let has_stats = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .unwrap_or(0)
-            > 0
-            && conn
-                .query_row(
-                    "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'ttp_tag'",
-                    [],
-                    |r| r.get::<_, i64>(0),
-                )
-                .unwrap_or(0)
-                > 0;
-        PlannerStats {
-            analysed_at: if has_stats { Self::top(conn) } else { 0 },
-        }
-    }
-
-    fn top(conn: &Connection) -> i64 {
-        conn.query_row("SELECT COALESCE(max(rowid), 0) FROM ttp_tag", [], |r| {
-            r.get(0)
-        })
-        .unwrap_or(0)
-    }
-
-    fn refresh(&mut self, conn: &Connection, path: &Path) {
-        let top = Self::top(conn);
-        if top < Self::FIRST || top < self.analysed_at.saturating_mul(2) {
-            return;
-        }
-        let started = std::time::Instant::now();
-        match conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE ttp_tag;") {
-            Ok(()) => {
-                self.analysed_at = top;
-                tracing::info!(db = %path.display(), rows = top, ms = started.elapsed().as_millis() as u64, "query planner statistics refreshed");
-            }
-            // Busy or full: the next commit tries again.
-            Err(e) => {
-                tracing::warn!(db = %path.display(), "could not refresh the query planner statistics: {e}")
-            }
-        }
-    }
-}
-
 fn writer_loop(
     conn: Connection,
     rx: Receiver<Msg>,
@@ -458,7 +343,7 @@ fn writer_loop(
     if flavor == Flavor::Decnet {
         tracing::info!(db = %path.display(), "writing into DECNET's database: its tables are used as they are");
     }
-    let mut planner = PlannerStats::new(&conn);
+    let mut planner = super::stats::PlannerStats::new(&conn);
     let mut open = true;
     while open {
         // Block for the first message, then drain what is queued; anything
@@ -547,63 +432,4 @@ fn writer_loop(
         }
     }
     Ok(stats)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn planner_statistics_come_at_10k_rows_and_again_at_each_doubling() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("p.db");
-        let conn = super::super::open(&path, &StoreOptions::default()).unwrap();
-        let fill = |from: i64, to: i64| {
-            conn.execute(
-                "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
-                 INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, \
-                 technique_id, confidence, rule_id, rule_version, evidence, attack_release, created_at) \
-                 SELECT 'u' || i, 'k', 's' || i, 'a' || (i % 499), 'TA0001', 'T' || (1100 + i % 20), \
-                 0.5, 'R', 1, '{}', \
-                 'v', '2026-01-01 00:00:00.000000' FROM n",
-                [from, to],
-            )
-            .unwrap();
-        };
-        let stats = || -> i64 {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-        };
-        let mut planner = PlannerStats::new(&conn);
-        fill(1, 9_000);
-        planner.refresh(&conn, &path);
-        assert_eq!(stats(), 0, "too few rows to be worth it");
-        fill(9_001, 12_000);
-        planner.refresh(&conn, &path);
-        assert_eq!(stats(), 1);
-        assert_eq!(planner.analysed_at, 12_000);
-        fill(12_001, 20_000);
-        planner.refresh(&conn, &path);
-        assert_eq!(planner.analysed_at, 12_000, "not doubled yet");
-        fill(20_001, 24_000);
-        planner.refresh(&conn, &path);
-        assert_eq!(planner.analysed_at, 24_000);
-        // A new writer on an analysed file starts from where it is.
-        assert_eq!(PlannerStats::new(&conn).analysed_at, 24_000);
-        // The plan for one attacker's tags of a common technique uses the
-        // attacker index, not the technique's.
-        let plan: String = conn
-            .query_row(
-                "EXPLAIN QUERY PLAN SELECT uuid FROM ttp_tag WHERE attacker_uuid = 'a1' \
-                 AND technique_id = 'T1110' ORDER BY created_at DESC LIMIT 50",
-                [],
-                |r| r.get(3),
-            )
-            .unwrap();
-        assert!(plan.contains("ix_ttp_tag_attacker_technique"), "{plan}");
-    }
 }
