@@ -204,7 +204,7 @@ impl TagWriter {
         let join = std::thread::Builder::new()
             .name("ttp-writer".into())
             .spawn(move || {
-                let stats = writer_loop(conn, rx, sink, &path, &opts);
+                let stats = writer_loop(conn, rx, sink, &path, &opts, checkpointer.as_ref());
                 drop(checkpointer);
                 stats
             })
@@ -331,6 +331,7 @@ fn writer_loop(
     mut sink: Option<NewTagSink>,
     path: &Path,
     opts: &StoreOptions,
+    checkpointer: Option<&super::checkpoint::Checkpointer>,
 ) -> Result<WriteStats, StoreError> {
     let mut stats = WriteStats::default();
     let mut pending: Vec<Tag> = Vec::new();
@@ -388,6 +389,9 @@ fn writer_loop(
             }
         }
         planner.refresh(&conn, path);
+        if let Some(cp) = checkpointer {
+            cp.after_commit(&conn);
+        }
         match other {
             None | Some(Msg::Tags(_)) | Some(Msg::Position(_)) => {}
             Some(Msg::Changes(changes)) => {
