@@ -8,7 +8,7 @@
 //! it describes and every time comes from the data, so the same data gives
 //! the same event.
 
-use super::{parse_stored, urls_in, Producer, TTP_NAMESPACE};
+use super::{actor_urls, parse_stored, Producer, TTP_NAMESPACE};
 use crate::attack::Attack;
 use crate::query::Actor;
 use serde_json::{json, Value};
@@ -50,20 +50,7 @@ pub fn event(producer: &Producer, a: &Actor) -> Value {
         }
         attributes.push(attr);
     }
-    let mut urls: Vec<String> = Vec::new();
-    let texts = a
-        .commands
-        .iter()
-        .cloned()
-        .chain(a.tags.iter().rev().map(|t| t.evidence.to_string()));
-    for text in texts {
-        for u in urls_in(&text) {
-            if !urls.contains(&u) && urls.len() < 100 {
-                urls.push(u);
-            }
-        }
-    }
-    for u in &urls {
+    for u in &actor_urls(a) {
         attributes.push(json!({
             "uuid": id(&["url", u]),
             "type": "url",

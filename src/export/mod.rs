@@ -136,6 +136,25 @@ pub(crate) fn format_stix(at: OffsetDateTime) -> String {
     )
 }
 
+/// The distinct URLs an attacker used, first seen first, at most 100: in
+/// its command lines, then in its tags' evidence (oldest first).
+pub(crate) fn actor_urls(a: &crate::query::Actor) -> Vec<String> {
+    let texts = a
+        .commands
+        .iter()
+        .cloned()
+        .chain(a.tags.iter().rev().map(|t| t.evidence.to_string()));
+    let mut urls: Vec<String> = Vec::new();
+    for text in texts {
+        for u in urls_in(&text) {
+            if !urls.contains(&u) && urls.len() < 100 {
+                urls.push(u);
+            }
+        }
+    }
+    urls
+}
+
 /// The http, https and ftp URLs in `text`, trailing punctuation trimmed.
 pub fn urls_in(text: &str) -> Vec<String> {
     static URL: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();

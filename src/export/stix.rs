@@ -8,7 +8,7 @@
 //! every other object's UUIDv5 is derived from what it describes. Object
 //! times come from the data (first and last seen), never from the clock.
 
-use super::{stix_time, urls_in, Producer, DECNET_NAMESPACE, TTP_NAMESPACE};
+use super::{actor_urls, stix_time, Producer, DECNET_NAMESPACE, TTP_NAMESPACE};
 use crate::attack::Attack;
 use crate::query::{Actor, RollupRow};
 use serde_json::{json, Map, Value};
@@ -213,17 +213,7 @@ impl Builder {
         }
 
         // URLs in the command lines and evidence: observed, and indicators.
-        let mut texts: Vec<String> = a.commands.clone();
-        texts.extend(a.tags.iter().rev().map(|t| t.evidence.to_string()));
-        let mut urls: Vec<String> = Vec::new();
-        for text in &texts {
-            for u in urls_in(text) {
-                if !urls.contains(&u) && urls.len() < 100 {
-                    urls.push(u);
-                }
-            }
-        }
-        for u in &urls {
+        for u in &actor_urls(a) {
             let url = self.push(sco("url", json!({"value": u})));
             let mut od = sdo(
                 "observed-data",

@@ -130,24 +130,13 @@ impl Reader {
                 push_command(&mut actor.commands, cmd);
             }
         }
-        if self.schema.has_attackers {
+        if self.schema.has_intel {
             actor.intel = self.intel(&actor.attacker_uuid)?;
         }
         Ok(actor)
     }
 
     fn intel(&self, attacker: &str) -> Result<Option<Intel>, QueryError> {
-        let has_table: i64 = self
-            .conn()
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'attacker_intel'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))?;
-        if has_table == 0 {
-            return Ok(None);
-        }
         self.conn()
             .query_row(
                 "SELECT aggregate_verdict, abuseipdb_score, greynoise_classification, greynoise_tags, \

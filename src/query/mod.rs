@@ -54,8 +54,10 @@ pub struct Schema {
     has_identities: bool,
     /// Where `rule_sha256` lives: our column, DECNET's side table, nowhere.
     sha_source: ShaSource,
-    /// Our trigger-kept fleet rollup (`ttp_technique_totals`) is there.
+    /// Our kept fleet rollup (`ttp_technique_totals`) is there.
     has_totals: bool,
+    /// DECNET's `attacker_intel` table is there (the exports' intel note).
+    has_intel: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,7 @@ impl Schema {
         let has_attackers = table("attackers")?;
         let has_identities = table("attacker_identities")?;
         let has_totals = table("ttp_technique_totals")?;
+        let has_intel = table("attacker_intel")?;
         let sha_source = if table("ttp_tag_rule_sha256")? {
             ShaSource::SideTable
         } else {
@@ -106,6 +109,7 @@ impl Schema {
             has_identities,
             sha_source,
             has_totals,
+            has_intel,
         })
     }
 

@@ -132,7 +132,7 @@ impl Reader {
         self.rollup_rows(&sql, args)
     }
 
-    /// The fleet rollup from the totals the insert trigger keeps (the same
+    /// The fleet rollup from the totals the writer keeps (the same
     /// rows as the scan, without reading every tag).
     fn fleet_totals(&self) -> Result<Vec<RollupRow>, QueryError> {
         self.rollup_rows(
