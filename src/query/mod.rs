@@ -58,6 +58,9 @@ pub struct Schema {
     has_totals: bool,
     /// DECNET's `attacker_intel` table is there (the exports' intel note).
     has_intel: bool,
+    /// Our own file's `ttp_tag` is a view over partitions
+    /// (`ttp_tag_partition` lists them).
+    has_partitions: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +91,7 @@ impl Schema {
         let has_identities = table("attacker_identities")?;
         let has_totals = table("ttp_technique_totals")?;
         let has_intel = table("attacker_intel")?;
+        let has_partitions = table("ttp_tag_partition")?;
         let sha_source = if table("ttp_tag_rule_sha256")? {
             ShaSource::SideTable
         } else {
@@ -110,6 +114,7 @@ impl Schema {
             sha_source,
             has_totals,
             has_intel,
+            has_partitions,
         })
     }
 

@@ -94,13 +94,39 @@ impl Reader {
             ),
             ShaSource::None => ("''", ""),
         };
-        let mut sql = format!(
-            "SELECT t.uuid, t.source_kind, t.source_id, t.attacker_uuid, t.identity_uuid, \
+        let columns = format!(
+            "t.uuid, t.source_kind, t.source_id, t.attacker_uuid, t.identity_uuid, \
              t.session_id, t.decky_id, t.tactic, t.technique_id, t.sub_technique_id, \
              t.confidence, t.rule_id, t.rule_version, t.evidence, t.attack_release, \
-             t.mitre_url, t.created_at, {sha} FROM ttp_tag t{join} WHERE 1=1{cond} \
-             ORDER BY t.created_at DESC, t.uuid"
+             t.mitre_url, t.created_at, {sha}"
         );
+        let partitions = match filter.limit {
+            Some(_) if self.schema.has_partitions => self.partitions()?,
+            _ => Vec::new(),
+        };
+        let mut sql = if partitions.is_empty() {
+            format!(
+                "SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond} \
+                 ORDER BY t.created_at DESC, t.uuid"
+            )
+        } else {
+            // The newest few of a view over partitions: SQLite sorts a view
+            // as a whole (every tag read); a compound ordered at its end is
+            // merged from each partition's own order (its time index), and
+            // stops at the limit.
+            let one = args.clone();
+            let mut arms = Vec::with_capacity(partitions.len());
+            for (i, p) in partitions.iter().enumerate() {
+                if i > 0 {
+                    args.extend(one.iter().cloned());
+                }
+                arms.push(format!("SELECT {columns} FROM {p} t WHERE 1=1{cond}"));
+            }
+            format!(
+                "{} ORDER BY created_at DESC, uuid",
+                arms.join(" UNION ALL ")
+            )
+        };
         if let Some(n) = filter.limit {
             sql.push_str(" LIMIT ?");
             args.push(SqlValue::Integer(i64::from(n)));
@@ -135,10 +161,31 @@ impl Reader {
         rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
     }
 
+    /// Our own file's partitions, oldest first (read per query: the writer
+    /// adds one every [`crate::store::PARTITION_ROWS`] tags).
+    fn partitions(&self) -> Result<Vec<String>, QueryError> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT name FROM ttp_tag_partition ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.err(e))?;
+        names
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// How many tags match, whatever the limit.
     pub fn count_tags(&self, filter: &TagFilter) -> Result<u64, QueryError> {
         let (cond, args) = filter.sql(self);
-        let sql = format!("SELECT count(*) FROM ttp_tag t WHERE 1=1{cond}");
+        // Every tag: our own file's fleet totals hold the count (a count
+        // reads every tag).
+        let sql = if cond.is_empty() && self.schema.has_totals {
+            "SELECT COALESCE(sum(count), 0) FROM ttp_technique_totals".to_string()
+        } else {
+            format!("SELECT count(*) FROM ttp_tag t WHERE 1=1{cond}")
+        };
         self.conn()
             .prepare_cached(&sql)
             .and_then(|mut s| s.query_row(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0)))

@@ -8,14 +8,17 @@
 //! transactions; inserts are idempotent on `uuid`.
 
 mod checkpoint;
+mod partition;
 mod schema;
 mod stats;
 mod views;
 mod writer;
 
+pub use partition::PARTITION_ROWS;
 pub use schema::{open, Flavor, SCHEMA_VERSION};
 pub use writer::{
-    insert_rows, insert_tags, insert_tags_at, NewTagSink, TagWriter, WriteStats, WriterHandle,
+    insert_rows, insert_tags, insert_tags_at, NewTagSink, TagTable, TagWriter, WriteStats,
+    WriterHandle,
 };
 
 use rusqlite::{Connection, ErrorCode};

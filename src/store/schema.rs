@@ -96,7 +96,12 @@ CREATE TABLE ttp_rule_state (
     super::views::OWN,
     // 5: the fleet rollup kept by triggers.
     super::views::TOTALS,
+    // 6: ttp_tag becomes a view over partitions (finished by `partition::adopt`).
+    super::partition::MIGRATION,
 ];
+
+/// The step of [`MIGRATIONS`] after which [`super::partition::adopt`] runs.
+const PARTITIONED_AT: usize = 6;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -307,6 +312,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
         }
         for (i, sql) in steps.iter().enumerate().skip(from as usize) {
             conn.execute_batch(sql)?;
+            if flavor == Flavor::Own && i + 1 == PARTITIONED_AT {
+                super::partition::adopt(conn)?;
+            }
             match flavor {
                 Flavor::Own => conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?,
                 Flavor::Decnet => {

@@ -11,6 +11,9 @@ use std::path::Path;
 /// the table first holds 10,000 rows and again each time it has doubled,
 /// between two transactions of the writer.
 pub(super) struct PlannerStats {
+    /// The table followed: `ttp_tag` in DECNET's database, the live
+    /// partition in our own file.
+    table: String,
     /// The highest rowid when the statistics were last gathered.
     analysed_at: i64,
 }
@@ -18,7 +21,18 @@ pub(super) struct PlannerStats {
 impl PlannerStats {
     const FIRST: i64 = 10_000;
 
-    pub(super) fn new(conn: &Connection) -> PlannerStats {
+    pub(super) fn new(conn: &Connection, table: &str) -> PlannerStats {
+        let mut stats = PlannerStats {
+            table: String::new(),
+            analysed_at: 0,
+        };
+        stats.follow(conn, table);
+        stats
+    }
+
+    /// Follows another table (a new live partition).
+    pub(super) fn follow(&mut self, conn: &Connection, table: &str) {
+        self.table = table.to_string();
         let has_stats = conn
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'",
@@ -29,34 +43,37 @@ impl PlannerStats {
             > 0
             && conn
                 .query_row(
-                    "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'ttp_tag'",
-                    [],
+                    "SELECT count(*) FROM sqlite_stat1 WHERE tbl = ?1",
+                    [table],
                     |r| r.get::<_, i64>(0),
                 )
                 .unwrap_or(0)
                 > 0;
-        PlannerStats {
-            analysed_at: if has_stats { Self::top(conn) } else { 0 },
-        }
+        self.analysed_at = if has_stats { self.top(conn) } else { 0 };
     }
 
-    fn top(conn: &Connection) -> i64 {
-        conn.query_row("SELECT COALESCE(max(rowid), 0) FROM ttp_tag", [], |r| {
-            r.get(0)
-        })
+    fn top(&self, conn: &Connection) -> i64 {
+        conn.query_row(
+            &format!("SELECT COALESCE(max(rowid), 0) FROM {}", self.table),
+            [],
+            |r| r.get(0),
+        )
         .unwrap_or(0)
     }
 
     pub(super) fn refresh(&mut self, conn: &Connection, path: &Path) {
-        let top = Self::top(conn);
+        let top = self.top(conn);
         if top < Self::FIRST || top < self.analysed_at.saturating_mul(2) {
             return;
         }
         let started = std::time::Instant::now();
-        match conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE ttp_tag;") {
+        match conn.execute_batch(&format!(
+            "PRAGMA analysis_limit = 1000; ANALYZE {};",
+            self.table
+        )) {
             Ok(()) => {
                 self.analysed_at = top;
-                tracing::info!(db = %path.display(), rows = top, ms = started.elapsed().as_millis() as u64, "query planner statistics refreshed");
+                tracing::info!(db = %path.display(), table = %self.table, rows = top, ms = started.elapsed().as_millis() as u64, "query planner statistics refreshed");
             }
             // Busy or full: the next commit tries again.
             Err(e) => {
@@ -79,7 +96,7 @@ mod tests {
         let fill = |from: i64, to: i64| {
             conn.execute(
                 "WITH RECURSIVE n(i) AS (SELECT ?1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2) \
-                 INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, \
+                 INSERT INTO ttp_tag_p000001 (uuid, source_kind, source_id, attacker_uuid, tactic, \
                  technique_id, confidence, rule_id, rule_version, evidence, attack_release, created_at) \
                  SELECT 'u' || i, 'k', 's' || i, 'a' || (i % 499), 'TA0001', 'T' || (1100 + i % 20), \
                  0.5, 'R', 1, '{}', \
@@ -96,7 +113,7 @@ mod tests {
             )
             .unwrap()
         };
-        let mut planner = PlannerStats::new(&conn);
+        let mut planner = PlannerStats::new(&conn, "ttp_tag_p000001");
         fill(1, 9_000);
         planner.refresh(&conn, &path);
         assert_eq!(stats(), 0, "too few rows to be worth it");
@@ -111,7 +128,10 @@ mod tests {
         planner.refresh(&conn, &path);
         assert_eq!(planner.analysed_at, 24_000);
         // A new writer on an analysed file starts from where it is.
-        assert_eq!(PlannerStats::new(&conn).analysed_at, 24_000);
+        assert_eq!(
+            PlannerStats::new(&conn, "ttp_tag_p000001").analysed_at,
+            24_000
+        );
         // The plan for one attacker's tags of a common technique uses the
         // attacker index, not the technique's.
         let plan: String = conn

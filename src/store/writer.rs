@@ -1,6 +1,7 @@
 //! The single tag writer: a thread owning the connection, fed by a bounded
 //! channel; tags (with the read position) in batched transactions.
 
+use super::partition::{Maintenance, Partitions};
 use super::schema::{open, Flavor};
 use super::{file_identity, write_with_retry, StoreError, StoreOptions};
 use crate::catalog::{self, SyncReport};
@@ -15,9 +16,46 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use uuid::Uuid;
 
+/// Where tags go: DECNET's `ttp_tag`, or our own file's live partition
+/// (with the closed partitions to ask before a UUID counts as new).
+#[derive(Debug, Clone)]
+pub struct TagTable {
+    flavor: Flavor,
+    parts: Option<Partitions>,
+}
+
+impl TagTable {
+    /// Looks at the file (its flavour, and in our own file the partitions).
+    pub fn load(conn: &Connection) -> rusqlite::Result<TagTable> {
+        let flavor = Flavor::of(conn)?;
+        let parts = match flavor {
+            Flavor::Own => Some(Partitions::load(conn)?),
+            Flavor::Decnet => None,
+        };
+        Ok(TagTable { flavor, parts })
+    }
+
+    #[cfg(test)]
+    pub(super) fn with_partitions(parts: Partitions) -> TagTable {
+        TagTable {
+            flavor: Flavor::Own,
+            parts: Some(parts),
+        }
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The table the planner statistics follow.
+    fn stats_table(&self) -> &str {
+        self.parts.as_ref().map_or("ttp_tag", |p| p.live())
+    }
+}
+
 /// Inserts tags in one transaction; returns the tags that were new.
 pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<Vec<&'a Tag>> {
-    insert_tags_at(conn, Flavor::of(conn)?, tags, None)
+    insert_tags_at(conn, &TagTable::load(conn)?, tags, None)
 }
 
 /// Inserts tags and, in the same transaction, the read position reached
@@ -26,7 +64,7 @@ pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<V
 /// has no such column).
 pub fn insert_tags_at<'a>(
     conn: &Connection,
-    flavor: Flavor,
+    table: &TagTable,
     tags: &'a [Tag],
     position: Option<&InputPosition>,
 ) -> rusqlite::Result<Vec<&'a Tag>> {
@@ -34,7 +72,7 @@ pub fn insert_tags_at<'a>(
     if let Some(p) = position {
         crate::position::save(&tx, p)?;
     }
-    let new = insert_rows(&tx, flavor, tags)?;
+    let new = insert_rows(&tx, table, tags)?;
     tx.commit()?;
     Ok(new)
 }
@@ -42,20 +80,32 @@ pub fn insert_tags_at<'a>(
 /// Inserts tags inside the caller's transaction; returns the new ones.
 pub fn insert_rows<'a>(
     tx: &Connection,
-    flavor: Flavor,
+    table: &TagTable,
     tags: &'a [Tag],
 ) -> rusqlite::Result<Vec<&'a Tag>> {
-    let mut new = Vec::new();
+    let flavor = table.flavor;
+    // Inserted in UUID order: consecutive rows then land on neighbouring
+    // pages of the primary-key index (UUIDs are random, so arrival order
+    // scatters them over the whole index); the new tags are returned in
+    // the order they came.
+    let mut order: Vec<usize> = (0..tags.len()).collect();
+    order.sort_by_key(|&i| tags[i].uuid);
+    let mut fresh = vec![false; tags.len()];
     {
-        let mut stmt = tx.prepare_cached(match flavor {
-            Flavor::Own => {
-                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
-                 session_id, decky_id, tactic, technique_id, sub_technique_id, confidence, rule_id, \
-                 rule_version, evidence, attack_release, mitre_url, created_at, rule_sha256) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
-                 ON CONFLICT(uuid) DO NOTHING"
+        let own_sql;
+        let mut stmt = tx.prepare_cached(match &table.parts {
+            Some(parts) => {
+                own_sql = format!(
+                    "INSERT INTO {} (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
+                     session_id, decky_id, tactic, technique_id, sub_technique_id, confidence, rule_id, \
+                     rule_version, evidence, attack_release, mitre_url, created_at, rule_sha256) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) \
+                     ON CONFLICT(uuid) DO NOTHING",
+                    parts.live()
+                );
+                &own_sql
             }
-            Flavor::Decnet => {
+            None => {
                 "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
                  session_id, decky_id, tactic, technique_id, sub_technique_id, confidence, rule_id, \
                  rule_version, evidence, attack_release, mitre_url, created_at) \
@@ -70,11 +120,17 @@ pub fn insert_rows<'a>(
                  ON CONFLICT(uuid) DO NOTHING",
             )?),
         };
-        for t in tags {
+        for &i in &order {
+            let t = &tags[i];
             // Stored exactly as DECNET stores it: `json.dumps(evidence)`.
             let evidence = crate::pyjson::dumps_object(t.evidence.iter());
             let mut uuid = Uuid::encode_buffer();
             let uuid: &str = t.uuid.hyphenated().encode_lower(&mut uuid);
+            if let Some(parts) = &table.parts {
+                if parts.stored_elsewhere(tx, &t.uuid, uuid)? {
+                    continue;
+                }
+            }
             let columns = params![
                 uuid,
                 t.source_kind,
@@ -119,12 +175,15 @@ pub fn insert_rows<'a>(
                 if let Some(sha) = &mut sha {
                     sha.execute(params![uuid, t.rule_sha256])?;
                 }
-            }
-            if n > 0 {
-                new.push(t);
+                fresh[i] = true;
             }
         }
     }
+    let new: Vec<&Tag> = tags
+        .iter()
+        .zip(&fresh)
+        .filter_map(|(t, &f)| f.then_some(t))
+        .collect();
     if flavor == Flavor::Own {
         super::views::add_to_totals(tx, &new)?;
     }
@@ -162,7 +221,7 @@ enum Msg {
 
 /// A piece of work run on the writer's connection; retried as a whole when
 /// the database is locked or full (so it must be its own transaction).
-type Job = Box<dyn FnMut(&Connection, Flavor) -> rusqlite::Result<()> + Send>;
+type Job = Box<dyn FnMut(&Connection, &TagTable) -> rusqlite::Result<()> + Send>;
 
 /// Rows buffered before a transaction is committed regardless of input.
 const BATCH_ROWS: usize = 10_000;
@@ -190,6 +249,10 @@ impl TagWriter {
         sink: Option<NewTagSink>,
     ) -> Result<TagWriter, StoreError> {
         let mut conn = open(path, opts)?;
+        // A lookup statement per closed partition besides the inserts: more
+        // than rusqlite's default 16, which then prepares them again and
+        // again.
+        conn.set_prepared_statement_cache_capacity(256);
         let checkpointer = super::checkpoint::Checkpointer::start(
             &mut conn,
             path,
@@ -291,12 +354,12 @@ impl WriterHandle {
     /// run again from the start when the database is locked or full.
     pub fn run<T: Send + 'static>(
         &self,
-        mut f: impl FnMut(&Connection, Flavor) -> rusqlite::Result<T> + Send + 'static,
+        mut f: impl FnMut(&Connection, &TagTable) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (value_tx, value_rx) = mpsc::sync_channel(1);
         let (done_tx, done_rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |conn, flavor| {
-            let v = f(conn, flavor)?;
+        let job: Job = Box::new(move |conn, table| {
+            let v = f(conn, table)?;
             let _ = value_tx.try_send(v);
             Ok(())
         });
@@ -312,7 +375,7 @@ impl WriterHandle {
     /// locked or full; a failure is logged.
     pub fn spawn(
         &self,
-        f: impl FnMut(&Connection, Flavor) -> rusqlite::Result<()> + Send + 'static,
+        f: impl FnMut(&Connection, &TagTable) -> rusqlite::Result<()> + Send + 'static,
     ) -> Result<(), StoreError> {
         self.send_msg(Msg::Run(Box::new(f), None))
     }
@@ -337,14 +400,14 @@ fn writer_loop(
     let mut pending: Vec<Tag> = Vec::new();
     let mut position: Option<InputPosition> = None;
     let identity = file_identity(path);
-    let flavor = Flavor::of(&conn).map_err(|e| StoreError::Sqlite {
+    let mut table = TagTable::load(&conn).map_err(|e| StoreError::Sqlite {
         path: path.to_path_buf(),
         source: e,
     })?;
-    if flavor == Flavor::Decnet {
+    if table.flavor == Flavor::Decnet {
         tracing::info!(db = %path.display(), "writing into DECNET's database: its tables are used as they are");
     }
-    let mut planner = super::stats::PlannerStats::new(&conn);
+    let mut planner = super::stats::PlannerStats::new(&conn, table.stats_table());
     let mut open = true;
     while open {
         // Block for the first message, then drain what is queued; anything
@@ -369,7 +432,7 @@ fn writer_loop(
         if !pending.is_empty() || position.is_some() {
             let at = position.take();
             let new = write_with_retry(path, opts, "tags", || {
-                insert_tags_at(&conn, flavor, &pending, at.as_ref())
+                insert_tags_at(&conn, &table, &pending, at.as_ref())
             })?;
             stats.transactions += 1;
             stats.new += new.len() as u64;
@@ -389,6 +452,9 @@ fn writer_loop(
             }
         }
         planner.refresh(&conn, path);
+        if let Some(parts) = table.parts.as_mut() {
+            maintain(&conn, parts, path, &mut planner);
+        }
         if let Some(cp) = checkpointer {
             cp.after_commit(&conn);
         }
@@ -421,7 +487,7 @@ fn writer_loop(
             Some(Msg::Run(mut job, done)) => {
                 // A failure is the caller's to report (or logged for a
                 // detached job); the writer goes on.
-                let result = write_with_retry(path, opts, "a batch", || job(&conn, flavor));
+                let result = write_with_retry(path, opts, "a batch", || job(&conn, &table));
                 match done {
                     Some(done) => {
                         let _ = done.send(result);
@@ -436,4 +502,32 @@ fn writer_loop(
         }
     }
     Ok(stats)
+}
+
+/// One step of the partitions' upkeep between two transactions (see
+/// [`Partitions::maintain`]); a failure (a lock, a full disk) is logged and
+/// the step is tried again after the next commit.
+fn maintain(
+    conn: &Connection,
+    parts: &mut Partitions,
+    path: &Path,
+    planner: &mut super::stats::PlannerStats,
+) {
+    let started = std::time::Instant::now();
+    match parts.maintain(conn) {
+        Ok(Maintenance::Nothing) => {}
+        Ok(Maintenance::Closed(name, rows)) => {
+            planner.follow(conn, parts.live());
+            tracing::info!(db = %path.display(), partition = %name, rows, ms = started.elapsed().as_millis() as u64, next = %parts.live(), "tag partition closed");
+        }
+        Ok(Maintenance::Indexed(name, index)) => {
+            tracing::debug!(db = %path.display(), partition = %name, index = %index, ms = started.elapsed().as_millis() as u64, "index of a closed tag partition built");
+        }
+        Ok(Maintenance::Completed(name)) => {
+            tracing::info!(db = %path.display(), partition = %name, "closed tag partition indexed and analysed");
+        }
+        Err(e) => {
+            tracing::warn!(db = %path.display(), "tag partition upkeep postponed: {e}");
+        }
+    }
 }

@@ -102,8 +102,8 @@ impl Flusher<'_> {
         if tags.is_empty() || self.options.dry_run {
             return Ok(());
         }
-        let new = self.writer.run(move |conn, flavor| {
-            crate::store::insert_tags_at(conn, flavor, &tags, None).map(|n| n.len() as u64)
+        let new = self.writer.run(move |conn, table| {
+            crate::store::insert_tags_at(conn, table, &tags, None).map(|n| n.len() as u64)
         })?;
         self.inserted += new;
         Ok(())

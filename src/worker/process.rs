@@ -17,7 +17,7 @@ use crate::daemon::watch::WatchOptions;
 use crate::engine::Engine;
 use crate::rule::parse::LoadOptions;
 use crate::run::{RunError, TagOptions};
-use crate::store::{self, Flavor, WriterHandle};
+use crate::store::{self, Flavor, TagTable, WriterHandle};
 use crate::tag::Tag;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
@@ -358,8 +358,8 @@ fn tag_loop(
         let (outgoing, counts) = (outgoing.clone(), counts.clone());
         // Run again only when storing failed (a lock, a full disk): the
         // announcements follow the one commit that succeeded.
-        let job = move |conn: &rusqlite::Connection, flavor: Flavor| -> rusqlite::Result<()> {
-            let mut new = store_batch(conn, flavor, &all)?;
+        let job = move |conn: &rusqlite::Connection, table: &TagTable| -> rusqlite::Result<()> {
+            let mut new = store_batch(conn, table, &all)?;
             counts.new.fetch_add(new.len() as u64, Ordering::Relaxed);
             if let Some(live) = &counts.live {
                 live.tags_new.fetch_add(new.len() as u64, Ordering::Relaxed);
@@ -417,12 +417,12 @@ fn control(env: &Envelope, shutdown: &AtomicBool) {
 /// the UUIDs newly stored.
 fn store_batch(
     conn: &rusqlite::Connection,
-    flavor: Flavor,
+    table: &TagTable,
     tags: &[Tag],
 ) -> rusqlite::Result<HashSet<uuid::Uuid>> {
     let tx = conn.unchecked_transaction()?;
-    let new: Vec<&Tag> = store::insert_rows(&tx, flavor, tags)?;
-    if flavor == Flavor::Decnet {
+    let new: Vec<&Tag> = store::insert_rows(&tx, table, tags)?;
+    if table.flavor() == Flavor::Decnet {
         let mut seen = HashSet::new();
         for t in new.iter().filter(|t| t.source_kind == "ipv6_leak") {
             let Some(attacker) = &t.attacker_uuid else {

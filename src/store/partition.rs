@@ -1,0 +1,867 @@
+//! Our own file's tags, in partitions (issue #13).
+//!
+//! A single `ttp_tag` table slows down as it grows: its random UUID key and
+//! 13 indexes spread every batch over pages that no longer fit the cache.
+//! So in our own file `ttp_tag` is a view (`UNION ALL`, DECNET's column
+//! names and types, plus `rule_sha256`) over tables `ttp_tag_p000001`,
+//! `ttp_tag_p000002`, …:
+//!
+//! - the **live** partition takes the writer's inserts; it carries the
+//!   UUID key and the four indexes the common queries need (attacker ×
+//!   technique, identity × technique, technique × time, time);
+//! - when it holds [`PARTITION_ROWS`] rows it is **closed**: a new live
+//!   partition starts, the closed one gets a Bloom filter of its UUIDs
+//!   (stored in `ttp_tag_partition.bloom`) and, one per writer pass, the
+//!   nine other indexes of DECNET's schema.
+//!
+//! A tag UUID stays unique across partitions: before a tag goes into the
+//! live partition, the closed partitions whose filter may hold its UUID
+//! are asked (about 1 % of tags ask one partition for nothing).
+//!
+//! `INSTEAD OF` triggers keep `INSERT`, `UPDATE` and `DELETE` on the view
+//! working for `sqlite3` users, and per-partition triggers keep the fleet
+//! totals exact, as they were with one table.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use uuid::Uuid;
+
+/// Rows a live partition takes before it is closed.
+pub const PARTITION_ROWS: i64 = 250_000;
+
+/// The columns, in DECNET's order, then ours.
+const COLUMNS: [&str; 18] = [
+    "uuid",
+    "source_kind",
+    "source_id",
+    "attacker_uuid",
+    "identity_uuid",
+    "session_id",
+    "decky_id",
+    "tactic",
+    "technique_id",
+    "sub_technique_id",
+    "confidence",
+    "rule_id",
+    "rule_version",
+    "evidence",
+    "attack_release",
+    "mitre_url",
+    "created_at",
+    "rule_sha256",
+];
+
+/// Indexes every partition has from the start: what the common queries
+/// (one attacker's or identity's tags and rollup, a technique over time,
+/// the newest tags) need.
+const LIVE_INDEXES: [(&str, &str); 4] = [
+    ("attacker_technique", "attacker_uuid,technique_id"),
+    ("identity_technique", "identity_uuid,technique_id"),
+    ("technique_created", "technique_id,created_at"),
+    ("created_at", "created_at"),
+];
+
+/// The rest of DECNET's indexes, built when a partition closes.
+const DEFERRED_INDEXES: [(&str, &str); 9] = [
+    ("attack_release", "attack_release"),
+    ("attacker_uuid", "attacker_uuid"),
+    ("decky_id", "decky_id"),
+    ("identity_uuid", "identity_uuid"),
+    ("rule_id", "rule_id"),
+    ("session_id", "session_id"),
+    ("sub_technique_id", "sub_technique_id"),
+    ("tactic", "tactic"),
+    ("technique_id", "technique_id"),
+];
+
+/// Schema step 6: the single table becomes partition 1 (its indexes keep
+/// DECNET's names), the partition catalogue is created; [`adopt`] finishes
+/// the step (it needs to look at the data).
+pub(super) const MIGRATION: &str = r#"
+DROP TRIGGER IF EXISTS ttp_tag_totals_delete;
+DROP TRIGGER IF EXISTS ttp_tag_totals_update;
+PRAGMA legacy_alter_table = ON;
+ALTER TABLE ttp_tag RENAME TO ttp_tag_p000001;
+PRAGMA legacy_alter_table = OFF;
+CREATE TABLE ttp_tag_partition (
+  id INTEGER PRIMARY KEY,
+  name VARCHAR NOT NULL UNIQUE,
+  state VARCHAR NOT NULL CHECK (state IN ('live', 'closed')),
+  rows INTEGER,
+  bloom BLOB,
+  closed_at DATETIME
+);
+"#;
+
+fn table_name(id: i64) -> String {
+    format!("ttp_tag_p{id:06}")
+}
+
+/// The `CREATE TABLE` of a partition: DECNET's columns and CHECKs, plus
+/// `rule_sha256`.
+fn create_table(name: &str) -> String {
+    format!(
+        r#"
+CREATE TABLE {name} (
+  uuid VARCHAR NOT NULL, source_kind VARCHAR NOT NULL, source_id VARCHAR NOT NULL,
+  attacker_uuid VARCHAR, identity_uuid VARCHAR, session_id VARCHAR, decky_id VARCHAR,
+  tactic VARCHAR NOT NULL, technique_id VARCHAR NOT NULL, sub_technique_id VARCHAR,
+  confidence FLOAT NOT NULL, rule_id VARCHAR NOT NULL, rule_version INTEGER NOT NULL,
+  evidence JSON NOT NULL, attack_release VARCHAR NOT NULL, mitre_url VARCHAR,
+  created_at DATETIME NOT NULL,
+  rule_sha256 VARCHAR NOT NULL DEFAULT '',
+  PRIMARY KEY (uuid),
+  CONSTRAINT ttp_tag_has_anchor CHECK (attacker_uuid IS NOT NULL OR identity_uuid IS NOT NULL),
+  CONSTRAINT ttp_tag_confidence_range CHECK (confidence >= 0.0 AND confidence <= 1.0),
+  FOREIGN KEY(attacker_uuid) REFERENCES attackers (uuid) ON DELETE CASCADE,
+  FOREIGN KEY(identity_uuid) REFERENCES attacker_identities (uuid) ON DELETE CASCADE
+);
+"#
+    )
+}
+
+/// The statement that recomputes the fleet totals of the technique groups
+/// matching `which` (a condition on `OLD`/`NEW`).
+fn recompute_totals(delete_where: &str, select_where: &str) -> String {
+    format!(
+        "DELETE FROM ttp_technique_totals WHERE {delete_where};
+  INSERT INTO ttp_technique_totals
+  SELECT technique_id, COALESCE(sub_technique_id, ''), MAX(tactic), COUNT(*), MIN(created_at),
+         MAX(created_at), MAX(confidence)
+  FROM ttp_tag WHERE {select_where}
+  GROUP BY technique_id, COALESCE(sub_technique_id, '');"
+    )
+}
+
+const OLD_GROUP: (&str, &str) = (
+    "technique_id = OLD.technique_id AND sub_technique_id = COALESCE(OLD.sub_technique_id, '')",
+    "technique_id = OLD.technique_id AND sub_technique_id IS OLD.sub_technique_id",
+);
+const NEW_GROUP: (&str, &str) = (
+    "technique_id = NEW.technique_id AND sub_technique_id = COALESCE(NEW.sub_technique_id, '')",
+    "technique_id = NEW.technique_id AND sub_technique_id IS NEW.sub_technique_id",
+);
+
+/// A partition's triggers: a hand edit (`DELETE`/`UPDATE`, directly or
+/// through the view) keeps the fleet totals exact.
+fn partition_triggers(name: &str) -> String {
+    format!(
+        "CREATE TRIGGER {name}_totals_delete AFTER DELETE ON {name} BEGIN
+  {delete}
+END;
+CREATE TRIGGER {name}_totals_update AFTER UPDATE ON {name} BEGIN
+  {update}
+END;
+",
+        delete = recompute_totals(OLD_GROUP.0, OLD_GROUP.1),
+        update = recompute_totals(
+            &format!("({}) OR ({})", OLD_GROUP.0, NEW_GROUP.0),
+            &format!("({}) OR ({})", OLD_GROUP.1, NEW_GROUP.1)
+        ),
+    )
+}
+
+/// The view `ttp_tag` over `tables` and its `INSTEAD OF` triggers; `live`
+/// takes inserts made through the view.
+fn view_sql(tables: &[String], live: &str) -> String {
+    let cols = COLUMNS.join(", ");
+    let union = tables
+        .iter()
+        .map(|t| format!("SELECT {cols} FROM {t}"))
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n");
+    let new_values = COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "rule_sha256" => "COALESCE(NEW.rule_sha256, '')".to_string(),
+            c => format!("NEW.{c}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let deletes: String = tables
+        .iter()
+        .map(|t| format!("  DELETE FROM {t} WHERE uuid = OLD.uuid;\n"))
+        .collect();
+    let updates: String = tables
+        .iter()
+        .map(|t| format!("  UPDATE {t} SET ({cols}) = ({new_values}) WHERE uuid = OLD.uuid;\n"))
+        .collect();
+    format!(
+        "DROP VIEW IF EXISTS ttp_tag;
+CREATE VIEW ttp_tag AS
+{union};
+CREATE TRIGGER ttp_tag_insert INSTEAD OF INSERT ON ttp_tag BEGIN
+  SELECT RAISE(ABORT, 'UNIQUE constraint failed: ttp_tag.uuid')
+  WHERE EXISTS (SELECT 1 FROM ttp_tag WHERE uuid = NEW.uuid);
+  INSERT INTO {live} ({cols}) VALUES ({new_values});
+  {totals}
+END;
+CREATE TRIGGER ttp_tag_delete INSTEAD OF DELETE ON ttp_tag BEGIN
+{deletes}END;
+CREATE TRIGGER ttp_tag_update INSTEAD OF UPDATE ON ttp_tag BEGIN
+{updates}END;
+",
+        totals = recompute_totals(NEW_GROUP.0, NEW_GROUP.1),
+    )
+}
+
+/// A new live partition: table, live indexes, triggers, catalogue row.
+fn create_partition(conn: &Connection, id: i64) -> rusqlite::Result<String> {
+    let name = table_name(id);
+    let mut sql = create_table(&name);
+    for (suffix, cols) in LIVE_INDEXES {
+        sql.push_str(&format!(
+            "CREATE INDEX ix_{name}_{suffix} ON {name} ({cols});\n"
+        ));
+    }
+    sql.push_str(&partition_triggers(&name));
+    conn.execute_batch(&sql)?;
+    conn.execute(
+        "INSERT INTO ttp_tag_partition (id, name, state) VALUES (?1, ?2, 'live')",
+        params![id, name],
+    )?;
+    Ok(name)
+}
+
+/// Re-creates the view and its triggers over every partition.
+fn rebuild_view(conn: &Connection) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare("SELECT name, state FROM ttp_tag_partition ORDER BY id")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut tables = Vec::new();
+    let mut live = None;
+    for row in rows {
+        let (name, state) = row?;
+        if state == "live" {
+            live = Some(name.clone());
+        }
+        tables.push(name);
+    }
+    let live = live.ok_or_else(|| {
+        rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some("ttp_tag_partition has no live partition".into()),
+        )
+    })?;
+    conn.execute_batch(&view_sql(&tables, &live))
+}
+
+/// The index columns `table` has, one comma-joined list per index.
+fn index_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT (SELECT group_concat(name, ',') FROM \
+           (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) \
+         FROM pragma_index_list(?1) il",
+    )?;
+    let rows = stmt.query_map([table], |r| r.get::<_, Option<String>>(0))?;
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+/// Finishes schema step 6 inside the migration's transaction: partition 1
+/// (the former table) stays live while it is small, its deferred indexes
+/// dropped, or is closed and a new live partition starts; then the view.
+pub(super) fn adopt(conn: &Connection) -> rusqlite::Result<()> {
+    adopt_at(conn, PARTITION_ROWS)
+}
+
+fn adopt_at(conn: &Connection, limit: i64) -> rusqlite::Result<()> {
+    let first = table_name(1);
+    let rows: i64 = conn.query_row(&format!("SELECT count(*) FROM {first}"), [], |r| r.get(0))?;
+    conn.execute_batch(&partition_triggers(&first))?;
+    if rows < limit {
+        for (suffix, _) in DEFERRED_INDEXES {
+            conn.execute_batch(&format!("DROP INDEX IF EXISTS ix_ttp_tag_{suffix};"))?;
+        }
+        conn.execute(
+            "INSERT INTO ttp_tag_partition (id, name, state) VALUES (1, ?1, 'live')",
+            [&first],
+        )?;
+    } else {
+        let bloom = Bloom::of_table(conn, &first, rows)?;
+        conn.execute(
+            "INSERT INTO ttp_tag_partition (id, name, state, rows, bloom, closed_at) \
+             VALUES (1, ?1, 'closed', ?2, ?3, strftime('%Y-%m-%d %H:%M:%f', 'now'))",
+            params![first, rows, bloom.to_bytes()],
+        )?;
+        create_partition(conn, 2)?;
+    }
+    rebuild_view(conn)
+}
+
+/// A Bloom filter of a closed partition's UUIDs, in 512-bit blocks (one
+/// cache line per probe): 16 bits per UUID, 8 bits per key, about 0.2 %
+/// false positives (each one costs a lookup in that partition, whose pages
+/// are rarely in the cache). A tag UUID is a SHA-1 (v5) already, so its bits are
+/// the hash.
+#[derive(Debug, Clone)]
+struct Bloom {
+    words: Vec<u64>,
+}
+
+impl Bloom {
+    const BLOCK_WORDS: usize = 8;
+
+    fn with_capacity(keys: i64) -> Bloom {
+        let blocks = ((keys.max(1) as usize) * 16).div_ceil(512).max(1);
+        Bloom {
+            words: vec![0; blocks * Self::BLOCK_WORDS],
+        }
+    }
+
+    /// The block (from the high half's top bits) and eight bit positions
+    /// in it (seven from the low half, one from the high half's low bits).
+    fn probes(&self, uuid: &Uuid) -> (usize, [u16; 8]) {
+        let (hi, lo) = uuid.as_u64_pair();
+        let blocks = (self.words.len() / Self::BLOCK_WORDS) as u128;
+        let block = ((hi as u128 * blocks) >> 64) as usize;
+        let mut bits = [0u16; 8];
+        for (i, b) in bits.iter_mut().take(7).enumerate() {
+            *b = ((lo >> (9 * i)) & 511) as u16;
+        }
+        bits[7] = (hi & 511) as u16;
+        (block * Self::BLOCK_WORDS, bits)
+    }
+
+    fn insert(&mut self, uuid: &Uuid) {
+        let (base, bits) = self.probes(uuid);
+        for b in bits {
+            self.words[base + (b as usize >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    fn may_contain(&self, uuid: &Uuid) -> bool {
+        let (base, bits) = self.probes(uuid);
+        bits.iter()
+            .all(|&b| self.words[base + (b as usize >> 6)] & (1 << (b & 63)) != 0)
+    }
+
+    fn of_table(conn: &Connection, table: &str, rows: i64) -> rusqlite::Result<Bloom> {
+        let mut bloom = Bloom::with_capacity(rows);
+        let mut stmt = conn.prepare(&format!("SELECT uuid FROM {table}"))?;
+        let mut q = stmt.query([])?;
+        while let Some(r) = q.next()? {
+            // A UUID that does not parse was not written by a tagger (a
+            // hand edit): its text is hashed as a v5 name instead; a
+            // lookup of it takes the same path.
+            let text: String = r.get(0)?;
+            bloom.insert(&key(&text));
+        }
+        Ok(bloom)
+    }
+
+    fn to_bytes(&self) -> Vec<u8> {
+        self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Option<Bloom> {
+        if bytes.is_empty() || !bytes.len().is_multiple_of(Self::BLOCK_WORDS * 8) {
+            return None;
+        }
+        Some(Bloom {
+            words: bytes
+                .chunks_exact(8)
+                .map(|c| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(c);
+                    u64::from_le_bytes(w)
+                })
+                .collect(),
+        })
+    }
+}
+
+/// The filter key of a stored UUID text.
+fn key(text: &str) -> Uuid {
+    Uuid::try_parse(text).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, text.as_bytes()))
+}
+
+#[derive(Debug, Clone)]
+struct Closed {
+    name: String,
+    bloom: Bloom,
+}
+
+/// The partitions as the writer sees them: where inserts go, and the
+/// closed partitions to ask before a UUID counts as new.
+#[derive(Debug, Clone, Default)]
+pub struct Partitions {
+    /// Rows a live partition takes ([`PARTITION_ROWS`]; smaller in tests).
+    limit: i64,
+    live: String,
+    live_id: i64,
+    closed: Vec<Closed>,
+    /// Closed partitions still missing deferred indexes.
+    unindexed: Vec<String>,
+}
+
+impl Partitions {
+    /// Reads the catalogue; a closed partition without a stored filter
+    /// (none is written without one, but a hand edit may clear it) gets one
+    /// computed here.
+    pub fn load(conn: &Connection) -> rusqlite::Result<Partitions> {
+        let mut parts = Partitions {
+            limit: PARTITION_ROWS,
+            ..Partitions::default()
+        };
+        let mut stmt =
+            conn.prepare("SELECT id, name, state, rows, bloom FROM ttp_tag_partition ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+                r.get::<_, Option<Vec<u8>>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, name, state, count, bloom) = row?;
+            if state == "live" {
+                parts.live = name;
+                parts.live_id = id;
+                continue;
+            }
+            let bloom = match bloom.as_deref().and_then(Bloom::from_bytes) {
+                Some(b) => b,
+                None => {
+                    let count = match count {
+                        Some(c) => c,
+                        None => {
+                            conn.query_row(&format!("SELECT count(*) FROM {name}"), [], |r| {
+                                r.get(0)
+                            })?
+                        }
+                    };
+                    Bloom::of_table(conn, &name, count)?
+                }
+            };
+            let have = index_columns(conn, &name)?;
+            if DEFERRED_INDEXES
+                .iter()
+                .any(|(_, cols)| !have.iter().any(|h| h == cols))
+            {
+                parts.unindexed.push(name.clone());
+            }
+            parts.closed.push(Closed { name, bloom });
+        }
+        if parts.live.is_empty() {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+                Some("ttp_tag_partition has no live partition".into()),
+            ));
+        }
+        Ok(parts)
+    }
+
+    /// The table inserts go to.
+    pub fn live(&self) -> &str {
+        &self.live
+    }
+
+    /// Whether `uuid` is stored in a closed partition.
+    pub fn stored_elsewhere(
+        &self,
+        conn: &Connection,
+        uuid: &Uuid,
+        text: &str,
+    ) -> rusqlite::Result<bool> {
+        for c in self.closed.iter().rev() {
+            if c.bloom.may_contain(uuid) {
+                let found = conn
+                    .prepare_cached(&format!("SELECT 1 FROM {} WHERE uuid = ?1", c.name))?
+                    .query_row([text], |_| Ok(()))
+                    .optional()?;
+                if found.is_some() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Between two of the writer's transactions: closes the live partition
+    /// once it is full, else builds one missing index of a closed one.
+    /// Each step is its own transaction; returns whether it did anything.
+    pub fn maintain(&mut self, conn: &Connection) -> rusqlite::Result<Maintenance> {
+        let top: i64 = conn.query_row(
+            &format!("SELECT COALESCE(max(rowid), 0) FROM {}", self.live),
+            [],
+            |r| r.get(0),
+        )?;
+        if top >= self.limit {
+            let rows: i64 =
+                conn.query_row(&format!("SELECT count(*) FROM {}", self.live), [], |r| {
+                    r.get(0)
+                })?;
+            if rows >= self.limit {
+                return self.close(conn, rows);
+            }
+        }
+        let Some(name) = self.unindexed.first().cloned() else {
+            return Ok(Maintenance::Nothing);
+        };
+        let have = index_columns(conn, &name)?;
+        let missing = DEFERRED_INDEXES
+            .iter()
+            .find(|(_, cols)| !have.iter().any(|h| h == cols));
+        match missing {
+            Some((suffix, cols)) => {
+                conn.execute_batch(&format!(
+                    "CREATE INDEX IF NOT EXISTS ix_{name}_{suffix} ON {name} ({cols})"
+                ))?;
+                Ok(Maintenance::Indexed(name, (*suffix).to_string()))
+            }
+            None => {
+                self.unindexed.remove(0);
+                conn.execute_batch(&format!("PRAGMA analysis_limit = 1000; ANALYZE {name};"))?;
+                Ok(Maintenance::Completed(name))
+            }
+        }
+    }
+
+    fn close(&mut self, conn: &Connection, rows: i64) -> rusqlite::Result<Maintenance> {
+        let bloom = Bloom::of_table(conn, &self.live, rows)?;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE ttp_tag_partition SET state = 'closed', rows = ?2, bloom = ?3, \
+             closed_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = ?1",
+            params![self.live_id, rows, bloom.to_bytes()],
+        )?;
+        let next = create_partition(&tx, self.live_id + 1)?;
+        rebuild_view(&tx)?;
+        tx.commit()?;
+        let closed = std::mem::replace(&mut self.live, next);
+        self.live_id += 1;
+        self.unindexed.push(closed.clone());
+        self.closed.push(Closed {
+            name: closed.clone(),
+            bloom,
+        });
+        Ok(Maintenance::Closed(closed, rows))
+    }
+}
+
+/// What [`Partitions::maintain`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Maintenance {
+    Nothing,
+    /// The partition closed, with its row count.
+    Closed(String, i64),
+    /// One deferred index built on a closed partition.
+    Indexed(String, String),
+    /// A closed partition has all its indexes and statistics.
+    Completed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{insert_rows, open, StoreOptions, TagTable};
+    use crate::tag::Tag;
+
+    fn tag(i: u32, technique: &str) -> Tag {
+        Tag {
+            uuid: Uuid::new_v5(&Uuid::NAMESPACE_DNS, &i.to_le_bytes()),
+            source_kind: "command".into(),
+            source_id: format!("s{i}"),
+            attacker_uuid: Some(format!("a{}", i % 7)),
+            identity_uuid: None,
+            session_id: None,
+            decky_id: None,
+            tactic: "TA0002".into(),
+            technique_id: technique.into(),
+            sub_technique_id: None,
+            confidence: 0.5,
+            rule_id: "R1".into(),
+            rule_version: 1,
+            evidence: Default::default(),
+            attack_release: "v1".into(),
+            mitre_url: None,
+            created_at: format!("2026-01-01 00:00:{:02}.000000", i % 60),
+            rule_sha256: "sha".into(),
+        }
+    }
+
+    /// Stores `tags` as the writer does; returns how many were new.
+    fn store(conn: &Connection, parts: &Partitions, tags: &[Tag]) -> usize {
+        let table = TagTable::with_partitions(parts.clone());
+        let tx = conn.unchecked_transaction().unwrap();
+        let n = insert_rows(&tx, &table, tags).unwrap().len();
+        tx.commit().unwrap();
+        n
+    }
+
+    fn count(conn: &Connection, sql: &str) -> i64 {
+        conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    #[test]
+    fn partitions_close_index_and_keep_uuids_unique() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let conn = open(&dir.path().join("p.db"), &StoreOptions::default()).unwrap();
+        let mut parts = Partitions::load(&conn).unwrap();
+        parts.limit = 100;
+        assert_eq!(parts.live(), "ttp_tag_p000001");
+        let first: Vec<Tag> = (0..120).map(|i| tag(i, "T1059")).collect();
+        assert_eq!(store(&conn, &parts, &first), 120);
+        assert_eq!(
+            parts.maintain(&conn).unwrap(),
+            Maintenance::Closed("ttp_tag_p000001".into(), 120)
+        );
+        assert_eq!(parts.live(), "ttp_tag_p000002");
+        // A closed partition gets its nine other indexes, one per step,
+        // then its statistics.
+        let mut built = 0;
+        loop {
+            match parts.maintain(&conn).unwrap() {
+                Maintenance::Indexed(name, _) => {
+                    assert_eq!(name, "ttp_tag_p000001");
+                    built += 1;
+                }
+                Maintenance::Completed(name) => {
+                    assert_eq!(name, "ttp_tag_p000001");
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(built, DEFERRED_INDEXES.len());
+        assert_eq!(parts.maintain(&conn).unwrap(), Maintenance::Nothing);
+        assert_eq!(
+            index_columns(&conn, "ttp_tag_p000001").unwrap().len(),
+            13 + 1
+        );
+        // Replaying the first tags with new ones: only the new are stored,
+        // in the live partition; the view shows each tag once.
+        let again: Vec<Tag> = (60..200).map(|i| tag(i, "T1059")).collect();
+        assert_eq!(store(&conn, &parts, &again), 80);
+        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 200);
+        assert_eq!(
+            count(&conn, "SELECT count(DISTINCT uuid) FROM ttp_tag"),
+            200
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag_p000002"), 80);
+        // The newest tags, read as `ttp query tags` reads them (merged from
+        // each partition's order), equal the view sorted whole; counts too.
+        let reader = crate::query::Reader::open(&dir.path().join("p.db")).unwrap();
+        for attacker in [None, Some("a3".to_string())] {
+            let filter = crate::query::TagFilter {
+                attacker: attacker.clone(),
+                limit: Some(25),
+                ..Default::default()
+            };
+            let got: Vec<String> = reader
+                .tags(&filter)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.uuid)
+                .collect();
+            let want: Vec<String> = conn
+                .prepare(
+                    "SELECT uuid FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1 \
+                     ORDER BY created_at DESC, uuid LIMIT 25",
+                )
+                .unwrap()
+                .query_map([&attacker], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(got.len(), 25);
+            let n = reader.count_tags(&filter).unwrap() as i64;
+            assert_eq!(
+                n,
+                conn.query_row(
+                    "SELECT count(*) FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1",
+                    [&attacker],
+                    |r| r.get::<_, i64>(0)
+                )
+                .unwrap()
+            );
+        }
+        // A writer starting later reads the same partitions and filters.
+        let reloaded = Partitions::load(&conn).unwrap();
+        assert_eq!(reloaded.live(), "ttp_tag_p000002");
+        assert!(reloaded.unindexed.is_empty());
+        assert_eq!(store(&conn, &reloaded, &first), 0);
+        // The fleet totals count every partition.
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1059'"
+            ),
+            200
+        );
+    }
+
+    #[test]
+    fn the_view_takes_inserts_updates_and_deletes_like_a_table() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let conn = open(&dir.path().join("v.db"), &StoreOptions::default()).unwrap();
+        let mut parts = Partitions::load(&conn).unwrap();
+        parts.limit = 10;
+        crate::store::insert_tags(&conn, &(0..12).map(|i| tag(i, "T1059")).collect::<Vec<_>>())
+            .unwrap();
+        assert!(matches!(
+            parts.maintain(&conn).unwrap(),
+            Maintenance::Closed(..)
+        ));
+        let insert = |uuid: &str| {
+            conn.execute(
+                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, \
+                 technique_id, confidence, rule_id, rule_version, evidence, attack_release, created_at) \
+                 VALUES (?1, 'k', 's', 'a', 'TA0001', 'T1110', 0.5, 'R', 1, '{}', 'v', \
+                 '2026-01-02 00:00:00.000000')",
+                [uuid],
+            )
+        };
+        insert("hand-1").unwrap();
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM ttp_tag_p000002 WHERE uuid = 'hand-1'"
+            ),
+            1
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT rule_sha256 = '' FROM ttp_tag WHERE uuid = 'hand-1'"
+            ),
+            1
+        );
+        // A UUID of a closed partition is refused as a table would refuse it.
+        let old = tag(3, "T1059").uuid.to_string();
+        let err = insert(&old).unwrap_err().to_string();
+        assert!(err.contains("UNIQUE constraint failed"), "{err}");
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1110'"
+            ),
+            1
+        );
+        // Updates and deletes reach the partition holding the row, and the
+        // totals follow.
+        conn.execute(
+            "UPDATE ttp_tag SET technique_id = 'T1110' WHERE uuid = ?1",
+            [&old],
+        )
+        .unwrap();
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1110'"
+            ),
+            2
+        );
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1059'"
+            ),
+            11
+        );
+        conn.execute("DELETE FROM ttp_tag WHERE technique_id = 'T1110'", [])
+            .unwrap();
+        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 11);
+        assert_eq!(
+            count(
+                &conn,
+                "SELECT count(*) FROM ttp_technique_totals WHERE technique_id = 'T1110'"
+            ),
+            0
+        );
+        // DECNET's column names and types, then ours.
+        let columns: Vec<(String, String)> = conn
+            .prepare("SELECT name, type FROM pragma_table_info('ttp_tag')")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(columns.len(), 18);
+        assert_eq!(columns[0], ("uuid".into(), "VARCHAR".into()));
+        assert_eq!(columns[13], ("evidence".into(), "JSON".into()));
+        assert_eq!(columns[16], ("created_at".into(), "DATETIME".into()));
+    }
+
+    /// A file of schema 5: one `ttp_tag` table with DECNET's 13 indexes.
+    fn schema_5(rows: u32) -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut sql = "PRAGMA foreign_keys = OFF;".to_string() + &create_table("ttp_tag");
+        for (suffix, cols) in LIVE_INDEXES.iter().chain(&DEFERRED_INDEXES) {
+            sql.push_str(&format!(
+                "CREATE INDEX ix_ttp_tag_{suffix} ON ttp_tag ({cols});\n"
+            ));
+        }
+        conn.execute_batch(&sql).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE ttp_technique_totals (technique_id, sub_technique_id, tactic, count, \
+             first_seen, last_seen, confidence_max, PRIMARY KEY (technique_id, sub_technique_id));",
+        )
+        .unwrap();
+        for i in 0..rows {
+            let t = tag(i, "T1059");
+            conn.execute(
+                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, \
+                 technique_id, confidence, rule_id, rule_version, evidence, attack_release, created_at) \
+                 VALUES (?1, 'k', 's', 'a', 'TA0001', 'T1059', 0.5, 'R', 1, '{}', 'v', 'now')",
+                [t.uuid.to_string()],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(MIGRATION).unwrap();
+        conn
+    }
+
+    #[test]
+    fn the_single_table_of_schema_5_becomes_partition_1() {
+        // Small: it stays live, without the indexes built at closing.
+        let conn = schema_5(5);
+        adopt_at(&conn, 10).unwrap();
+        let parts = Partitions::load(&conn).unwrap();
+        assert_eq!(parts.live(), "ttp_tag_p000001");
+        assert_eq!(
+            index_columns(&conn, "ttp_tag_p000001").unwrap().len(),
+            4 + 1
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 5);
+        // Full: it is closed with a filter and all its indexes (under
+        // DECNET's names), and a new live partition takes the inserts.
+        let conn = schema_5(5);
+        adopt_at(&conn, 5).unwrap();
+        let parts = Partitions::load(&conn).unwrap();
+        assert_eq!(parts.live(), "ttp_tag_p000002");
+        assert!(parts.unindexed.is_empty());
+        assert_eq!(
+            index_columns(&conn, "ttp_tag_p000001").unwrap().len(),
+            13 + 1
+        );
+        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 5);
+        let replay: Vec<Tag> = (0..8).map(|i| tag(i, "T1059")).collect();
+        assert_eq!(store(&conn, &parts, &replay), 3);
+        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 8);
+    }
+    #[test]
+    fn bloom_has_no_false_negatives_and_few_false_positives() {
+        let keys: Vec<Uuid> = (0..20_000u32)
+            .map(|i| Uuid::new_v5(&Uuid::NAMESPACE_URL, &i.to_le_bytes()))
+            .collect();
+        let mut bloom = Bloom::with_capacity(keys.len() as i64);
+        for k in &keys {
+            bloom.insert(k);
+        }
+        let back = Bloom::from_bytes(&bloom.to_bytes()).unwrap();
+        assert!(keys.iter().all(|k| back.may_contain(k)));
+        let false_hits = (20_000u32..120_000)
+            .map(|i| Uuid::new_v5(&Uuid::NAMESPACE_URL, &i.to_le_bytes()))
+            .filter(|k| back.may_contain(k))
+            .count();
+        // 16 bits a key, 8 probes in a 512-bit block: about 0.2 %.
+        assert!(false_hits < 500, "{false_hits} false positives in 100,000");
+        assert!(Bloom::from_bytes(&[1, 2, 3]).is_none());
+    }
+}
