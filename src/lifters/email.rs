@@ -413,9 +413,35 @@ pub fn base_evidence(p: &Payload) -> Evidence {
     ev
 }
 
+/// The SHA-256 of an email's body (lowercase hex), for the evidence of
+/// emails that carry no `body_sha256`: computed at most once per event,
+/// however many email rules fire on it (on a 6 KB body it costs more than
+/// all the rules' matching).
+#[derive(Debug, Default)]
+pub struct BodyHash(Option<Option<String>>);
+
+impl BodyHash {
+    fn get(&mut self, p: &Payload) -> Option<&str> {
+        self.0
+            .get_or_insert_with(|| {
+                non_empty_str(get(p, "body_text")).map(|body| {
+                    // Python encodes with errors="replace": lone surrogates are `?`.
+                    let digest = Sha256::digest(crate::pyjson::utf8_replacing_surrogates(body));
+                    crate::tag::hex_lower(&digest)
+                })
+            })
+            .as_deref()
+    }
+}
+
 /// Evidence for one firing rule: base, sorted headers, the extra, allowlist,
 /// then the body hash fallback.
-pub fn evidence(base: &Evidence, mut extra: Evidence, p: &Payload) -> Evidence {
+pub fn evidence(
+    base: &Evidence,
+    mut extra: Evidence,
+    p: &Payload,
+    body_hash: &mut BodyHash,
+) -> Evidence {
     let mut ev = base.clone();
     if let Some(Value::Array(h)) = extra.swap_remove("matched_headers") {
         let set: BTreeSet<String> = h
@@ -434,11 +460,8 @@ pub fn evidence(base: &Evidence, mut extra: Evidence, p: &Payload) -> Evidence {
     ev.retain(|k, _| ALLOWED_KEYS.contains(&k.as_str()));
     let has_sha = ev.get("body_sha256").is_some_and(truthy);
     if !has_sha {
-        if let Some(body) = non_empty_str(get(p, "body_text")) {
-            // Python encodes with errors="replace": lone surrogates are `?`.
-            let digest = Sha256::digest(crate::pyjson::utf8_replacing_surrogates(body));
-            let hex = crate::tag::hex_lower(&digest);
-            ev.insert("body_sha256".into(), Value::String(hex));
+        if let Some(hex) = body_hash.get(p) {
+            ev.insert("body_sha256".into(), Value::String(hex.to_string()));
         }
     }
     ev
@@ -631,7 +654,7 @@ mod tests {
         let mut extra = Evidence::default();
         extra.insert("matched_headers".into(), json!(["b", "a", "b"]));
         extra.insert("subject".into(), json!("leak"));
-        let ev = evidence(&base, extra, p);
+        let ev = evidence(&base, extra, p, &mut BodyHash::default());
         assert_eq!(
             crate::tag::evidence_json(ev),
             json!({"body_sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
@@ -663,7 +686,12 @@ mod tests {
     fn body_hash_replaces_lone_surrogates() {
         let p = crate::pyjson::parse(br#"{"body_text": "a\ud800b"}"#).unwrap();
         let p = crate::event::payload(p).unwrap();
-        let ev = evidence(&base_evidence(&p), Evidence::default(), &p);
+        let ev = evidence(
+            &base_evidence(&p),
+            Evidence::default(),
+            &p,
+            &mut BodyHash::default(),
+        );
         // sha256("a?b")
         assert_eq!(
             ev["body_sha256"],

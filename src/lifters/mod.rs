@@ -109,6 +109,7 @@ pub fn run<'a>(
     let mut tags = Vec::new();
     let mut evaluated = 0;
     let mut email_base: Option<Evidence> = None;
+    let mut body_hash = email::BodyHash::default();
     // The identity lifter tags the event as if it had no attacker_uuid;
     // with no identity_uuid left, building its tags fails.
     let tag_event = if lifter == Lifter::Identity {
@@ -165,7 +166,7 @@ pub fn run<'a>(
             LifterRule::Email(e) => {
                 if let Some(extra) = e.fire(p) {
                     let base = email_base.get_or_insert_with(|| email::base_evidence(p));
-                    emit_all(&mut tags, email::evidence(base, extra, p));
+                    emit_all(&mut tags, email::evidence(base, extra, p, &mut body_hash));
                 }
             }
             LifterRule::Ipv6Leak => {
