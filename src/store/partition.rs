@@ -394,6 +394,14 @@ pub struct Partitions {
     closed: Vec<Closed>,
     /// Closed partitions still missing deferred indexes.
     unindexed: Vec<String>,
+    /// SQLite's schema cookie when this was read: another process closing
+    /// a partition (or building an index) changes it, and this is read
+    /// again.
+    schema_version: i64,
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
 }
 
 impl Partitions {
@@ -403,6 +411,7 @@ impl Partitions {
     pub fn load(conn: &Connection) -> rusqlite::Result<Partitions> {
         let mut parts = Partitions {
             limit: PARTITION_ROWS,
+            schema_version: schema_version(conn)?,
             ..Partitions::default()
         };
         let mut stmt =
@@ -460,6 +469,22 @@ impl Partitions {
         &self.live
     }
 
+    /// Whether the schema is still the one this was read from (another
+    /// process writing the same file may have closed a partition).
+    pub fn is_current(&self, conn: &Connection) -> rusqlite::Result<bool> {
+        Ok(schema_version(conn)? == self.schema_version)
+    }
+
+    /// Reads the catalogue again when another process changed it.
+    fn refresh(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        if !self.is_current(conn)? {
+            let limit = self.limit;
+            *self = Partitions::load(conn)?;
+            self.limit = limit;
+        }
+        Ok(())
+    }
+
     /// Whether `uuid` is stored in a closed partition.
     pub fn stored_elsewhere(
         &self,
@@ -485,6 +510,7 @@ impl Partitions {
     /// once it is full, else builds one missing index of a closed one.
     /// Each step is its own transaction; returns whether it did anything.
     pub fn maintain(&mut self, conn: &Connection) -> rusqlite::Result<Maintenance> {
+        self.refresh(conn)?;
         let top: i64 = conn.query_row(
             &format!("SELECT COALESCE(max(rowid), 0) FROM {}", self.live),
             [],
@@ -496,7 +522,7 @@ impl Partitions {
                     r.get(0)
                 })?;
             if rows >= self.limit {
-                return self.close(conn, rows);
+                return self.close(conn);
             }
         }
         let Some(name) = self.unindexed.first().cloned() else {
@@ -511,26 +537,36 @@ impl Partitions {
                 conn.execute_batch(&format!(
                     "CREATE INDEX IF NOT EXISTS ix_{name}_{suffix} ON {name} ({cols})"
                 ))?;
+                self.schema_version = schema_version(conn)?;
                 Ok(Maintenance::Indexed(name, (*suffix).to_string()))
             }
             None => {
                 self.unindexed.remove(0);
                 conn.execute_batch(&format!("PRAGMA analysis_limit = 1000; ANALYZE {name};"))?;
+                self.schema_version = schema_version(conn)?;
                 Ok(Maintenance::Completed(name))
             }
         }
     }
 
-    fn close(&mut self, conn: &Connection, rows: i64) -> rusqlite::Result<Maintenance> {
-        let bloom = Bloom::of_table(conn, &self.live, rows)?;
-        let tx = conn.unchecked_transaction()?;
+    /// Closes the live partition: under the write lock (no other process
+    /// adds a row the filter would miss), its filter, the next live table
+    /// and the view, in one transaction.
+    fn close(&mut self, conn: &Connection) -> rusqlite::Result<Maintenance> {
+        let tx =
+            rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+        let rows: i64 = tx.query_row(&format!("SELECT count(*) FROM {}", self.live), [], |r| {
+            r.get(0)
+        })?;
+        let bloom = Bloom::of_table(&tx, &self.live, rows)?;
         tx.execute(
             "UPDATE ttp_tag_partition SET state = 'closed', rows = ?2, bloom = ?3, \
-             closed_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = ?1",
+             closed_at = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = ?1 AND state = 'live'",
             params![self.live_id, rows, bloom.to_bytes()],
         )?;
         let next = create_partition(&tx, self.live_id + 1)?;
         rebuild_view(&tx)?;
+        self.schema_version = schema_version(&tx)?;
         tx.commit()?;
         let closed = std::mem::replace(&mut self.live, next);
         self.live_id += 1;
@@ -694,6 +730,35 @@ mod tests {
             ),
             200
         );
+    }
+
+    #[test]
+    fn a_second_writer_follows_a_partition_closed_by_the_first() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let path = dir.path().join("two.db");
+        let a = open(&path, &StoreOptions::default()).unwrap();
+        let b = open(&path, &StoreOptions::default()).unwrap();
+        let mut pa = Partitions::load(&a).unwrap();
+        let mut pb = Partitions::load(&b).unwrap();
+        pa.limit = 10;
+        pb.limit = 10;
+        let first: Vec<Tag> = (0..12).map(|i| tag(i, "T1059")).collect();
+        assert_eq!(store(&a, &pa, &first), 12);
+        assert!(matches!(pa.maintain(&a).unwrap(), Maintenance::Closed(..)));
+        // `b` still holds the catalogue it read before the close: its batch
+        // goes to the new live partition, and `a`'s tags are not stored twice.
+        assert!(!pb.is_current(&b).unwrap());
+        let overlapping: Vec<Tag> = (6..20).map(|i| tag(i, "T1059")).collect();
+        assert_eq!(store(&b, &pb, &overlapping), 8);
+        assert_eq!(count(&b, "SELECT count(*) FROM ttp_tag_p000002"), 8);
+        assert_eq!(count(&b, "SELECT count(DISTINCT uuid) FROM ttp_tag"), 20);
+        // Its upkeep reads the catalogue again instead of closing twice.
+        assert!(matches!(
+            pb.maintain(&b).unwrap(),
+            Maintenance::Indexed(name, _) if name == "ttp_tag_p000001"
+        ));
+        assert_eq!(pb.live(), "ttp_tag_p000002");
+        assert!(pb.is_current(&b).unwrap());
     }
 
     #[test]

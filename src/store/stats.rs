@@ -30,6 +30,11 @@ impl PlannerStats {
         stats
     }
 
+    /// The table followed.
+    pub(super) fn table(&self) -> &str {
+        &self.table
+    }
+
     /// Follows another table (a new live partition).
     pub(super) fn follow(&mut self, conn: &Connection, table: &str) {
         self.table = table.to_string();

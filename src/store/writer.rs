@@ -91,9 +91,19 @@ pub fn insert_rows<'a>(
     let mut order: Vec<usize> = (0..tags.len()).collect();
     order.sort_by_key(|&i| tags[i].uuid);
     let mut fresh = vec![false; tags.len()];
+    // Another process writing the same file may have closed a partition
+    // since the writer read them: then they are read again for this batch.
+    let reread;
+    let parts = match &table.parts {
+        Some(p) if !p.is_current(tx)? => {
+            reread = Partitions::load(tx)?;
+            Some(&reread)
+        }
+        other => other.as_ref(),
+    };
     {
         let own_sql;
-        let mut stmt = tx.prepare_cached(match &table.parts {
+        let mut stmt = tx.prepare_cached(match parts {
             Some(parts) => {
                 own_sql = format!(
                     "INSERT INTO {} (uuid, source_kind, source_id, attacker_uuid, identity_uuid, \
@@ -122,15 +132,15 @@ pub fn insert_rows<'a>(
         };
         for &i in &order {
             let t = &tags[i];
-            // Stored exactly as DECNET stores it: `json.dumps(evidence)`.
-            let evidence = crate::pyjson::dumps_object(t.evidence.iter());
             let mut uuid = Uuid::encode_buffer();
             let uuid: &str = t.uuid.hyphenated().encode_lower(&mut uuid);
-            if let Some(parts) = &table.parts {
+            if let Some(parts) = parts {
                 if parts.stored_elsewhere(tx, &t.uuid, uuid)? {
                     continue;
                 }
             }
+            // Stored exactly as DECNET stores it: `json.dumps(evidence)`.
+            let evidence = crate::pyjson::dumps_object(t.evidence.iter());
             let columns = params![
                 uuid,
                 t.source_kind,
@@ -514,10 +524,14 @@ fn maintain(
     planner: &mut super::stats::PlannerStats,
 ) {
     let started = std::time::Instant::now();
-    match parts.maintain(conn) {
+    let result = parts.maintain(conn);
+    // The live partition changed (closed here, or by another process).
+    if planner.table() != parts.live() {
+        planner.follow(conn, parts.live());
+    }
+    match result {
         Ok(Maintenance::Nothing) => {}
         Ok(Maintenance::Closed(name, rows)) => {
-            planner.follow(conn, parts.live());
             tracing::info!(db = %path.display(), partition = %name, rows, ms = started.elapsed().as_millis() as u64, next = %parts.live(), "tag partition closed");
         }
         Ok(Maintenance::Indexed(name, index)) => {
