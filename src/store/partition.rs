@@ -16,7 +16,7 @@
 //!
 //! A tag UUID stays unique across partitions: before a tag goes into the
 //! live partition, the closed partitions whose filter may hold its UUID
-//! are asked (about 1 % of tags ask one partition for nothing).
+//! are asked (about 0.2 % of tags ask a partition for nothing).
 //!
 //! `INSTEAD OF` triggers keep `INSERT`, `UPDATE` and `DELETE` on the view
 //! working for `sqlite3` users, and per-partition triggers keep the fleet
