@@ -7,6 +7,7 @@ pub mod attack;
 pub mod bench;
 pub mod bus;
 pub mod catalog;
+pub mod correlate;
 pub mod daemon;
 pub mod diag;
 pub mod engine;

@@ -1,0 +1,557 @@
+//! The windows of one correlation rule: per group, the observations of the
+//! last `window` milliseconds, and when the rule's condition first holds in
+//! them, one firing.
+//!
+//! Semantics (the same for every kind, checked against a brute-force
+//! recount by a property test):
+//!
+//! - A group's **episode** starts with its first observation. Observations
+//!   whose time is within `window` of the newest one count; older ones
+//!   drop out (a sliding window).
+//! - The first time the condition holds, the rule **fires** once for the
+//!   episode; the firing's window runs from the oldest counted observation
+//!   to the one that made it hold. Later observations of the group are
+//!   absorbed until one arrives `window` or more after that start: it
+//!   begins a new episode from nothing.
+//! - An observation older than the group's newest by more than `lateness`
+//!   is too late and is not counted; within it, it is counted at its own
+//!   time (the window is kept in time order).
+//! - At most `max_groups` groups are kept; the group seen least recently is
+//!   evicted (and counted) to make room.
+//!
+//! So the same observations in the same order always give the same
+//! firings, with the same window starts: what makes a correlation tag's
+//! UUID deterministic.
+
+use std::collections::{HashMap, VecDeque};
+
+/// What a correlation counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Observations.
+    EventCount,
+    /// Distinct values of a field.
+    ValueCount,
+    /// The sum of a numeric field.
+    ValueSum,
+    /// Every listed rule fired (steps, any order).
+    Temporal,
+    /// Every listed rule fired, in the listed order.
+    TemporalOrdered,
+}
+
+/// A lower bound the count (or sum) must reach.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    AtLeast(f64),
+    Above(f64),
+}
+
+impl Threshold {
+    pub fn holds(self, x: f64) -> bool {
+        match self {
+            Threshold::AtLeast(v) => x >= v,
+            Threshold::Above(v) => x > v,
+        }
+    }
+}
+
+/// The settings of one rule's windows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Settings {
+    pub kind: Kind,
+    pub window_ms: i64,
+    /// Required for the counting kinds; the temporal kinds need every step.
+    pub threshold: Option<Threshold>,
+    /// For the temporal kinds: how many steps (listed rules) there are.
+    pub steps: usize,
+    pub lateness_ms: i64,
+    pub max_groups: usize,
+}
+
+/// One observation: an event that passed the rule's selection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation<'a> {
+    pub time_ms: i64,
+    pub group: &'a str,
+    /// `value_count`: the value's text; `value_sum`: unused.
+    pub value: Option<&'a str>,
+    /// `value_sum`: the number.
+    pub amount: f64,
+    /// The temporal kinds: which listed rule fired.
+    pub step: usize,
+    pub source_id: &'a str,
+}
+
+/// A firing: the rule's condition held for a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Firing {
+    pub group: String,
+    pub window_start_ms: i64,
+    pub window_end_ms: i64,
+    /// Observations counted.
+    pub count: u64,
+    /// The distinct values (`value_count`), at most [`EVIDENCE_CAP`].
+    pub values: Vec<String>,
+    pub distinct: u64,
+    pub sum: f64,
+    /// The counted observations' source ids, oldest first, at most
+    /// [`EVIDENCE_CAP`].
+    pub source_ids: Vec<String>,
+}
+
+/// How many values and source ids a firing lists.
+pub const EVIDENCE_CAP: usize = 20;
+
+#[derive(Debug, Clone)]
+struct Entry {
+    time_ms: i64,
+    value: Option<Box<str>>,
+    amount: f64,
+    step: usize,
+    source_id: Box<str>,
+}
+
+#[derive(Debug, Default)]
+struct Group {
+    /// Counted observations, oldest first.
+    entries: VecDeque<Entry>,
+    /// The newest time seen in the group (counted or absorbed).
+    newest_ms: Option<i64>,
+    /// Set once the episode fired: its window start.
+    fired_at: Option<i64>,
+    /// The eviction clock's value at the last touch.
+    touched: u64,
+}
+
+/// Counters of one rule's windows.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct WindowStats {
+    pub observed: u64,
+    pub too_late: u64,
+    pub evicted: u64,
+    pub fired: u64,
+}
+
+/// Every group's window of one rule.
+#[derive(Debug)]
+pub struct Windows {
+    settings: Settings,
+    groups: HashMap<Box<str>, Group>,
+    /// Touches in order (group, clock): the front is the least recent
+    /// unless a later touch superseded it.
+    touches: VecDeque<(Box<str>, u64)>,
+    clock: u64,
+    pub stats: WindowStats,
+}
+
+impl Windows {
+    pub fn new(settings: Settings) -> Windows {
+        Windows {
+            settings,
+            groups: HashMap::new(),
+            touches: VecDeque::new(),
+            clock: 0,
+            stats: WindowStats::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Groups held now.
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// Counts one observation; returns the firing it completes, if any.
+    pub fn observe(&mut self, obs: &Observation) -> Option<Firing> {
+        self.stats.observed += 1;
+        if !self.groups.contains_key(obs.group) {
+            self.make_room();
+            self.groups.insert(obs.group.into(), Group::default());
+        }
+        self.clock += 1;
+        let clock = self.clock;
+        self.touches.push_back((obs.group.into(), clock));
+        self.compact_touches();
+        let settings = self.settings;
+        let group = self.groups.get_mut(obs.group)?;
+        group.touched = clock;
+        if let Some(newest) = group.newest_ms {
+            if obs.time_ms < newest - settings.lateness_ms {
+                self.stats.too_late += 1;
+                return None;
+            }
+        }
+        let newest = group.newest_ms.map_or(obs.time_ms, |n| n.max(obs.time_ms));
+        group.newest_ms = Some(newest);
+        // A fired episode absorbs what follows until its window has passed.
+        if let Some(start) = group.fired_at {
+            if obs.time_ms < start + settings.window_ms {
+                return None;
+            }
+            group.fired_at = None;
+            group.entries.clear();
+        }
+        let entry = Entry {
+            time_ms: obs.time_ms,
+            value: obs.value.map(Into::into),
+            amount: obs.amount,
+            step: obs.step,
+            source_id: obs.source_id.into(),
+        };
+        // In time order (a late observation goes where its time puts it).
+        let at = group.entries.partition_point(|e| e.time_ms <= obs.time_ms);
+        group.entries.insert(at, entry);
+        // Only the last `window` before the newest counts.
+        let oldest = newest - settings.window_ms;
+        while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
+            group.entries.pop_front();
+        }
+        let firing = evaluate(&settings, obs.group, &group.entries)?;
+        group.fired_at = Some(firing.window_start_ms);
+        self.stats.fired += 1;
+        Some(firing)
+    }
+
+    /// Evicts the least recently seen group when the table is full.
+    fn make_room(&mut self) {
+        while self.groups.len() >= self.settings.max_groups.max(1) {
+            let Some((name, at)) = self.touches.pop_front() else {
+                return;
+            };
+            if self.groups.get(&name).is_some_and(|g| g.touched == at) {
+                self.groups.remove(&name);
+                self.stats.evicted += 1;
+            }
+        }
+    }
+
+    /// Drops superseded touches once they outnumber the groups.
+    fn compact_touches(&mut self) {
+        if self.touches.len() > 2 * self.groups.len() + 64 {
+            let groups = &self.groups;
+            self.touches
+                .retain(|(name, at)| groups.get(name).is_some_and(|g| g.touched == *at));
+        }
+    }
+}
+
+/// Whether the counted entries satisfy the rule: the firing if so.
+fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Option<Firing> {
+    let first = entries.front()?;
+    let last = entries.back()?;
+    let mut firing = Firing {
+        group: group.to_string(),
+        window_start_ms: first.time_ms,
+        window_end_ms: last.time_ms,
+        count: entries.len() as u64,
+        values: Vec::new(),
+        distinct: 0,
+        sum: 0.0,
+        source_ids: entries
+            .iter()
+            .take(EVIDENCE_CAP)
+            .map(|e| e.source_id.to_string())
+            .collect(),
+    };
+    let holds = match settings.kind {
+        Kind::EventCount => settings
+            .threshold
+            .is_some_and(|t| t.holds(entries.len() as f64)),
+        Kind::ValueCount => {
+            let mut seen: Vec<&str> = entries.iter().filter_map(|e| e.value.as_deref()).collect();
+            seen.sort_unstable();
+            seen.dedup();
+            firing.distinct = seen.len() as u64;
+            firing.values = seen
+                .iter()
+                .take(EVIDENCE_CAP)
+                .map(|v| v.to_string())
+                .collect();
+            settings
+                .threshold
+                .is_some_and(|t| t.holds(seen.len() as f64))
+        }
+        Kind::ValueSum => {
+            firing.sum = entries.iter().map(|e| e.amount).sum();
+            settings.threshold.is_some_and(|t| t.holds(firing.sum))
+        }
+        Kind::Temporal => {
+            let mut seen = vec![false; settings.steps];
+            for e in entries {
+                if let Some(s) = seen.get_mut(e.step) {
+                    *s = true;
+                }
+            }
+            settings.steps > 0 && seen.iter().all(|&s| s)
+        }
+        Kind::TemporalOrdered => {
+            // The steps in order, as a subsequence of the entries.
+            let mut next = 0;
+            for e in entries {
+                if e.step == next {
+                    next += 1;
+                    if next == settings.steps {
+                        break;
+                    }
+                }
+            }
+            settings.steps > 0 && next == settings.steps
+        }
+    };
+    holds.then_some(firing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn settings(kind: Kind, threshold: Option<Threshold>, steps: usize) -> Settings {
+        Settings {
+            kind,
+            window_ms: 300_000,
+            threshold,
+            steps,
+            lateness_ms: 60_000,
+            max_groups: 100_000,
+        }
+    }
+
+    fn obs(
+        time_s: i64,
+        group: &str,
+        value: Option<&'static str>,
+        step: usize,
+    ) -> Observation<'static> {
+        Observation {
+            time_ms: time_s * 1000,
+            group: Box::leak(group.to_string().into_boxed_str()),
+            value,
+            amount: 1.0,
+            step,
+            source_id: Box::leak(format!("s{time_s}").into_boxed_str()),
+        }
+    }
+
+    #[test]
+    fn ten_failures_in_five_minutes_fire_once() {
+        let mut w = Windows::new(settings(
+            Kind::EventCount,
+            Some(Threshold::AtLeast(10.0)),
+            0,
+        ));
+        let mut fired = Vec::new();
+        for i in 0..25 {
+            if let Some(f) = w.observe(&obs(i * 20, "a1", None, 0)) {
+                fired.push(f);
+            }
+        }
+        // The 10th attempt (at 180 s) fires; the episode runs until 300 s;
+        // then a new one starts and fires at its own 10th (480 s).
+        assert_eq!(fired.len(), 2, "{fired:?}");
+        assert_eq!(
+            (fired[0].window_start_ms, fired[0].window_end_ms),
+            (0, 180_000)
+        );
+        assert_eq!(fired[0].count, 10);
+        assert_eq!(fired[0].source_ids.len(), 10);
+        assert_eq!(
+            (fired[1].window_start_ms, fired[1].window_end_ms),
+            (300_000, 480_000)
+        );
+    }
+
+    #[test]
+    fn window_edges_and_slow_attempts() {
+        let mut w = Windows::new(settings(Kind::EventCount, Some(Threshold::AtLeast(3.0)), 0));
+        // 0, 299 and 300 s: 0 has dropped out at 300 (exactly one window).
+        assert!(w.observe(&obs(0, "g", None, 0)).is_none());
+        assert!(w.observe(&obs(299, "g", None, 0)).is_none());
+        assert!(w.observe(&obs(300, "g", None, 0)).is_none());
+        let f = w.observe(&obs(301, "g", None, 0)).unwrap();
+        assert_eq!((f.window_start_ms, f.count), (299_000, 3));
+        // Other groups are counted apart.
+        assert!(w.observe(&obs(301, "h", None, 0)).is_none());
+    }
+
+    #[test]
+    fn lateness_counts_late_events_in_their_place() {
+        let mut w = Windows::new(settings(Kind::EventCount, Some(Threshold::AtLeast(3.0)), 0));
+        assert!(w.observe(&obs(100, "g", None, 0)).is_none());
+        // 70 s late: beyond the 60 s lateness, not counted.
+        assert!(w.observe(&obs(30, "g", None, 0)).is_none());
+        assert_eq!(w.stats.too_late, 1);
+        // 50 s late: counted at its own time.
+        assert!(w.observe(&obs(50, "g", None, 0)).is_none());
+        let f = w.observe(&obs(101, "g", None, 0)).unwrap();
+        assert_eq!((f.window_start_ms, f.window_end_ms), (50_000, 101_000));
+        assert_eq!(f.source_ids, ["s50", "s100", "s101"]);
+    }
+
+    #[test]
+    fn distinct_values_sums_and_sequences() {
+        let mut w = Windows::new(settings(Kind::ValueCount, Some(Threshold::AtLeast(3.0)), 0));
+        assert!(w.observe(&obs(1, "a", Some("root"), 0)).is_none());
+        assert!(w.observe(&obs(2, "a", Some("root"), 0)).is_none());
+        assert!(w.observe(&obs(3, "a", Some("admin"), 0)).is_none());
+        let f = w.observe(&obs(4, "a", Some("oracle"), 0)).unwrap();
+        assert_eq!((f.distinct, f.count), (3, 4));
+        assert_eq!(f.values, ["admin", "oracle", "root"]);
+
+        let mut w = Windows::new(settings(Kind::ValueSum, Some(Threshold::Above(2.5)), 0));
+        let mut o = obs(1, "a", None, 0);
+        o.amount = 1.5;
+        assert!(w.observe(&o).is_none());
+        o.time_ms = 2000;
+        assert_eq!(w.observe(&o).unwrap().sum, 3.0);
+
+        let mut w = Windows::new(settings(Kind::Temporal, None, 3));
+        assert!(w.observe(&obs(1, "s", None, 2)).is_none());
+        assert!(w.observe(&obs(2, "s", None, 0)).is_none());
+        assert!(w.observe(&obs(3, "s", None, 1)).is_some());
+
+        let mut w = Windows::new(settings(Kind::TemporalOrdered, None, 3));
+        assert!(w.observe(&obs(1, "s", None, 2)).is_none());
+        assert!(w.observe(&obs(2, "s", None, 0)).is_none());
+        assert!(w.observe(&obs(3, "s", None, 1)).is_none());
+        let f = w.observe(&obs(4, "s", None, 2)).unwrap();
+        assert_eq!(
+            f.window_start_ms, 1000,
+            "the window holds every counted step"
+        );
+    }
+
+    #[test]
+    fn groups_are_bounded_and_the_least_recent_goes() {
+        let mut s = settings(Kind::EventCount, Some(Threshold::AtLeast(2.0)), 0);
+        s.max_groups = 3;
+        let mut w = Windows::new(s);
+        for g in ["a", "b", "c"] {
+            w.observe(&obs(1, g, None, 0));
+        }
+        w.observe(&obs(2, "a", None, 0)); // fires; "a" is the most recent
+        w.observe(&obs(3, "d", None, 0)); // evicts "b"
+        assert_eq!(w.len(), 3);
+        assert_eq!(w.stats.evicted, 1);
+        // "b" starts over; "c" was kept.
+        assert!(w.observe(&obs(4, "b", None, 0)).is_none());
+        assert_eq!(w.stats.evicted, 2, "c went to make room for b");
+        for i in 0..10_000 {
+            w.observe(&obs(5 + i, &format!("x{i}"), None, 0));
+        }
+        assert_eq!(w.len(), 3);
+        assert!(w.touches.len() < 200, "{}", w.touches.len());
+    }
+
+    /// The reference: every firing recomputed from the whole history of
+    /// one group, observation by observation.
+    fn brute_force(s: &Settings, seq: &[(i64, u8, u8)]) -> Vec<(i64, i64, u64)> {
+        let mut out = Vec::new();
+        let mut counted: Vec<(i64, u8, u8)> = Vec::new();
+        let mut newest: Option<i64> = None;
+        let mut fired_at: Option<i64> = None;
+        for &(t, v, step) in seq {
+            if let Some(n) = newest {
+                if t < n - s.lateness_ms {
+                    continue;
+                }
+            }
+            if let Some(start) = fired_at {
+                if t < start + s.window_ms {
+                    newest = Some(newest.map_or(t, |n| n.max(t)));
+                    continue;
+                }
+                fired_at = None;
+                counted.clear();
+            }
+            newest = Some(newest.map_or(t, |n| n.max(t)));
+            counted.push((t, v, step));
+            counted.sort_by_key(|c| c.0);
+            let n = newest.unwrap_or(t);
+            counted.retain(|c| c.0 > n - s.window_ms);
+            let holds = match s.kind {
+                Kind::EventCount => s.threshold.is_some_and(|th| th.holds(counted.len() as f64)),
+                Kind::ValueCount => {
+                    let mut vs: Vec<u8> = counted.iter().map(|c| c.1).collect();
+                    vs.sort_unstable();
+                    vs.dedup();
+                    s.threshold.is_some_and(|th| th.holds(vs.len() as f64))
+                }
+                Kind::ValueSum => s
+                    .threshold
+                    .is_some_and(|th| th.holds(counted.iter().map(|c| f64::from(c.1)).sum())),
+                Kind::Temporal => (0..s.steps).all(|i| counted.iter().any(|c| c.2 as usize == i)),
+                Kind::TemporalOrdered => {
+                    let mut next = 0;
+                    for c in &counted {
+                        if c.2 as usize == next && next < s.steps {
+                            next += 1;
+                        }
+                    }
+                    next == s.steps
+                }
+            };
+            if holds {
+                let start = counted[0].0;
+                out.push((start, counted[counted.len() - 1].0, counted.len() as u64));
+                fired_at = Some(start);
+            }
+        }
+        out
+    }
+
+    fn kinds() -> impl Strategy<Value = (Kind, Option<Threshold>, usize)> {
+        prop_oneof![
+            (1u8..8).prop_map(|n| (Kind::EventCount, Some(Threshold::AtLeast(f64::from(n))), 0)),
+            (1u8..5).prop_map(|n| (Kind::ValueCount, Some(Threshold::AtLeast(f64::from(n))), 0)),
+            (1u8..20).prop_map(|n| (Kind::ValueSum, Some(Threshold::Above(f64::from(n))), 0)),
+            (1usize..4).prop_map(|n| (Kind::Temporal, None, n)),
+            (1usize..4).prop_map(|n| (Kind::TemporalOrdered, None, n)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn windows_equal_a_brute_force_recount(
+            (kind, threshold, steps) in kinds(),
+            window in 1i64..50,
+            lateness in 0i64..20,
+            seq in prop::collection::vec((0i64..200, 0u8..6, 0u8..3), 0..60),
+        ) {
+            let s = Settings {
+                kind,
+                window_ms: window,
+                threshold,
+                steps,
+                lateness_ms: lateness,
+                max_groups: 10,
+            };
+            let mut w = Windows::new(s);
+            let mut got = Vec::new();
+            for &(t, v, step) in &seq {
+                let value = v.to_string();
+                let source = format!("{t}");
+                let o = Observation {
+                    time_ms: t,
+                    group: "g",
+                    value: Some(&value),
+                    amount: f64::from(v),
+                    step: step as usize,
+                    source_id: &source,
+                };
+                if let Some(f) = w.observe(&o) {
+                    got.push((f.window_start_ms, f.window_end_ms, f.count));
+                }
+            }
+            prop_assert_eq!(got, brute_force(&s, &seq));
+        }
+    }
+}
