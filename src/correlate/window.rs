@@ -114,6 +114,7 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Group {
+    name: Box<str>,
     /// Counted observations, oldest first.
     entries: VecDeque<Entry>,
     /// The newest time seen in the group (counted or absorbed).
@@ -137,10 +138,14 @@ pub struct WindowStats {
 #[derive(Debug)]
 pub struct Windows {
     settings: Settings,
-    groups: HashMap<Box<str>, Group>,
-    /// Touches in order (group, clock): the front is the least recent
-    /// unless a later touch superseded it.
-    touches: VecDeque<(Box<str>, u64)>,
+    /// Group name → its slot in `slots`.
+    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
+    slots: Vec<Group>,
+    /// Slots freed by eviction, reused first.
+    free: Vec<usize>,
+    /// Touches in order (slot, clock): the front is the least recent
+    /// unless a later touch of the same slot superseded it.
+    touches: VecDeque<(usize, u64)>,
     clock: u64,
     pub stats: WindowStats,
 }
@@ -149,7 +154,9 @@ impl Windows {
     pub fn new(settings: Settings) -> Windows {
         Windows {
             settings,
-            groups: HashMap::new(),
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
             touches: VecDeque::new(),
             clock: 0,
             stats: WindowStats::default(),
@@ -162,26 +169,62 @@ impl Windows {
 
     /// Groups held now.
     pub fn len(&self) -> usize {
-        self.groups.len()
+        self.index.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.groups.is_empty()
+        self.index.is_empty()
+    }
+
+    /// The slot of `name`, made (evicting the least recent group when the
+    /// table is full) if it has none.
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&slot) = self.index.get(name) {
+            return slot;
+        }
+        while self.index.len() >= self.settings.max_groups.max(1) {
+            let Some((slot, at)) = self.touches.pop_front() else {
+                break;
+            };
+            if self.slots[slot].touched == at {
+                let gone = std::mem::take(&mut self.slots[slot]);
+                self.index.remove(&gone.name);
+                self.free.push(slot);
+                self.stats.evicted += 1;
+            }
+        }
+        let group = Group {
+            name: name.into(),
+            ..Group::default()
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = group;
+                slot
+            }
+            None => {
+                self.slots.push(group);
+                self.slots.len() - 1
+            }
+        };
+        self.index.insert(name.into(), slot);
+        slot
     }
 
     /// Counts one observation; returns the firing it completes, if any.
     pub fn observe(&mut self, obs: &Observation) -> Option<Firing> {
         self.stats.observed += 1;
-        if !self.groups.contains_key(obs.group) {
-            self.make_room();
-            self.groups.insert(obs.group.into(), Group::default());
-        }
+        let slot = self.slot(obs.group);
         self.clock += 1;
         let clock = self.clock;
-        self.touches.push_back((obs.group.into(), clock));
-        self.compact_touches();
+        self.touches.push_back((slot, clock));
+        // Superseded touches are dropped once they outnumber the groups.
+        if self.touches.len() > 2 * self.index.len() + 64 {
+            let slots = &self.slots;
+            self.touches.retain(|&(s, at)| slots[s].touched == at);
+        }
         let settings = self.settings;
-        let group = self.groups.get_mut(obs.group)?;
+        let group = &mut self.slots[slot];
         group.touched = clock;
         if let Some(newest) = group.newest_ms {
             if obs.time_ms < newest - settings.lateness_ms {
@@ -207,8 +250,16 @@ impl Windows {
             source_id: obs.source_id.into(),
         };
         // In time order (a late observation goes where its time puts it).
-        let at = group.entries.partition_point(|e| e.time_ms <= obs.time_ms);
-        group.entries.insert(at, entry);
+        if group
+            .entries
+            .back()
+            .is_none_or(|e| e.time_ms <= obs.time_ms)
+        {
+            group.entries.push_back(entry);
+        } else {
+            let at = group.entries.partition_point(|e| e.time_ms <= obs.time_ms);
+            group.entries.insert(at, entry);
+        }
         // Only the last `window` before the newest counts.
         let oldest = newest - settings.window_ms;
         while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
@@ -219,78 +270,40 @@ impl Windows {
         self.stats.fired += 1;
         Some(firing)
     }
-
-    /// Evicts the least recently seen group when the table is full.
-    fn make_room(&mut self) {
-        while self.groups.len() >= self.settings.max_groups.max(1) {
-            let Some((name, at)) = self.touches.pop_front() else {
-                return;
-            };
-            if self.groups.get(&name).is_some_and(|g| g.touched == at) {
-                self.groups.remove(&name);
-                self.stats.evicted += 1;
-            }
-        }
-    }
-
-    /// Drops superseded touches once they outnumber the groups.
-    fn compact_touches(&mut self) {
-        if self.touches.len() > 2 * self.groups.len() + 64 {
-            let groups = &self.groups;
-            self.touches
-                .retain(|(name, at)| groups.get(name).is_some_and(|g| g.touched == *at));
-        }
-    }
 }
 
-/// Whether the counted entries satisfy the rule: the firing if so.
+/// Whether the counted entries satisfy the rule: the firing if so (built
+/// only then: this runs on every observation).
 fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Option<Firing> {
     let first = entries.front()?;
     let last = entries.back()?;
-    let mut firing = Firing {
-        group: group.to_string(),
-        window_start_ms: first.time_ms,
-        window_end_ms: last.time_ms,
-        count: entries.len() as u64,
-        values: Vec::new(),
-        distinct: 0,
-        sum: 0.0,
-        source_ids: entries
-            .iter()
-            .take(EVIDENCE_CAP)
-            .map(|e| e.source_id.to_string())
-            .collect(),
-    };
+    let mut distinct: Vec<&str> = Vec::new();
+    let mut sum = 0.0;
     let holds = match settings.kind {
         Kind::EventCount => settings
             .threshold
             .is_some_and(|t| t.holds(entries.len() as f64)),
         Kind::ValueCount => {
-            let mut seen: Vec<&str> = entries.iter().filter_map(|e| e.value.as_deref()).collect();
-            seen.sort_unstable();
-            seen.dedup();
-            firing.distinct = seen.len() as u64;
-            firing.values = seen
-                .iter()
-                .take(EVIDENCE_CAP)
-                .map(|v| v.to_string())
-                .collect();
+            distinct.extend(entries.iter().filter_map(|e| e.value.as_deref()));
+            distinct.sort_unstable();
+            distinct.dedup();
             settings
                 .threshold
-                .is_some_and(|t| t.holds(seen.len() as f64))
+                .is_some_and(|t| t.holds(distinct.len() as f64))
         }
         Kind::ValueSum => {
-            firing.sum = entries.iter().map(|e| e.amount).sum();
-            settings.threshold.is_some_and(|t| t.holds(firing.sum))
+            sum = entries.iter().map(|e| e.amount).sum();
+            settings.threshold.is_some_and(|t| t.holds(sum))
         }
         Kind::Temporal => {
-            let mut seen = vec![false; settings.steps];
-            for e in entries {
-                if let Some(s) = seen.get_mut(e.step) {
-                    *s = true;
-                }
+            // Steps are few (the rules listed): a bit set.
+            let mut seen = 0u128;
+            for e in entries.iter().filter(|e| e.step < settings.steps.min(128)) {
+                seen |= 1 << e.step;
             }
-            settings.steps > 0 && seen.iter().all(|&s| s)
+            settings.steps > 0
+                && settings.steps <= 128
+                && seen.count_ones() as usize == settings.steps
         }
         Kind::TemporalOrdered => {
             // The steps in order, as a subsequence of the entries.
@@ -306,7 +319,27 @@ fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Opti
             settings.steps > 0 && next == settings.steps
         }
     };
-    holds.then_some(firing)
+    if !holds {
+        return None;
+    }
+    Some(Firing {
+        group: group.to_string(),
+        window_start_ms: first.time_ms,
+        window_end_ms: last.time_ms,
+        count: entries.len() as u64,
+        values: distinct
+            .iter()
+            .take(EVIDENCE_CAP)
+            .map(|v| v.to_string())
+            .collect(),
+        distinct: distinct.len() as u64,
+        sum,
+        source_ids: entries
+            .iter()
+            .take(EVIDENCE_CAP)
+            .map(|e| e.source_id.to_string())
+            .collect(),
+    })
 }
 
 #[cfg(test)]
