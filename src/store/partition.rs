@@ -623,7 +623,7 @@ mod tests {
     /// Stores `tags` as the writer does; returns how many were new.
     fn store(conn: &Connection, parts: &Partitions, tags: &[Tag]) -> usize {
         let table = TagTable::with_partitions(parts.clone());
-        let tx = conn.unchecked_transaction().unwrap();
+        let tx = crate::store::write_transaction(conn).unwrap();
         let n = insert_rows(&tx, &table, tags).unwrap().len();
         tx.commit().unwrap();
         n

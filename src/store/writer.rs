@@ -68,7 +68,7 @@ pub fn insert_tags_at<'a>(
     tags: &'a [Tag],
     position: Option<&InputPosition>,
 ) -> rusqlite::Result<Vec<&'a Tag>> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = write_transaction(conn)?;
     if let Some(p) = position {
         crate::position::save(&tx, p)?;
     }
@@ -77,7 +77,17 @@ pub fn insert_tags_at<'a>(
     Ok(new)
 }
 
-/// Inserts tags inside the caller's transaction; returns the new ones.
+/// A transaction that takes the write lock at once (waiting for it as the
+/// busy timeout allows). A deferred one would read first (the partition
+/// catalogue's version) and could then not upgrade to writing once another
+/// process has written meanwhile: SQLite answers that at once, without
+/// waiting.
+pub fn write_transaction(conn: &Connection) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)
+}
+
+/// Inserts tags inside the caller's transaction (which must have taken the
+/// write lock: [`write_transaction`]); returns the new ones.
 pub fn insert_rows<'a>(
     tx: &Connection,
     table: &TagTable,

@@ -420,7 +420,7 @@ fn store_batch(
     table: &TagTable,
     tags: &[Tag],
 ) -> rusqlite::Result<HashSet<uuid::Uuid>> {
-    let tx = conn.unchecked_transaction()?;
+    let tx = store::write_transaction(conn)?;
     let new: Vec<&Tag> = store::insert_rows(&tx, table, tags)?;
     if table.flavor() == Flavor::Decnet {
         let mut seen = HashSet::new();
