@@ -6,6 +6,7 @@
 //! against it, so a reload (which stores a new snapshot) is never seen half
 //! way through an event.
 
+use crate::correlate::stage::Correlator;
 use crate::event::TaggerEvent;
 use crate::index::RuleIndex;
 use crate::lifter::Lifter;
@@ -15,7 +16,7 @@ use crate::state::{now_unix, Gate, RuleStates};
 use crate::tag::{build_tag, engine_evidence, now_timestamp, Tag, TagConfig, TagSource};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Every tagger's index, and the operators' rule states, at one moment.
 #[derive(Debug, Clone)]
@@ -28,6 +29,8 @@ pub struct Snapshot {
     /// For each source kind any index handles: the bucket of each lifter's
     /// index (resolved once per event instead of once per lifter).
     routes: Arc<Routes>,
+    /// The correlation rules (among `unowned`), for the correlation stage.
+    correlations: Arc<Vec<Arc<Rule>>>,
 }
 
 /// Source kind → for each lifter's index, the bucket of that kind.
@@ -93,8 +96,16 @@ impl Snapshot {
             })
             .collect();
         let routes = Arc::new(routes(&indexes));
+        let correlations = Arc::new(
+            unowned
+                .iter()
+                .filter(|r| r.correlation().is_some())
+                .cloned()
+                .collect(),
+        );
         Snapshot {
             indexes,
+            correlations,
             unowned,
             states: previous.map(|p| p.states.clone()).unwrap_or_default(),
             routes,
@@ -111,6 +122,11 @@ impl Snapshot {
 
     pub fn states(&self) -> &RuleStates {
         &self.states
+    }
+
+    /// The correlation rules.
+    pub fn correlations(&self) -> &Arc<Vec<Arc<Rule>>> {
+        &self.correlations
     }
 
     pub fn rule_index(&self, lifter: Lifter) -> &Arc<RuleIndex> {
@@ -218,10 +234,12 @@ fn routes(indexes: &[Arc<RuleIndex>]) -> Routes {
         .collect()
 }
 
-/// The live engine: the current snapshot and the tag settings.
+/// The live engine: the current snapshot, the tag settings and the
+/// correlation stage's windows.
 pub struct Engine {
     snapshot: ArcSwap<Snapshot>,
     config: TagConfig,
+    correlator: Mutex<Correlator>,
 }
 
 impl Engine {
@@ -229,6 +247,7 @@ impl Engine {
         Engine {
             snapshot: ArcSwap::from_pointee(Snapshot::build(rules)),
             config,
+            correlator: Mutex::new(Correlator::default()),
         }
     }
 
@@ -246,9 +265,38 @@ impl Engine {
         &self.config
     }
 
-    /// Tags one event against the snapshot current when it starts.
+    /// Tags one event against the snapshot current when it starts, then
+    /// counts it in the correlation rules' windows (events are counted in
+    /// the order this is called).
     pub fn tag_event(&self, event: &TaggerEvent, out: &mut Vec<Tag>) -> EvalStats {
         let snap = self.snapshot.load();
-        snap.tag_event(event, &self.config, Evaluation::Indexed, out)
+        let from = out.len();
+        let stats = snap.tag_event(event, &self.config, Evaluation::Indexed, out);
+        if !snap.correlations.is_empty() {
+            let mut correlator = self
+                .correlator
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            correlator.sync(&snap.correlations);
+            let mut completed = Vec::new();
+            let created_at = now_timestamp();
+            let cx = crate::correlate::stage::Context {
+                states: &snap.states,
+                now: now_unix(),
+                config: &self.config,
+                created_at: &created_at,
+            };
+            correlator.observe(event, &out[from..], &cx, &mut completed);
+            out.append(&mut completed);
+        }
+        stats
+    }
+
+    /// The correlation stage's counters.
+    pub fn correlation_stats(&self) -> crate::correlate::window::WindowStats {
+        self.correlator
+            .lock()
+            .map(|c| c.stats())
+            .unwrap_or_default()
     }
 }

@@ -50,6 +50,7 @@ fn reaches(lifter: Lifter, rule: &Rule, kind: &str) -> bool {
     match rule.matcher {
         // Our declarative rules see every kind they name.
         Matcher::Conditions(_) => true,
+        Matcher::Correlation(_) => false,
         _ => lifter.handles().contains(&kind),
     }
 }

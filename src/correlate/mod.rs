@@ -14,10 +14,12 @@
 //!
 //! [`Correlation::parse`] checks such a block with located diagnostics;
 //! [`window`] holds the windows' semantics (sliding window, one firing per
-//! episode, lateness, bounded groups). Not wired into the rule loader and
-//! the daemons yet: that, durable window state and the default pack's
-//! correlation rules are the rest of issue #14.
+//! episode, lateness, bounded groups); [`stage`] runs every correlation
+//! rule after an event's single-event tags (`Engine::tag_event`). Windows
+//! live in memory: durable window state, `ttp test` sequences and the
+//! default pack's correlation rules are the rest of issue #14.
 
+pub mod stage;
 pub mod window;
 
 use crate::diag::Code;

@@ -60,6 +60,9 @@ pub enum Matcher {
     Conditions(Condition),
     /// A `lifter:*` kind, with its compiled parameters.
     Lifter(LifterRule),
+    /// A `correlate:` block: fires over many events (the correlation stage
+    /// evaluates it, never a tagger).
+    Correlation(Box<crate::correlate::Correlation>),
 }
 
 /// An event embedded in a rule file that the rule must (or must not) fire on.
@@ -98,12 +101,21 @@ impl Rule {
         match &self.matcher {
             Matcher::Pattern(_) | Matcher::Conditions(_) => Some(Lifter::RuleEngine),
             Matcher::Lifter(_) => Lifter::owner_of(self.match_kind()),
+            Matcher::Correlation(_) => None,
         }
     }
 
     /// The rule's `match.kind` as written, if any.
     pub fn match_kind(&self) -> Option<&str> {
         self.kind.as_deref()
+    }
+
+    /// The `correlate:` block of a correlation rule.
+    pub fn correlation(&self) -> Option<&crate::correlate::Correlation> {
+        match &self.matcher {
+            Matcher::Correlation(c) => Some(c),
+            _ => None,
+        }
     }
 
     pub fn applies_to(&self, source_kind: &str) -> bool {
@@ -128,7 +140,7 @@ impl Rule {
                 }
             }
             Matcher::Conditions(c) => c.eval(payload),
-            Matcher::Lifter(_) => Ok(false),
+            Matcher::Lifter(_) | Matcher::Correlation(_) => Ok(false),
         }
     }
 
@@ -142,7 +154,7 @@ impl Rule {
                 Some(lits.into_iter().map(|l| (field.clone(), l)).collect())
             }
             Matcher::Conditions(c) => c.required(),
-            Matcher::Lifter(_) => None,
+            Matcher::Lifter(_) | Matcher::Correlation(_) => None,
         }
     }
 
@@ -157,6 +169,10 @@ impl Rule {
             Matcher::Pattern(p) => vec![&p.regex],
             Matcher::Conditions(c) => c.regexes(),
             Matcher::Lifter(_) => Vec::new(),
+            Matcher::Correlation(c) => match &c.select {
+                crate::correlate::Select::Match(m) => m.regexes(),
+                crate::correlate::Select::Rules(_) => Vec::new(),
+            },
         }
     }
 }

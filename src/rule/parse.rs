@@ -86,13 +86,14 @@ impl Ctx<'_> {
     }
 }
 
-const TOP_KEYS: [&str; 12] = [
+const TOP_KEYS: [&str; 13] = [
     "rule_id",
     "rule_version",
     "name",
     "description",
     "applies_to",
     "match",
+    "correlate",
     "emits",
     "evidence_fields",
     "last_reviewed",
@@ -405,8 +406,27 @@ fn compile_regex(n: &Node, ctx: &mut Ctx) -> Option<PyRegex> {
 }
 
 fn matcher(doc: &Node, ctx: &mut Ctx) -> Option<Matcher> {
+    match (doc.get("match"), doc.get("correlate")) {
+        (Some(_), Some(c)) => {
+            ctx.error(
+                Code::BadValue,
+                c.pos,
+                "a rule takes `match` (one event) or `correlate` (many events), not both",
+            );
+            return None;
+        }
+        (None, Some(c)) => {
+            return crate::correlate::Correlation::parse(c, ctx)
+                .map(|c| Matcher::Correlation(Box::new(c)));
+        }
+        _ => {}
+    }
     let Some(m) = doc.get("match") else {
-        missing(doc, "match", ctx);
+        ctx.error(
+            Code::MissingKey,
+            doc.pos,
+            "missing required key `match` (or `correlate` for a rule over many events)",
+        );
         return None;
     };
     let Value::Map(entries) = &m.value else {
@@ -519,7 +539,7 @@ fn check_reachability(doc: &Node, kinds: &[String], m: &Matcher, ctx: &mut Ctx) 
     let pos = doc.get("applies_to").map(|n| n.pos).unwrap_or(doc.pos);
     let handled: &[&str] = match m {
         Matcher::Pattern(_) => Lifter::RuleEngine.handles(),
-        Matcher::Conditions(_) => return,
+        Matcher::Conditions(_) | Matcher::Correlation(_) => return,
         Matcher::Lifter(_) => {
             let kind = doc
                 .get("match")

