@@ -191,4 +191,25 @@ fn a_broken_correlation_is_reported_at_its_place() {
         text.contains("bad.yaml:9:11") && text.contains("`window` must be a duration"),
         "{text}"
     );
+    // Examples are single events: a correlation rule cannot carry them yet,
+    // and says so instead of failing `ttp test`.
+    write_rules(
+        &rules,
+        &[(
+            "bad.yaml",
+            &format!("{GUESSING}examples:\n  match:\n    - {{success: false}}\n"),
+        )],
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["check", "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("bad.yaml:13:3") && text.contains("E018"),
+        "{text}"
+    );
 }

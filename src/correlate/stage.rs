@@ -311,3 +311,85 @@ fn emit(
         ));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::parse::{parse_rule, LoadOptions};
+    use std::path::Path;
+
+    fn rule(name: &str, window: &str) -> Arc<Rule> {
+        let text = format!(
+            "rule_id: C1\nrule_version: 1\nname: {name}\napplies_to: [auth_attempt]\n\
+             correlate:\n  type: event_count\n  match: {{all: [{{field: success, equals: false}}]}}\n  \
+             group_by: [attacker_uuid]\n  window: {window}\n  condition: {{gte: 3}}\n\
+             emits: [{{tactic: TA0006, technique_id: T1110, confidence: 0.8}}]\n"
+        );
+        let (rule, diags) = parse_rule(Path::new("c1.yaml"), &text, LoadOptions::default());
+        assert!(diags.is_empty(), "{diags:?}");
+        Arc::new(rule.unwrap())
+    }
+
+    fn failure(i: i64) -> TaggerEvent {
+        let mut payload = Payload::default();
+        payload.insert("success".into(), Json::Bool(false));
+        payload.insert("ts".into(), Json::from(1_795_161_600 + i));
+        TaggerEvent {
+            source_kind: "auth_attempt".into(),
+            source_id: format!("e{i}"),
+            attacker_uuid: Some("a1".into()),
+            identity_uuid: None,
+            session_id: None,
+            decky_id: None,
+            payload,
+        }
+    }
+
+    fn feed(c: &mut Correlator, from: i64, to: i64) -> usize {
+        let states = RuleStates::default();
+        let config = TagConfig::default();
+        let cx = Context {
+            states: &states,
+            now: 0,
+            config: &config,
+            created_at: "2026-11-20 08:00:00.000000",
+        };
+        let mut out = Vec::new();
+        for i in from..to {
+            c.observe(&failure(i), &[], &cx, &mut out);
+        }
+        out.len()
+    }
+
+    #[test]
+    fn a_reload_keeps_windows_unless_the_correlation_changed() {
+        let mut c = Correlator::default();
+        c.sync(&Arc::new(vec![rule("guessing", "5m")]));
+        assert_eq!(feed(&mut c, 0, 2), 0);
+        // A new name only: the two counted failures stay.
+        c.sync(&Arc::new(vec![rule("password guessing", "5m")]));
+        assert_eq!(feed(&mut c, 2, 3), 1);
+        // Another window: counting starts over.
+        c.sync(&Arc::new(vec![rule("password guessing", "10m")]));
+        assert_eq!(feed(&mut c, 400, 402), 0);
+        assert_eq!(feed(&mut c, 402, 403), 1);
+        // Gone: nothing is counted.
+        c.sync(&Arc::new(Vec::new()));
+        assert_eq!(feed(&mut c, 1000, 1010), 0);
+    }
+
+    #[test]
+    fn event_times() {
+        let mut p = Payload::default();
+        p.insert("ts".into(), Json::from("2026-11-20T08:00:01.5Z"));
+        assert_eq!(event_time_ms(&p), Some(1_795_161_601_500));
+        p.insert("ts".into(), Json::from("not a time"));
+        p.insert("@timestamp".into(), Json::from(1_795_161_601_500_i64));
+        assert_eq!(event_time_ms(&p), Some(1_795_161_601_500));
+        let mut p = Payload::default();
+        p.insert("timestamp".into(), Json::from(1_795_161_601.25));
+        assert_eq!(event_time_ms(&p), Some(1_795_161_601_250));
+        p.insert("timestamp".into(), Json::from(-5));
+        assert_eq!(event_time_ms(&p), None);
+    }
+}

@@ -184,6 +184,15 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
     let emits = emits(&doc, ctx);
     let examples = match (&applies_to, doc.get("examples")) {
         (_, None) => Some(Vec::new()),
+        (_, Some(n)) if doc.get("correlate").is_some() => {
+            ctx.error(
+                Code::BadExamples,
+                n.pos,
+                "a correlation rule fires over a sequence of events; `ttp test` does not take \
+                 sequences yet, so correlation rules cannot carry `examples`",
+            );
+            None
+        }
         (Some(kinds), Some(n)) => examples(n, &kinds[0], ctx),
         (None, Some(_)) => None,
     };
