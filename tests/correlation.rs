@@ -1,9 +1,10 @@
 //! Correlation rules through the real binary: `ttp tag` into a real SQLite
 //! file, `ttp check` for located diagnostics.
 
-use std::io::Write;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const GUESSING: &str = "rule_id: TTP-C001
 rule_version: 1
@@ -27,22 +28,20 @@ fn write_rules(dir: &Path, files: &[(&str, &str)]) {
 
 /// `ttp tag` of `events` (JSON lines) with `rules` into `db`.
 fn tag(rules: &Path, db: &Path, events: &[String]) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args(["tag", "--rules"])
+    let lines: Vec<&str> = events.iter().map(String::as_str).collect();
+    common::ttp_tag_with(rules, db, &lines);
+}
+
+/// `ttp check` of `rules`: its exit code and everything it printed.
+fn check(rules: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["check", "--rules"])
         .arg(rules)
-        .arg("--db")
-        .arg(db)
-        .env("TTP_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
+        .output()
         .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(events.join("\n").as_bytes())
-        .unwrap();
-    assert!(c.wait().unwrap().success());
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
 }
 
 fn attempt(i: usize, attacker: &str, success: bool, seconds: usize) -> String {
@@ -179,14 +178,8 @@ fn a_broken_correlation_is_reported_at_its_place() {
             &GUESSING.replace("window: 5m", "window: five minutes"),
         )],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args(["check", "--rules"])
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let (code, text) = check(&rules);
+    assert_eq!(code, Some(1));
     assert!(
         text.contains("bad.yaml:9:11") && text.contains("`window` must be a duration"),
         "{text}"
@@ -200,14 +193,8 @@ fn a_broken_correlation_is_reported_at_its_place() {
             &format!("{GUESSING}examples:\n  match:\n    - {{success: false}}\n"),
         )],
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args(["check", "--rules"])
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let (code, text) = check(&rules);
+    assert_eq!(code, Some(1));
     assert!(
         text.contains("bad.yaml:13:3") && text.contains("E018"),
         "{text}"

@@ -87,19 +87,23 @@ pub fn assert_tags(tags: &[Tag], rows: &[Row], evidence: &[Value]) {
 /// `ttp tag` of JSON-lines `events` into `db` with the shipped pack
 /// (`rules/`): a database of our own, written by the real binary.
 pub fn ttp_tag(db: &Path, events: &[&str]) {
-    use std::io::Write;
     let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
+    ttp_tag_with(&rules, db, events);
+}
+
+/// `ttp tag` of JSON-lines `events` into `db` with the rules of `rules`.
+pub fn ttp_tag_with(rules: &Path, db: &Path, events: &[&str]) {
+    use std::io::Write;
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args([
-            "tag",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--db",
-            db.to_str().unwrap(),
-        ])
+        .arg("tag")
+        .arg("--rules")
+        .arg(rules)
+        .arg("--db")
+        .arg(db)
         .env("TTP_LOG", "error")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     c.stdin
