@@ -106,6 +106,17 @@ fn ten_failed_attempts_in_five_minutes_make_one_tag_and_a_replay_none() {
     // and the window start, so nothing is added.
     tag(&rules, &db, &events);
     assert_eq!(rows(&db), got);
+    // `ttp test --strict` does not ask it for the examples it cannot carry.
+    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["test", "--strict", "--rules"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
