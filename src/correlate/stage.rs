@@ -120,6 +120,7 @@ impl Correlator {
                 continue;
             };
             let steps: Vec<usize> = match &spec.select {
+                Select::All => vec![0],
                 Select::Match(c) => match c.eval(&event.payload) {
                     Ok(true) => vec![0],
                     _ => continue,
@@ -138,10 +139,9 @@ impl Correlator {
                 continue;
             };
             let (value, amount) = match (spec.settings.kind, &spec.field) {
-                (Kind::ValueCount, Some(f)) => match f.lookup(&event.payload) {
-                    None | Some(Json::Null) => continue,
-                    Some(Json::String(s)) => (Some(s.clone()), 0.0),
-                    Some(other) => (Some(other.to_string()), 0.0),
+                (Kind::ValueCount, Some(f)) => match super::field_text(f, event) {
+                    Some(v) => (Some(v), 0.0),
+                    None => continue,
                 },
                 (Kind::ValueSum, Some(f)) => match f.lookup(&event.payload).and_then(number) {
                     Some(n) => (None, n),

@@ -171,7 +171,7 @@ impl Rule {
             Matcher::Lifter(_) => Vec::new(),
             Matcher::Correlation(c) => match &c.select {
                 crate::correlate::Select::Match(m) => m.regexes(),
-                crate::correlate::Select::Rules(_) => Vec::new(),
+                crate::correlate::Select::Rules(_) | crate::correlate::Select::All => Vec::new(),
             },
         }
     }
