@@ -210,15 +210,16 @@ pub fn event_time_ms(payload: &Payload) -> Option<i64> {
     None
 }
 
+/// Epoch seconds (or milliseconds past 10^11) as milliseconds; `None`
+/// outside 1970 to 9999, so that window arithmetic never nears `i64`'s
+/// ends whatever an event claims.
 fn epoch_ms(n: f64) -> Option<i64> {
+    const MAX_MS: f64 = 253_402_300_799_999.0;
     if !n.is_finite() || n < 0.0 {
         return None;
     }
-    Some(if n >= 1e11 {
-        n as i64
-    } else {
-        (n * 1000.0) as i64
-    })
+    let ms = if n >= 1e11 { n } else { n * 1000.0 };
+    (ms <= MAX_MS).then_some(ms as i64)
 }
 
 fn rfc3339_ms(ms: i64) -> String {
@@ -390,6 +391,10 @@ mod tests {
         p.insert("timestamp".into(), Json::from(1_795_161_601.25));
         assert_eq!(event_time_ms(&p), Some(1_795_161_601_250));
         p.insert("timestamp".into(), Json::from(-5));
+        assert_eq!(event_time_ms(&p), None);
+        p.insert("timestamp".into(), Json::from(1e300));
+        assert_eq!(event_time_ms(&p), None);
+        p.insert("timestamp".into(), Json::from("99999999999999999999"));
         assert_eq!(event_time_ms(&p), None);
     }
 }

@@ -227,7 +227,7 @@ impl Windows {
         let group = &mut self.slots[slot];
         group.touched = clock;
         if let Some(newest) = group.newest_ms {
-            if obs.time_ms < newest - settings.lateness_ms {
+            if obs.time_ms < newest.saturating_sub(settings.lateness_ms) {
                 self.stats.too_late += 1;
                 return None;
             }
@@ -236,7 +236,7 @@ impl Windows {
         group.newest_ms = Some(newest);
         // A fired episode absorbs what follows until its window has passed.
         if let Some(start) = group.fired_at {
-            if obs.time_ms < start + settings.window_ms {
+            if obs.time_ms < start.saturating_add(settings.window_ms) {
                 return None;
             }
             group.fired_at = None;
@@ -261,7 +261,7 @@ impl Windows {
             group.entries.insert(at, entry);
         }
         // Only the last `window` before the newest counts.
-        let oldest = newest - settings.window_ms;
+        let oldest = newest.saturating_sub(settings.window_ms);
         while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
             group.entries.pop_front();
         }
@@ -549,6 +549,29 @@ mod tests {
             (1usize..4).prop_map(|n| (Kind::Temporal, None, n)),
             (1usize..4).prop_map(|n| (Kind::TemporalOrdered, None, n)),
         ]
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let mut w = Windows::new(settings(Kind::EventCount, Some(Threshold::AtLeast(2.0)), 0));
+        let times = [
+            ("g", i64::MAX),
+            ("g", i64::MIN),
+            ("g", 0),
+            ("g", i64::MAX),
+            ("g", i64::MAX),
+            ("h", i64::MIN),
+            ("h", i64::MIN),
+            ("h", i64::MIN),
+        ];
+        let mut fired = 0;
+        for (group, t) in times {
+            let mut o = obs(0, group, None, 0);
+            o.time_ms = t;
+            fired += usize::from(w.observe(&o).is_some());
+        }
+        // No overflow; at the very ends of time the arithmetic saturates.
+        assert_eq!(fired, 1);
     }
 
     proptest! {
