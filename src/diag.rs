@@ -87,6 +87,9 @@ pub enum Code {
     UnreachableSourceKind,
     /// W109: a tactic id that ATT&CK does not know.
     UnknownTactic,
+    /// W110: a correlation's `rules:` names a rule id no loaded rule has
+    /// (it counts once such a rule is loaded).
+    UnknownCorrelatedRule,
     /// N201: the pattern runs on the backtracking engine.
     Backtracking,
 }
@@ -122,6 +125,7 @@ impl Code {
             Code::LifterNoBehaviour => "W107",
             Code::UnreachableSourceKind => "W108",
             Code::UnknownTactic => "W109",
+            Code::UnknownCorrelatedRule => "W110",
             Code::Backtracking => "N201",
         }
     }

@@ -184,13 +184,65 @@ impl RuleSet {
             .collect()
     }
 
-    /// Every file's diagnostics from its last parse, in path order, then
-    /// what the last full walk could not read.
+    /// Every file's diagnostics from its last parse, in path order (with
+    /// the correlations naming rules not loaded now), then what the last
+    /// full walk could not read.
     pub fn diagnostics(&self) -> Vec<Diagnostic> {
-        self.files
-            .values()
-            .flat_map(|f| f.diagnostics.iter().cloned())
-            .chain(self.problems.iter().cloned())
+        let mut out = Vec::new();
+        for f in self.files.values() {
+            out.extend(f.diagnostics.iter().cloned());
+            if let Some(rule) = &f.serving {
+                out.extend(self.unknown_correlated_rules(rule));
+            }
+        }
+        out.extend(self.problems.iter().cloned());
+        out
+    }
+
+    /// W110 for each id of a correlation's `rules:` that no serving rule
+    /// has: the correlation counts it once such a rule is loaded.
+    fn unknown_correlated_rules(&self, rule: &Rule) -> Vec<Diagnostic> {
+        let Some(crate::correlate::Correlation {
+            select: crate::correlate::Select::Rules(ids),
+            ..
+        }) = rule.correlation()
+        else {
+            return Vec::new();
+        };
+        let missing: Vec<&String> = ids
+            .iter()
+            .filter(|id| !self.owners.contains_key(id.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        // Each id where the file names it.
+        let doc = crate::yaml::parse(&rule.source.text).ok();
+        let items = doc
+            .as_ref()
+            .and_then(|d| d.get("correlate"))
+            .and_then(|c| c.get("rules"));
+        missing
+            .into_iter()
+            .map(|id| {
+                let pos = match items.map(|n| &n.value) {
+                    Some(crate::yaml::Value::Seq(items)) => items
+                        .iter()
+                        .find(|n| n.as_str() == Some(id.as_str()))
+                        .map(|n| n.pos)
+                        .unwrap_or_default(),
+                    _ => items.map(|n| n.pos).unwrap_or_default(),
+                };
+                Diagnostic::new(
+                    Code::UnknownCorrelatedRule,
+                    &rule.source.path,
+                    pos,
+                    format!(
+                        "no loaded rule has rule_id `{id}`: this correlation counts its firings once one does"
+                    ),
+                )
+                .with_source(&rule.source.text)
+            })
             .collect()
     }
 

@@ -326,3 +326,40 @@ fn no_shipped_correlation_rule_fires_on_the_benign_corpus() {
     tag(&shipped_rules(), &db, &events);
     assert_eq!(correlation_tags(&db), Vec::<String>::new());
 }
+
+#[test]
+fn a_correlation_naming_a_rule_not_loaded_is_a_warning_until_it_is() {
+    let work = tempfile::TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    write_rules(
+        &rules,
+        &[(
+            "chain.yaml",
+            "rule_id: TTP-C010\nrule_version: 1\nname: chain\napplies_to: [command]\n\
+             correlate:\n  type: temporal\n  rules: [T-ONE, T-TWO]\n  group_by: [session_id]\n  \
+             window: 10m\nemits: [{tactic: TA0002, technique_id: T1059, confidence: 0.7}]\n",
+        )],
+    );
+    let (code, text) = check(&rules);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("chain.yaml:7:11") && text.contains("W110") && text.contains("`T-ONE`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("chain.yaml:7:18") && text.contains("`T-TWO`"),
+        "{text}"
+    );
+    write_rules(
+        &rules,
+        &[(
+            "one.yaml",
+            "rule_id: T-ONE\nrule_version: 1\nname: one\napplies_to: [command]\n\
+             match: {field: command_text, contains: uname}\n\
+             emits: [{tactic: TA0007, technique_id: T1082, confidence: 0.5}]\n",
+        )],
+    );
+    let (_, text) = check(&rules);
+    assert!(!text.contains("`T-ONE`"), "{text}");
+    assert!(text.contains("`T-TWO`"), "{text}");
+}
