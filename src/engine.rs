@@ -124,11 +124,6 @@ impl Snapshot {
         &self.states
     }
 
-    /// The correlation rules.
-    pub fn correlations(&self) -> &Arc<Vec<Arc<Rule>>> {
-        &self.correlations
-    }
-
     pub fn rule_index(&self, lifter: Lifter) -> &Arc<RuleIndex> {
         &self.indexes[lifter.index()]
     }
@@ -290,13 +285,5 @@ impl Engine {
             out.append(&mut completed);
         }
         stats
-    }
-
-    /// The correlation stage's counters.
-    pub fn correlation_stats(&self) -> crate::correlate::window::WindowStats {
-        self.correlator
-            .lock()
-            .map(|c| c.stats())
-            .unwrap_or_default()
     }
 }

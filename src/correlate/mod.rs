@@ -54,6 +54,9 @@ pub struct Correlation {
     /// `value_count`: the field whose distinct values count;
     /// `value_sum`: the numeric field summed.
     pub field: Option<FieldPath>,
+    /// The block as written, as JSON: a reload keeps a rule's windows only
+    /// when it is unchanged.
+    pub block: String,
 }
 
 impl Correlation {
@@ -142,6 +145,7 @@ impl Correlation {
             select,
             group_by: group_by?,
             field: field?,
+            block: n.to_json().to_string(),
         })
     }
 

@@ -21,9 +21,6 @@ pub const SOURCE_KIND: &str = "correlation";
 
 struct Active {
     rule: Arc<Rule>,
-    /// The rule's `correlate:` block as JSON: windows are kept across a
-    /// reload only when it is unchanged.
-    block: String,
     windows: Windows,
 }
 
@@ -47,15 +44,6 @@ pub struct Correlator {
     synced: Option<Arc<Vec<Arc<Rule>>>>,
 }
 
-/// The `correlate:` block of a rule file, as JSON text (empty when the
-/// text no longer parses, which a loaded rule's text always does).
-fn block_of(rule: &Rule) -> String {
-    crate::yaml::parse(&rule.source.text)
-        .ok()
-        .and_then(|doc| doc.get("correlate").map(|c| c.to_json().to_string()))
-        .unwrap_or_default()
-}
-
 impl Correlator {
     /// Follows `rules` (the snapshot's correlation rules): a rule whose
     /// `correlate:` block is unchanged keeps its windows (a new version
@@ -70,10 +58,12 @@ impl Correlator {
             let Some(spec) = rule.correlation() else {
                 continue;
             };
-            let block = block_of(rule);
             let kept = old
                 .iter()
-                .position(|a| a.rule.rule_id == rule.rule_id && a.block == block)
+                .position(|a| {
+                    a.rule.rule_id == rule.rule_id
+                        && a.rule.correlation().map(|c| &c.block) == Some(&spec.block)
+                })
                 .map(|i| old.swap_remove(i));
             let windows = match kept {
                 Some(a) => a.windows,
@@ -89,7 +79,6 @@ impl Correlator {
             };
             self.active.push(Active {
                 rule: rule.clone(),
-                block,
                 windows,
             });
         }
@@ -163,18 +152,6 @@ impl Correlator {
                 }
             }
         }
-    }
-
-    /// Groups held, evictions and firings, summed over the rules.
-    pub fn stats(&self) -> super::window::WindowStats {
-        let mut s = super::window::WindowStats::default();
-        for a in &self.active {
-            s.observed += a.windows.stats.observed;
-            s.too_late += a.windows.stats.too_late;
-            s.evicted += a.windows.stats.evicted;
-            s.fired += a.windows.stats.fired;
-        }
-        s
     }
 }
 

@@ -163,10 +163,6 @@ impl Windows {
         }
     }
 
-    pub fn settings(&self) -> &Settings {
-        &self.settings
-    }
-
     /// Groups held now.
     pub fn len(&self) -> usize {
         self.index.len()
