@@ -35,6 +35,7 @@ fn main() {
                 window_ms: 300_000,
                 threshold,
                 steps,
+                fields: 1,
                 lateness_ms: 5_000,
                 max_groups: 100_000,
             })

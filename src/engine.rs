@@ -120,6 +120,11 @@ impl Snapshot {
         }
     }
 
+    /// The correlation rules, for the correlation stage.
+    pub fn correlations(&self) -> &Arc<Vec<Arc<Rule>>> {
+        &self.correlations
+    }
+
     pub fn states(&self) -> &RuleStates {
         &self.states
     }
@@ -260,6 +265,38 @@ impl Engine {
         &self.config
     }
 
+    /// Makes the correlation windows durable: their changes are kept for
+    /// [`Engine::take_window_delta`], and `saved` (read back from the
+    /// database) is restored into the rules whose `correlate:` block is
+    /// the same.
+    pub fn make_windows_durable(&self, saved: crate::correlate::durable::Saved) {
+        self.correlator().make_durable(saved);
+    }
+
+    /// `--max-groups`: the group bound of correlation rules that set none.
+    pub fn set_max_groups(&self, max_groups: Option<usize>) {
+        self.correlator().set_max_groups(max_groups);
+    }
+
+    /// The correlation windows' changes since the last call (empty unless
+    /// durable), to be committed with the tags of the events counted.
+    pub fn take_window_delta(&self) -> crate::correlate::durable::WindowDelta {
+        let snap = self.snapshot.load();
+        let mut correlator = self.correlator();
+        correlator.sync(&snap.correlations);
+        correlator.take_delta()
+    }
+
+    pub fn correlation_stats(&self) -> crate::correlate::stage::CorrelationStats {
+        self.correlator().stats()
+    }
+
+    fn correlator(&self) -> std::sync::MutexGuard<'_, Correlator> {
+        self.correlator
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Tags one event against the snapshot current when it starts, then
     /// counts it in the correlation rules' windows (events are counted in
     /// the order this is called).
@@ -268,10 +305,7 @@ impl Engine {
         let from = out.len();
         let stats = snap.tag_event(event, &self.config, Evaluation::Indexed, out);
         if !snap.correlations.is_empty() {
-            let mut correlator = self
-                .correlator
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut correlator = self.correlator();
             correlator.sync(&snap.correlations);
             let mut completed = Vec::new();
             let created_at = now_timestamp();

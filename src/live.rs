@@ -27,11 +27,25 @@ pub struct Live {
     pub bus_connected: AtomicBool,
     /// Set by `ttp worker`, which has a bus to report on.
     pub has_bus: AtomicBool,
+    /// The correlation stage: events counted, firings, groups evicted to
+    /// stay within `--max-groups`, and groups held now.
+    pub correlation_observed: AtomicU64,
+    pub correlation_fired: AtomicU64,
+    pub correlation_evicted: AtomicU64,
+    pub correlation_groups: AtomicU64,
 }
 
 impl Live {
     pub fn set(counter: &AtomicU64, v: u64) {
         counter.store(v, Ordering::Relaxed);
+    }
+
+    /// Publishes the correlation stage's totals.
+    pub fn set_correlation(&self, c: &crate::correlate::stage::CorrelationStats) {
+        Live::set(&self.correlation_observed, c.observed);
+        Live::set(&self.correlation_fired, c.fired);
+        Live::set(&self.correlation_evicted, c.evicted);
+        Live::set(&self.correlation_groups, c.groups);
     }
 
     /// The counters as Prometheus text.
@@ -69,6 +83,21 @@ impl Live {
                 "Rule edits this process refused (the last good version kept serving).",
                 get(&self.reload_rejections),
             ),
+            (
+                "ttp_correlation_events_total",
+                "Events counted in correlation windows by this process.",
+                get(&self.correlation_observed),
+            ),
+            (
+                "ttp_correlation_fired_total",
+                "Correlation firings (a group's condition held) in this process.",
+                get(&self.correlation_fired),
+            ),
+            (
+                "ttp_correlation_evicted_total",
+                "Correlation groups evicted to stay within the group bound (--max-groups).",
+                get(&self.correlation_evicted),
+            ),
         ];
         for (name, help, v) in counters {
             let _ = writeln!(
@@ -76,6 +105,11 @@ impl Live {
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP ttp_correlation_groups Correlation groups held in memory now.\n# TYPE ttp_correlation_groups gauge\nttp_correlation_groups {}",
+            get(&self.correlation_groups)
+        );
         if self.has_bus.load(Ordering::Relaxed) {
             let _ = writeln!(
                 out,
@@ -101,7 +135,17 @@ mod tests {
         let live = Live::default();
         Live::set(&live.events_read, 7);
         live.tags_new.fetch_add(3, Ordering::Relaxed);
+        live.set_correlation(&crate::correlate::stage::CorrelationStats {
+            evicted: 4,
+            groups: 9,
+            ..Default::default()
+        });
         let text = live.render();
+        assert!(
+            text.contains("\nttp_correlation_evicted_total 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nttp_correlation_groups 9\n"), "{text}");
         assert!(text.contains("\nttp_events_read_total 7\n"), "{text}");
         assert!(text.contains("\nttp_tags_new_total 3\n"), "{text}");
         assert!(!text.contains("ttp_bus_connected"));

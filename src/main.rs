@@ -56,9 +56,12 @@ enum Command {
     /// Run every rule's embedded examples and the precision gate.
     ///
     /// Each `examples.match` payload must fire its rule and each
-    /// `examples.no_match` payload must not. Rules emitting a confidence of
-    /// 0.85 or more must fire on no benign event (`--benign`) and on no other
-    /// rule's `no_match` example. Exits 1 on any failure.
+    /// `examples.no_match` payload must not. A correlation rule's examples
+    /// are event sequences: a `match` sequence must fire it once, on its
+    /// last event; a `no_match` one never. Rules emitting a confidence of
+    /// 0.85 or more must fire on no benign event (`--benign`, read in order
+    /// as one stream) and on no other rule's `no_match` example. Exits 1 on
+    /// any failure.
     Test {
         /// The rules directory (read recursively: *.yaml, *.yml).
         #[arg(long, env = "TTP_RULES", default_value = "rules")]

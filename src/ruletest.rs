@@ -1,14 +1,17 @@
 //! `ttp test`: every rule's embedded examples, and the precision gate.
 //!
 //! * Each `examples.match` payload must make its rule fire; each
-//!   `examples.no_match` payload must not.
+//!   `examples.no_match` payload must not. A correlation rule's examples
+//!   are event sequences: a `match` sequence fires the rule once, on its
+//!   last event; a `no_match` one never does.
 //! * Precision gate: a rule that emits a confidence of at least
 //!   [`PRECISION_CONFIDENCE`] must fire on none of the benign corpus events and
 //!   on none of the other rules' `no_match` examples.
 //!
-//! Examples are evaluated through the whole engine (every tagger), exactly as
-//! live events are.
+//! Examples are evaluated through the whole engine (every tagger, then the
+//! correlation stage, fresh for each sequence), exactly as live events are.
 
+use crate::correlate::stage::{Context, Correlator};
 use crate::engine::{Evaluation, Snapshot};
 use crate::event::TaggerEvent;
 use crate::rule::Rule;
@@ -25,6 +28,9 @@ pub const PRECISION_CONFIDENCE: f64 = 0.85;
 pub enum Failure {
     /// A `match` example did not fire the rule.
     Missed { line: u32 },
+    /// A `match` sequence fired the rule elsewhere than once on its last
+    /// event: the (1-based) events it fired on.
+    FiredOff { line: u32, events: Vec<usize> },
     /// A `no_match` example fired the rule.
     FalsePositive { line: u32 },
     /// A high-confidence rule fired on a benign corpus event.
@@ -51,6 +57,12 @@ impl std::fmt::Display for RuleFailure {
                 f,
                 "{p}:{line}: {}: the `match` example did not fire the rule",
                 self.rule_id
+            ),
+            Failure::FiredOff { line, events } => write!(
+                f,
+                "{p}:{line}: {}: the `match` sequence must fire the rule once, on its last event; it fired on event(s) {}",
+                self.rule_id,
+                events.iter().map(|e| format!("#{e}")).collect::<Vec<_>>().join(", ")
             ),
             Failure::FalsePositive { line } => write!(
                 f,
@@ -115,6 +127,33 @@ fn fires(tags: &[Tag], rule_id: &str) -> bool {
     tags.iter().any(|t| t.rule_id == rule_id)
 }
 
+/// A sequence through the taggers and a fresh correlation stage: each
+/// event's tags.
+fn run_sequence(snap: &Snapshot, events: &[TaggerEvent]) -> Vec<Vec<Tag>> {
+    let mut correlator = Correlator::default();
+    correlator.sync(snap.correlations());
+    let (states, config) = (crate::state::RuleStates::default(), TagConfig::default());
+    let created_at = crate::tag::now_timestamp();
+    let cx = Context {
+        states: &states,
+        // Events without a time of their own all happen at this moment.
+        now: 1_800_000_000,
+        config: &config,
+        created_at: &created_at,
+    };
+    events
+        .iter()
+        .map(|event| {
+            let mut tags = Vec::new();
+            snap.tag_event(event, &config, Evaluation::Indexed, &mut tags);
+            let mut completed = Vec::new();
+            correlator.observe(event, &tags, &cx, &mut completed);
+            tags.append(&mut completed);
+            tags
+        })
+        .collect()
+}
+
 /// Runs every example of `rules` and the precision gate over `benign`
 /// (events with their line numbers).
 pub fn run(rules: &[Arc<Rule>], benign: &[(u64, TaggerEvent)]) -> TestReport {
@@ -134,14 +173,32 @@ pub fn run(rules: &[Arc<Rule>], benign: &[(u64, TaggerEvent)]) -> TestReport {
         .filter(|r| r.max_confidence() >= PRECISION_CONFIDENCE)
         .collect();
     for rule in rules {
-        // A correlation rule cannot carry examples yet (they would be
-        // event sequences): `--strict` does not ask it for any.
-        if rule.examples.is_empty() && rule.correlation().is_none() {
+        if rule.examples.is_empty() {
             report.failures.push(fail(rule, Failure::NoExamples));
         }
         for ex in &rule.examples {
             report.examples += 1;
-            let tags = fired(&snap, &ex.source_kind, &ex.payload);
+            let tags = if ex.sequence.is_empty() {
+                fired(&snap, &ex.source_kind, &ex.payload)
+            } else {
+                let per_event = run_sequence(&snap, &ex.sequence);
+                let on: Vec<usize> = per_event
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, t)| fires(t, &rule.rule_id))
+                    .map(|(i, _)| i + 1)
+                    .collect();
+                if ex.should_match && !on.is_empty() && on != [per_event.len()] {
+                    report.failures.push(fail(
+                        rule,
+                        Failure::FiredOff {
+                            line: ex.line,
+                            events: on,
+                        },
+                    ));
+                }
+                per_event.into_iter().flatten().collect()
+            };
             let hit = fires(&tags, &rule.rule_id);
             if ex.should_match && !hit {
                 report
@@ -168,9 +225,10 @@ pub fn run(rules: &[Arc<Rule>], benign: &[(u64, TaggerEvent)]) -> TestReport {
             }
         }
     }
-    for (line, event) in benign {
-        let mut tags = Vec::new();
-        snap.tag_event(event, &TagConfig::default(), Evaluation::Indexed, &mut tags);
+    // The benign corpus in order, as one stream: correlation rules count
+    // over it too.
+    let benign_events: Vec<TaggerEvent> = benign.iter().map(|(_, e)| e.clone()).collect();
+    for ((line, event), tags) in benign.iter().zip(run_sequence(&snap, &benign_events)) {
         for other in &strict_rules {
             if fires(&tags, &other.rule_id) {
                 report.failures.push(fail(

@@ -1,6 +1,7 @@
 //! One-shot tagging: events in → engine → tags → SQLite, with a summary.
 //! The `ttp tag` command is a thin layer over [`tag_stream`].
 
+use crate::correlate::stage::CorrelationStats;
 use crate::engine::{Engine, EvalStats};
 use crate::event::{EventReader, Item, Reject, Rejection};
 use crate::rule::load::LoadedRules;
@@ -50,6 +51,9 @@ pub struct TagOptions {
     pub allow_empty: bool,
     pub tag_config: TagConfig,
     pub store: StoreOptions,
+    /// `--max-groups`: groups kept per correlation rule that sets no
+    /// `max_groups` of its own (`None`: the default, 100,000).
+    pub max_groups: Option<usize>,
 }
 
 impl Default for TagOptions {
@@ -60,6 +64,7 @@ impl Default for TagOptions {
             allow_empty: false,
             tag_config: TagConfig::default(),
             store: StoreOptions::default(),
+            max_groups: None,
         }
     }
 }
@@ -84,6 +89,8 @@ pub struct TagSummary {
     pub rules_clipped: usize,
     /// A last line cut short by a shutdown (not tagged, not counted as read).
     pub incomplete_at_shutdown: u64,
+    /// The correlation stage's totals.
+    pub correlation: CorrelationStats,
 }
 
 impl TagSummary {
@@ -134,6 +141,9 @@ impl TagSummary {
                 self.eval.step_limit_hits
             );
         }
+        if let Some(line) = correlation_line(&self.correlation) {
+            let _ = writeln!(s, "{line}");
+        }
         let _ = write!(
             s,
             "rules: {} loaded, {} broken, {} disabled, {} clipped (operator state)",
@@ -141,6 +151,27 @@ impl TagSummary {
         );
         s
     }
+}
+
+/// The summary's line on the correlation stage (none without correlation
+/// rules).
+pub fn correlation_line(c: &CorrelationStats) -> Option<String> {
+    if c.rules == 0 && c.observed == 0 {
+        return None;
+    }
+    let mut line = format!(
+        "correlation: {} rules, {} events counted, {} fired, {} groups held",
+        c.rules, c.observed, c.fired, c.groups
+    );
+    if c.restored > 0 {
+        let _ = write!(line, " ({} restored from the database)", c.restored);
+    }
+    let _ = write!(
+        line,
+        ", {} evicted (--max-groups), {} too late (lateness)",
+        c.evicted, c.too_late
+    );
+    Some(line)
 }
 
 /// Events between two hand-offs to the writer.
@@ -291,6 +322,7 @@ pub fn tag_stream<R: BufRead>(
         Ok(())
     })();
     let mut summary = pipeline.summary;
+    summary.correlation = engine.correlation_stats();
     // A writer failure is the root cause of any send error: report it first.
     summary.write = match (result, writer.finish()) {
         (_, Err(e)) => return Err(e.into()),

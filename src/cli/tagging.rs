@@ -62,6 +62,11 @@ pub(crate) struct TaggingArgs {
     /// hold attacker data, so only the owner may read them by default.
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     db_mode: u32,
+    /// Groups (e.g. attackers) each correlation rule keeps windows for, at
+    /// most; past it the least recently seen group is evicted and counted
+    /// (summary, /metrics). A rule's own `max_groups:` wins.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_groups: Option<u64>,
 }
 
 /// An octal file mode such as `600` or `0640`.
@@ -103,6 +108,7 @@ impl TaggingArgs {
                 file_mode: self.db_mode,
                 ..Default::default()
             },
+            max_groups: self.max_groups.map(|n| n as usize),
         })
     }
 }
@@ -114,6 +120,7 @@ pub(crate) fn tag(common: TaggingArgs, events: String) -> Result<ExitCode> {
         eprintln!("{d}");
     }
     let engine = Engine::new(&loaded.rules, options.tag_config.clone());
+    engine.set_max_groups(options.max_groups);
     let input: Box<dyn BufRead> = if events == "-" {
         Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
     } else {

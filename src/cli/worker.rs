@@ -65,6 +65,11 @@ pub(crate) struct WorkerArgs {
     /// Quiet time before a burst of rule file events is applied, in ms.
     #[arg(long, default_value_t = 20)]
     debounce_ms: u64,
+    /// Groups (e.g. attackers) each correlation rule keeps windows for, at
+    /// most; past it the least recently seen group is evicted and counted
+    /// (summary, /metrics). A rule's own `max_groups:` wins.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_groups: Option<u64>,
     #[command(flatten)]
     serve: super::serve::EmbeddedServeArgs,
 }
@@ -92,6 +97,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     };
     options.tag.store.busy_timeout = Duration::from_millis(args.lock_timeout_ms);
     options.tag.store.file_mode = args.db_mode;
+    options.tag.max_groups = args.max_groups.map(|n| n as usize);
     options.load = LoadOptions {
         strict: args.strict,
         regex_step_limit: args.regex_step_limit,

@@ -15,10 +15,12 @@
 //! [`Correlation::parse`] checks such a block with located diagnostics;
 //! [`window`] holds the windows' semantics (sliding window, one firing per
 //! episode, lateness, bounded groups); [`stage`] runs every correlation
-//! rule after an event's single-event tags (`Engine::tag_event`). Windows
-//! live in memory: durable window state, `ttp test` sequences and the
-//! default pack's correlation rules are the rest of issue #14.
+//! rule after an event's single-event tags (`Engine::tag_event`);
+//! [`durable`] checkpoints the windows into SQLite with each commit of the
+//! daemons, so that they survive a restart.
 
+pub mod durable;
+pub mod examples;
 pub mod stage;
 pub mod window;
 
@@ -51,12 +53,17 @@ pub struct Correlation {
     /// Anchors (`attacker_uuid`, `identity_uuid`, `session_id`, `decky_id`,
     /// `source_kind`) or dotted payload paths.
     pub group_by: Vec<FieldPath>,
-    /// `value_count`: the field whose distinct values count;
-    /// `value_sum`: the numeric field summed.
-    pub field: Option<FieldPath>,
+    /// `value_count`: the field (or fields, counted as one tuple: e.g.
+    /// username and password for credential stuffing) whose distinct
+    /// values count; `value_sum`: the one numeric field summed. Empty for
+    /// the other kinds.
+    pub fields: Vec<FieldPath>,
     /// The block as written, as JSON: a reload keeps a rule's windows only
     /// when it is unchanged.
     pub block: String,
+    /// The rule's own `max_groups`, if it sets one (it wins over
+    /// `--max-groups`).
+    pub max_groups: Option<usize>,
 }
 
 impl Correlation {
@@ -114,9 +121,9 @@ impl Correlation {
         let threshold = threshold(n, kind, ctx);
         let field = field(n, kind, ctx);
         let max_groups = match n.get("max_groups") {
-            None => Some(DEFAULT_MAX_GROUPS),
+            None => Some(None),
             Some(m) => match &m.value {
-                Value::Int(v) if *v > 0 => usize::try_from(*v).ok(),
+                Value::Int(v) if *v > 0 => usize::try_from(*v).ok().map(Some),
                 _ => {
                     ctx.error(
                         Code::BadValue,
@@ -139,12 +146,14 @@ impl Correlation {
                 window_ms: window_ms?,
                 threshold: threshold?,
                 steps,
+                fields: field.as_ref().map_or(1, |f| f.len().max(1)),
                 lateness_ms: lateness_ms?,
-                max_groups: max_groups?,
+                max_groups: max_groups?.unwrap_or(DEFAULT_MAX_GROUPS),
             },
+            max_groups: max_groups?,
             select,
             group_by: group_by?,
-            field: field?,
+            fields: field?,
             block: n.to_json().to_string(),
         })
     }
@@ -376,20 +385,44 @@ fn threshold(n: &Node, kind: Option<Kind>, ctx: &mut Ctx) -> Option<Option<Thres
     Some(Some(t))
 }
 
-fn field(n: &Node, kind: Option<Kind>, ctx: &mut Ctx) -> Option<Option<FieldPath>> {
+fn field(n: &Node, kind: Option<Kind>, ctx: &mut Ctx) -> Option<Vec<FieldPath>> {
     let needs = matches!(kind, Some(Kind::ValueCount | Kind::ValueSum));
     match (n.get("field"), needs) {
-        (Some(f), true) => match f.as_str() {
-            Some(s) if !s.is_empty() => Some(Some(FieldPath::dotted(s))),
-            _ => {
-                ctx.error(
-                    Code::BadValue,
-                    f.pos,
-                    "`field` must be a payload field name",
-                );
-                None
+        (Some(f), true) => {
+            let names: Vec<&Node> = match &f.value {
+                Value::Seq(items) if kind == Some(Kind::ValueCount) && !items.is_empty() => {
+                    items.iter().collect()
+                }
+                Value::Seq(_) if kind == Some(Kind::ValueCount) => {
+                    ctx.error(Code::BadValue, f.pos, "`field` lists no field");
+                    return None;
+                }
+                Value::Seq(_) => {
+                    ctx.error(
+                        Code::BadValue,
+                        f.pos,
+                        "value_sum sums one field: `field` must be one payload field name",
+                    );
+                    return None;
+                }
+                _ => vec![f],
+            };
+            let mut paths = Vec::with_capacity(names.len());
+            for name in names {
+                match name.as_str() {
+                    Some(s) if !s.is_empty() => paths.push(FieldPath::dotted(s)),
+                    _ => {
+                        ctx.error(
+                            Code::BadValue,
+                            name.pos,
+                            "`field` must be a payload field name (or, for value_count, a list of them)",
+                        );
+                        return None;
+                    }
+                }
             }
-        },
+            Some(paths)
+        }
         (None, true) => {
             ctx.error(
                 Code::MissingKey,
@@ -406,7 +439,32 @@ fn field(n: &Node, kind: Option<Kind>, ctx: &mut Ctx) -> Option<Option<FieldPath
             );
             None
         }
-        (None, false) => Some(None),
+        (None, false) => Some(Vec::new()),
+    }
+}
+
+/// The counted value of an event for `value_count`: the field's text, or
+/// for several fields their texts joined by [`window::FIELD_SEPARATOR`]
+/// (a separator inside a text is replaced, so that fields never run into
+/// each other); `None` when one is missing.
+pub fn value_text(fields: &[FieldPath], event: &TaggerEvent) -> Option<String> {
+    match fields {
+        [one] => field_text(one, event),
+        many => {
+            let mut joined = String::new();
+            for (i, f) in many.iter().enumerate() {
+                if i > 0 {
+                    joined.push(window::FIELD_SEPARATOR);
+                }
+                let text = field_text(f, event)?;
+                if text.contains(window::FIELD_SEPARATOR) {
+                    joined.push_str(&text.replace(window::FIELD_SEPARATOR, "\u{fffd}"));
+                } else {
+                    joined.push_str(&text);
+                }
+            }
+            Some(joined)
+        }
     }
 }
 

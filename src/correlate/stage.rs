@@ -3,11 +3,14 @@
 //! that fired on it) in its group's window, and a firing becomes tags.
 //!
 //! The stage is sequential (one per engine, behind a lock taken only when
-//! the snapshot holds correlation rules). Its windows live in memory: a
-//! restart starts them empty (durable windows are the rest of issue #14).
+//! the snapshot holds correlation rules). Its windows live in memory; made
+//! durable ([`Correlator::make_durable`]), their changes are taken at each
+//! commit ([`Correlator::take_delta`]) and saved by the writer
+//! ([`super::durable`]).
 
-use super::window::{Firing, Kind, Observation, Windows};
-use super::Select;
+use super::durable::{self, RuleDelta, Saved, WindowDelta};
+use super::window::{Firing, Kind, Observation, WindowStats, Windows};
+use super::{Select, DEFAULT_MAX_GROUPS};
 use crate::event::{Payload, TaggerEvent};
 use crate::rule::Rule;
 use crate::state::{Gate, RuleStates};
@@ -22,6 +25,24 @@ pub const SOURCE_KIND: &str = "correlation";
 struct Active {
     rule: Arc<Rule>,
     windows: Windows,
+    block_sha256: String,
+}
+
+/// The correlation stage's totals, for summaries and `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CorrelationStats {
+    /// Correlation rules counting.
+    pub rules: u64,
+    /// Groups held now, over every rule.
+    pub groups: u64,
+    /// Groups restored from the database at start.
+    pub restored: u64,
+    pub observed: u64,
+    pub fired: u64,
+    /// Groups evicted to stay within the rule's group bound.
+    pub evicted: u64,
+    /// Observations older than the lateness allows (not counted).
+    pub too_late: u64,
 }
 
 /// What a firing's tags are built with, besides the event.
@@ -42,6 +63,17 @@ pub struct Correlator {
     active: Vec<Active>,
     /// The rule list last synchronised with (by address).
     synced: Option<Arc<Vec<Arc<Rule>>>>,
+    /// Windows are checkpointed: changes are kept for [`Self::take_delta`].
+    durable: bool,
+    /// Windows read back from the database, until their rule is synced.
+    saved: Option<Saved>,
+    /// Rules whose saved windows are to be dropped: (rule id, why).
+    resets: Vec<(String, String)>,
+    /// `--max-groups`: the bound of rules that set none.
+    max_groups: Option<usize>,
+    /// Totals of windows no longer held (rules changed or removed).
+    retired: WindowStats,
+    restored: u64,
 }
 
 impl Correlator {
@@ -54,10 +86,16 @@ impl Correlator {
             return;
         }
         let mut old = std::mem::take(&mut self.active);
+        let mut saved = self.saved.take();
         for rule in rules.iter() {
             let Some(spec) = rule.correlation() else {
                 continue;
             };
+            let id = crate::text::line(&rule.rule_id);
+            let max_groups = spec
+                .max_groups
+                .or(self.max_groups)
+                .unwrap_or(DEFAULT_MAX_GROUPS);
             let kept = old
                 .iter()
                 .position(|a| {
@@ -65,24 +103,151 @@ impl Correlator {
                         && a.rule.correlation().map(|c| &c.block) == Some(&spec.block)
                 })
                 .map(|i| old.swap_remove(i));
-            let windows = match kept {
-                Some(a) => a.windows,
+            let (mut windows, block_sha256) = match kept {
+                Some(a) => (a.windows, a.block_sha256),
                 None => {
-                    if old.iter().any(|a| a.rule.rule_id == rule.rule_id) {
+                    let mut windows = Windows::new(spec.settings);
+                    let block_sha256 = durable::block_sha256(&spec.block);
+                    if let Some(i) = old.iter().position(|a| a.rule.rule_id == rule.rule_id) {
+                        let gone = old.swap_remove(i);
+                        self.retire(&gone.windows);
                         tracing::info!(
-                            rule_id = %crate::text::line(&rule.rule_id),
+                            rule_id = %id,
                             "correlation rule changed its window, grouping or selection: its windows start over"
                         );
+                        self.reset(
+                            &rule.rule_id,
+                            "the rule's correlate block changed (window, grouping or selection)",
+                        );
                     }
-                    Windows::new(spec.settings)
+                    if let Some(back) = saved.as_mut().and_then(|s| s.remove(&rule.rule_id)) {
+                        if back.unreadable > 0 {
+                            tracing::warn!(rule_id = %id, rows = back.unreadable, "saved correlation windows that cannot be read are dropped");
+                        }
+                        if back.block_sha256 == block_sha256 && !back.mixed_blocks {
+                            // Least recent first, so the most recent stay
+                            // if the bound is now lower.
+                            windows.set_max_groups(max_groups);
+                            let n = back.groups.len();
+                            for (group, state) in back.groups {
+                                windows.restore(&group, state);
+                            }
+                            self.restored += n as u64;
+                            tracing::info!(rule_id = %id, groups = n, "correlation windows restored");
+                        } else {
+                            tracing::info!(rule_id = %id, "saved correlation windows were counted under another correlate block: they start over");
+                            self.reset(
+                                &rule.rule_id,
+                                "saved under another correlate block (the rule changed while stopped)",
+                            );
+                        }
+                    }
+                    if self.durable {
+                        windows.track_changes();
+                    }
+                    (windows, block_sha256)
                 }
             };
+            if windows.settings().max_groups != max_groups {
+                windows.set_max_groups(max_groups);
+            }
             self.active.push(Active {
                 rule: rule.clone(),
                 windows,
+                block_sha256,
             });
         }
+        for gone in old {
+            self.retire(&gone.windows);
+            self.reset(&gone.rule.rule_id, "the rule was removed");
+        }
+        // Saved windows of rules that are not loaded: dropped.
+        for id in saved.into_iter().flat_map(|s| s.into_keys()) {
+            self.reset(&id, "no loaded correlation rule has this id");
+        }
         self.synced = Some(rules.clone());
+    }
+
+    fn retire(&mut self, windows: &Windows) {
+        let s = windows.stats;
+        self.retired.observed += s.observed;
+        self.retired.fired += s.fired;
+        self.retired.evicted += s.evicted;
+        self.retired.too_late += s.too_late;
+    }
+
+    fn reset(&mut self, rule_id: &str, why: &str) {
+        if self.durable {
+            self.resets.push((rule_id.to_string(), why.to_string()));
+        }
+    }
+
+    /// Keeps window changes for checkpoints from now on, and restores
+    /// `saved` (windows read back from the database) into the rules that
+    /// have the same `correlate:` block at the next sync.
+    pub fn make_durable(&mut self, saved: Saved) {
+        self.durable = true;
+        self.saved = Some(saved);
+        self.synced = None;
+        for a in &mut self.active {
+            a.windows.track_changes();
+        }
+    }
+
+    /// `--max-groups`: the group bound of rules that set none.
+    pub fn set_max_groups(&mut self, max_groups: Option<usize>) {
+        self.max_groups = max_groups;
+        self.synced = None;
+    }
+
+    /// The window changes since the last call (nothing unless durable).
+    pub fn take_delta(&mut self) -> WindowDelta {
+        let mut delta = WindowDelta::default();
+        if !self.durable {
+            return delta;
+        }
+        for (rule_id, why) in self.resets.drain(..) {
+            delta.0.push(RuleDelta {
+                rule_id,
+                block_sha256: String::new(),
+                reset: Some(why),
+                changes: Default::default(),
+            });
+        }
+        for a in &mut self.active {
+            let changes = a.windows.take_changes();
+            if changes.upserts.is_empty() && changes.deletes.is_empty() {
+                continue;
+            }
+            delta.0.push(RuleDelta {
+                rule_id: a.rule.rule_id.clone(),
+                block_sha256: a.block_sha256.clone(),
+                reset: None,
+                changes,
+            });
+        }
+        delta
+    }
+
+    pub fn stats(&self) -> CorrelationStats {
+        let mut s = CorrelationStats {
+            rules: self.active.len() as u64,
+            restored: self.restored,
+            observed: self.retired.observed,
+            fired: self.retired.fired,
+            evicted: self.retired.evicted,
+            too_late: self.retired.too_late,
+            ..CorrelationStats::default()
+        };
+        for a in &self.active {
+            let w = a.windows.stats;
+            s.groups += a.windows.len() as u64;
+            s.observed += w.observed;
+            s.fired += w.fired;
+            s.evicted += w.evicted;
+            s.too_late += w.too_late;
+        }
+        s
     }
 
     /// Counts `event` (whose single-event tags are `fired`) and appends the
@@ -127,12 +292,12 @@ impl Correlator {
             let Some(group) = spec.group_key(event) else {
                 continue;
             };
-            let (value, amount) = match (spec.settings.kind, &spec.field) {
-                (Kind::ValueCount, Some(f)) => match super::field_text(f, event) {
+            let (value, amount) = match (spec.settings.kind, spec.fields.as_slice()) {
+                (Kind::ValueCount, fields @ [_, ..]) => match super::value_text(fields, event) {
                     Some(v) => (Some(v), 0.0),
                     None => continue,
                 },
-                (Kind::ValueSum, Some(f)) => match f.lookup(&event.payload).and_then(number) {
+                (Kind::ValueSum, [f]) => match f.lookup(&event.payload).and_then(number) {
                     Some(n) => (None, n),
                     None => continue,
                 },
@@ -262,9 +427,27 @@ fn emit(
     match spec.settings.kind {
         Kind::ValueCount => {
             ev.insert("distinct".into(), Json::from(firing.distinct));
+            // Several fields: each value as the list of its fields' texts.
+            let value = |v: &String| match spec.fields.len() {
+                1 => Json::from(v.clone()),
+                _ => Json::Array(
+                    v.split(super::window::FIELD_SEPARATOR)
+                        .map(Json::from)
+                        .collect(),
+                ),
+            };
+            ev.insert(
+                "field".into(),
+                Json::Array(
+                    spec.fields
+                        .iter()
+                        .map(|f| Json::from(f.display()))
+                        .collect(),
+                ),
+            );
             ev.insert(
                 "values".into(),
-                Json::Array(firing.values.iter().cloned().map(Json::from).collect()),
+                Json::Array(firing.values.iter().map(value).collect()),
             );
         }
         Kind::ValueSum => {
@@ -354,6 +537,61 @@ mod tests {
         // Gone: nothing is counted.
         c.sync(&Arc::new(Vec::new()));
         assert_eq!(feed(&mut c, 1000, 1010), 0);
+    }
+
+    #[test]
+    fn durable_windows_are_restored_only_under_the_same_block() {
+        let mut c = Correlator::default();
+        c.make_durable(Saved::default());
+        let rules = Arc::new(vec![rule("guessing", "5m")]);
+        c.sync(&rules);
+        assert_eq!(feed(&mut c, 0, 2), 0);
+        let delta = c.take_delta();
+        assert_eq!(delta.0.len(), 1);
+        let saved_rule = durable::SavedRule {
+            block_sha256: delta.0[0].block_sha256.clone(),
+            groups: delta.0[0].changes.upserts.clone(),
+            ..Default::default()
+        };
+        let saved = |r: &durable::SavedRule| {
+            let mut s = Saved::new();
+            s.insert("C1".to_string(), r.clone());
+            s.insert("GONE".to_string(), durable::SavedRule::default());
+            s
+        };
+        // Same block: the two failures are back, the third fires.
+        let mut again = Correlator::default();
+        again.make_durable(saved(&saved_rule));
+        again.sync(&rules);
+        assert_eq!(again.stats().restored, 1);
+        assert_eq!(feed(&mut again, 2, 3), 1);
+        let resets: Vec<_> = again
+            .take_delta()
+            .0
+            .into_iter()
+            .filter_map(|d| d.reset.map(|why| (d.rule_id, why)))
+            .collect();
+        assert_eq!(
+            resets,
+            vec![(
+                "GONE".to_string(),
+                "no loaded correlation rule has this id".to_string()
+            )]
+        );
+        // Another window: nothing restored, and the saved rows are reset.
+        let mut other = Correlator::default();
+        other.make_durable(saved(&saved_rule));
+        other.sync(&Arc::new(vec![rule("guessing", "10m")]));
+        assert_eq!(other.stats().restored, 0);
+        assert_eq!(feed(&mut other, 2, 3), 0);
+        let resets: Vec<String> = other
+            .take_delta()
+            .0
+            .into_iter()
+            .filter(|d| d.reset.is_some())
+            .map(|d| d.rule_id)
+            .collect();
+        assert_eq!(resets, ["C1", "GONE"]);
     }
 
     #[test]

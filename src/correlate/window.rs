@@ -65,6 +65,12 @@ pub struct Settings {
     pub threshold: Option<Threshold>,
     /// For the temporal kinds: how many steps (listed rules) there are.
     pub steps: usize,
+    /// `value_count`: how many fields make a value. With several, a value
+    /// is their texts joined by [`FIELD_SEPARATOR`], and the count is the
+    /// fewest distinct values any one field has (ten distinct usernames
+    /// *and* ten distinct passwords: credential stuffing, not guessing one
+    /// account or spraying one password).
+    pub fields: usize,
     pub lateness_ms: i64,
     pub max_groups: usize,
 }
@@ -100,6 +106,26 @@ pub struct Firing {
     pub source_ids: Vec<String>,
 }
 
+/// Joins the fields of a several-field `value_count` value.
+pub const FIELD_SEPARATOR: char = '\u{1f}';
+
+/// The fewest distinct values any one of `fields` fields has among the
+/// distinct joined `tuples`.
+fn fewest_distinct(tuples: &[&str], fields: usize) -> usize {
+    (0..fields)
+        .map(|k| {
+            let mut column: Vec<&str> = tuples
+                .iter()
+                .map(|t| t.split(FIELD_SEPARATOR).nth(k).unwrap_or(""))
+                .collect();
+            column.sort_unstable();
+            column.dedup();
+            column.len()
+        })
+        .min()
+        .unwrap_or(0)
+}
+
 /// How many values and source ids a firing lists.
 pub const EVIDENCE_CAP: usize = 20;
 
@@ -115,6 +141,8 @@ struct Entry {
 #[derive(Debug, Default)]
 struct Group {
     name: Box<str>,
+    /// Changed since the last [`Windows::take_changes`].
+    dirty: bool,
     /// Counted observations, oldest first.
     entries: VecDeque<Entry>,
     /// The newest time seen in the group (counted or absorbed).
@@ -148,6 +176,61 @@ pub struct Windows {
     touches: VecDeque<(usize, u64)>,
     clock: u64,
     pub stats: WindowStats,
+    /// Whether changes are kept for [`Windows::take_changes`] (durable
+    /// windows); off, nothing accumulates.
+    track: bool,
+    /// Slots changed since the last take.
+    dirty: Vec<usize>,
+    /// Groups evicted since the last take.
+    gone: Vec<Box<str>>,
+}
+
+/// One group's window as checkpointed: enough to go on counting exactly
+/// where it stood.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupState {
+    /// The newest time seen (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<i64>,
+    /// The fired episode's window start (ms), while it absorbs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired: Option<i64>,
+    #[serde(default)]
+    pub entries: Vec<SavedEntry>,
+}
+
+/// A counted observation as checkpointed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedEntry {
+    /// Time (ms).
+    pub t: i64,
+    /// `value_count`: the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<String>,
+    /// `value_sum`: the amount.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub n: f64,
+    /// The temporal kinds: the step.
+    #[serde(default, skip_serializing_if = "is_zero_step")]
+    pub s: usize,
+    /// The source id.
+    pub id: String,
+}
+
+fn is_zero(n: &f64) -> bool {
+    *n == 0.0
+}
+
+fn is_zero_step(s: &usize) -> bool {
+    *s == 0
+}
+
+/// What changed in one rule's windows since the last take: the groups to
+/// write (name, state) and the groups evicted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    pub upserts: Vec<(String, GroupState)>,
+    pub deletes: Vec<String>,
 }
 
 impl Windows {
@@ -160,6 +243,90 @@ impl Windows {
             touches: VecDeque::new(),
             clock: 0,
             stats: WindowStats::default(),
+            track: false,
+            dirty: Vec::new(),
+            gone: Vec::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Changes the group bound (evicting the least recent groups when it
+    /// shrank).
+    pub fn set_max_groups(&mut self, max_groups: usize) {
+        self.settings.max_groups = max_groups;
+        self.evict_to(max_groups.max(1));
+    }
+
+    /// Keeps changes from now on, for [`Windows::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.track = true;
+    }
+
+    /// The groups changed and evicted since the last call (evictions
+    /// first: a group evicted and made again is written after its delete).
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes {
+            deletes: self.gone.drain(..).map(String::from).collect(),
+            upserts: Vec::with_capacity(self.dirty.len()),
+        };
+        for slot in std::mem::take(&mut self.dirty) {
+            let Some(group) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            if !group.dirty || group.name.is_empty() {
+                continue;
+            }
+            group.dirty = false;
+            changes
+                .upserts
+                .push((group.name.to_string(), group.state()));
+        }
+        changes
+    }
+
+    /// Puts back a checkpointed group (as the most recent one; restore the
+    /// least recent first).
+    pub fn restore(&mut self, name: &str, state: GroupState) {
+        let slot = self.slot(name);
+        self.clock += 1;
+        self.touches.push_back((slot, self.clock));
+        let mut entries: Vec<Entry> = state
+            .entries
+            .into_iter()
+            .map(|e| Entry {
+                time_ms: e.t,
+                value: e.v.map(Into::into),
+                amount: e.n,
+                step: e.s,
+                source_id: e.id.into(),
+            })
+            .collect();
+        entries.sort_by_key(|e| e.time_ms);
+        let group = &mut self.slots[slot];
+        group.touched = self.clock;
+        group.newest_ms = state.newest;
+        group.fired_at = state.fired;
+        group.entries = entries.into();
+    }
+
+    /// Evicts the least recent groups until fewer than `room` are held.
+    fn evict_to(&mut self, room: usize) {
+        while self.index.len() >= room {
+            let Some((slot, at)) = self.touches.pop_front() else {
+                break;
+            };
+            if self.slots[slot].touched == at {
+                let gone = std::mem::take(&mut self.slots[slot]);
+                self.index.remove(&gone.name);
+                self.free.push(slot);
+                self.stats.evicted += 1;
+                if self.track {
+                    self.gone.push(gone.name);
+                }
+            }
         }
     }
 
@@ -178,17 +345,7 @@ impl Windows {
         if let Some(&slot) = self.index.get(name) {
             return slot;
         }
-        while self.index.len() >= self.settings.max_groups.max(1) {
-            let Some((slot, at)) = self.touches.pop_front() else {
-                break;
-            };
-            if self.slots[slot].touched == at {
-                let gone = std::mem::take(&mut self.slots[slot]);
-                self.index.remove(&gone.name);
-                self.free.push(slot);
-                self.stats.evicted += 1;
-            }
-        }
+        self.evict_to(self.settings.max_groups.max(1));
         let group = Group {
             name: name.into(),
             ..Group::default()
@@ -227,6 +384,10 @@ impl Windows {
                 self.stats.too_late += 1;
                 return None;
             }
+        }
+        if self.track && !group.dirty {
+            group.dirty = true;
+            self.dirty.push(slot);
         }
         let newest = group.newest_ms.map_or(obs.time_ms, |n| n.max(obs.time_ms));
         group.newest_ms = Some(newest);
@@ -268,12 +429,33 @@ impl Windows {
     }
 }
 
+impl Group {
+    fn state(&self) -> GroupState {
+        GroupState {
+            newest: self.newest_ms,
+            fired: self.fired_at,
+            entries: self
+                .entries
+                .iter()
+                .map(|e| SavedEntry {
+                    t: e.time_ms,
+                    v: e.value.as_deref().map(String::from),
+                    n: e.amount,
+                    s: e.step,
+                    id: e.source_id.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Whether the counted entries satisfy the rule: the firing if so (built
 /// only then: this runs on every observation).
 fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Option<Firing> {
     let first = entries.front()?;
     let last = entries.back()?;
     let mut distinct: Vec<&str> = Vec::new();
+    let mut distinct_n = 0;
     let mut sum = 0.0;
     let holds = match settings.kind {
         Kind::EventCount => settings
@@ -283,9 +465,14 @@ fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Opti
             distinct.extend(entries.iter().filter_map(|e| e.value.as_deref()));
             distinct.sort_unstable();
             distinct.dedup();
+            distinct_n = if settings.fields > 1 {
+                fewest_distinct(&distinct, settings.fields)
+            } else {
+                distinct.len()
+            };
             settings
                 .threshold
-                .is_some_and(|t| t.holds(distinct.len() as f64))
+                .is_some_and(|t| t.holds(distinct_n as f64))
         }
         Kind::ValueSum => {
             sum = entries.iter().map(|e| e.amount).sum();
@@ -328,7 +515,7 @@ fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Opti
             .take(EVIDENCE_CAP)
             .map(|v| v.to_string())
             .collect(),
-        distinct: distinct.len() as u64,
+        distinct: distinct_n as u64,
         sum,
         source_ids: entries
             .iter()
@@ -349,6 +536,7 @@ mod tests {
             window_ms: 300_000,
             threshold,
             steps,
+            fields: 1,
             lateness_ms: 60_000,
             max_groups: 100_000,
         }
@@ -456,6 +644,45 @@ mod tests {
             f.window_start_ms, 1000,
             "the window holds every counted step"
         );
+    }
+
+    #[test]
+    fn several_fields_count_the_fewest_distinct_of_any() {
+        let mut s = settings(Kind::ValueCount, Some(Threshold::AtLeast(3.0)), 0);
+        s.fields = 2;
+        let pair = |u: &str, p: &str| format!("{u}{FIELD_SEPARATOR}{p}");
+        let mut w = Windows::new(s);
+        let mut fired = Vec::new();
+        // One account, many passwords (guessing): one distinct username.
+        for (i, p) in ["a", "b", "c", "d"].iter().enumerate() {
+            let v = pair("root", p);
+            let mut o = obs(i as i64, "g", None, 0);
+            o.value = Some(&v);
+            fired.extend(w.observe(&o));
+        }
+        assert!(fired.is_empty());
+        // Many accounts, one password (spraying), in another group.
+        for (i, u) in ["a", "b", "c", "d"].iter().enumerate() {
+            let v = pair(u, "123456");
+            let mut o = obs(i as i64, "h", None, 0);
+            o.value = Some(&v);
+            fired.extend(w.observe(&o));
+        }
+        assert!(fired.is_empty());
+        // Pairs (stuffing): fires at the third distinct in both fields.
+        for (i, (u, p)) in [("a", "x"), ("b", "y"), ("a", "x"), ("c", "z")]
+            .iter()
+            .enumerate()
+        {
+            let v = pair(u, p);
+            let mut o = obs(i as i64, "k", None, 0);
+            o.value = Some(&v);
+            fired.extend(w.observe(&o));
+        }
+        assert_eq!(fired.len(), 1);
+        assert_eq!(fired[0].distinct, 3);
+        assert_eq!(fired[0].count, 4);
+        assert_eq!(fired[0].values.len(), 3);
     }
 
     #[test]
@@ -570,7 +797,94 @@ mod tests {
         assert_eq!(fired, 1);
     }
 
+    #[test]
+    fn evictions_and_changes_are_taken_once() {
+        let mut s = settings(Kind::EventCount, Some(Threshold::AtLeast(5.0)), 0);
+        s.max_groups = 2;
+        let mut w = Windows::new(s);
+        w.observe(&obs(1, "untracked", None, 0));
+        w.track_changes();
+        w.observe(&obs(2, "a", None, 0));
+        w.observe(&obs(3, "b", None, 0)); // evicts "untracked"
+        let c = w.take_changes();
+        assert_eq!(c.deletes, vec!["untracked".to_string()]);
+        let names: Vec<&str> = c.upserts.iter().map(|u| u.0.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(c.upserts[0].1.entries.len(), 1);
+        assert_eq!(w.take_changes(), Changes::default(), "taken once");
+        // A group evicted after a change: only its delete is written.
+        w.observe(&obs(4, "a", None, 0));
+        w.observe(&obs(5, "c", None, 0)); // evicts "b"
+        w.observe(&obs(6, "d", None, 0)); // evicts "a"
+        let c = w.take_changes();
+        assert_eq!(c.deletes, vec!["b".to_string(), "a".to_string()]);
+        let mut names: Vec<&str> = c.upserts.iter().map(|u| u.0.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["c", "d"]);
+        // A lower bound evicts at once.
+        w.set_max_groups(1);
+        assert_eq!(w.len(), 0, "room is made for one new group");
+        assert_eq!(w.take_changes().deletes.len(), 2);
+    }
+
     proptest! {
+        /// Checkpoints taken now and then, applied to a saved copy, and
+        /// restored into fresh windows at any point: the firings after the
+        /// restore are those of windows that never stopped.
+        #[test]
+        fn restored_windows_go_on_as_if_never_stopped(
+            (kind, threshold, steps) in kinds(),
+            window in 1i64..50,
+            lateness in 0i64..20,
+            seq in prop::collection::vec((0i64..200, 0u8..6, 0u8..3), 0..60),
+            cut in 0usize..60,
+            every in 1usize..8,
+        ) {
+            let s = Settings {
+                kind,
+                window_ms: window,
+                threshold,
+                steps,
+                fields: 1,
+                lateness_ms: lateness,
+                max_groups: 10,
+            };
+            let observe = |w: &mut Windows, &(t, v, step): &(i64, u8, u8)| {
+                let (value, source, group) = (v.to_string(), format!("{t}"), format!("g{}", v % 3));
+                w.observe(&Observation {
+                    time_ms: t,
+                    group: &group,
+                    value: Some(&value),
+                    amount: f64::from(v),
+                    step: step as usize,
+                    source_id: &source,
+                })
+                .map(|f| (f.group, f.window_start_ms, f.window_end_ms, f.count, f.source_ids))
+            };
+            let cut = cut.min(seq.len());
+            let mut whole = Windows::new(s);
+            let expected: Vec<_> = seq.iter().map(|o| observe(&mut whole, o)).collect();
+            let mut first = Windows::new(s);
+            first.track_changes();
+            let mut saved: std::collections::BTreeMap<String, GroupState> = Default::default();
+            for (i, o) in seq[..cut].iter().enumerate() {
+                observe(&mut first, o);
+                if i % every == 0 || i + 1 == cut {
+                    let c = first.take_changes();
+                    for d in c.deletes {
+                        saved.remove(&d);
+                    }
+                    saved.extend(c.upserts);
+                }
+            }
+            let mut second = Windows::new(s);
+            for (name, state) in saved {
+                second.restore(&name, state);
+            }
+            let got: Vec<_> = seq[cut..].iter().map(|o| observe(&mut second, o)).collect();
+            prop_assert_eq!(&got[..], &expected[cut..]);
+        }
+
         #[test]
         fn windows_equal_a_brute_force_recount(
             (kind, threshold, steps) in kinds(),
@@ -583,6 +897,7 @@ mod tests {
                 window_ms: window,
                 threshold,
                 steps,
+                fields: 1,
                 lateness_ms: lateness,
                 max_groups: 10,
             };

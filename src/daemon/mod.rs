@@ -147,7 +147,12 @@ pub(crate) fn start(
     }
     crate::run::ensure_rules(&loaded, tag)?;
     let engine = Arc::new(Engine::new(&loaded.rules, tag.tag_config.clone()));
+    engine.set_max_groups(tag.max_groups);
     let writer = TagWriter::start(db, &tag.store, sink)?;
+    // The correlation windows as last committed: counting goes on from
+    // there, and from now on each commit checkpoints them.
+    let saved = writer.run(|conn, _| crate::correlate::durable::load(conn))?;
+    engine.make_windows_durable(saved);
     for w in writer
         .sync_rules(loaded.rules.clone(), &loaded.dir)?
         .warnings
@@ -315,6 +320,7 @@ pub fn run(
                 &live.reload_rejections,
                 reload_stats.rejected.load(Ordering::Relaxed),
             );
+            live.set_correlation(&engine.correlation_stats());
         }
     };
     // The read position after the last event handled, and the last one
@@ -323,12 +329,11 @@ pub fn run(
     let mut sent: Option<InputPosition> = None;
     let mut flush = |pipeline: &mut Pipeline, done: &Option<InputPosition>| {
         writer.send(pipeline.take_batch())?;
-        if *done != sent {
-            if let Some(p) = done {
-                writer.send_position(p.clone())?;
-            }
-            sent.clone_from(done);
-        }
+        // The windows as they stand after the events up to `done`.
+        let windows = engine.take_window_delta();
+        let position = if *done != sent { done.clone() } else { None };
+        writer.send_checkpoint(position, windows)?;
+        sent.clone_from(done);
         Ok::<(), store::StoreError>(())
     };
     let result = (|| -> Result<(), RunError> {
@@ -368,6 +373,7 @@ pub fn run(
         Ok(())
     })();
     let stats = background.stop();
+    pipeline.summary.correlation = engine.correlation_stats();
     let mut summary = RunSummary {
         tags: pipeline.summary,
         reloads: stats.reloads.load(Ordering::Relaxed),

@@ -74,6 +74,10 @@ pub struct Example {
     pub payload: Payload,
     /// The line of the example in the rule file.
     pub line: u32,
+    /// A correlation rule's example: the events, in order (`source_kind`
+    /// and `payload` above are then unused). A `match` sequence fires the
+    /// rule once, on its last event; a `no_match` one never does.
+    pub sequence: Vec<crate::event::TaggerEvent>,
 }
 
 /// A checked, compiled rule.

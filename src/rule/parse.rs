@@ -184,14 +184,8 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
     let emits = emits(&doc, ctx);
     let examples = match (&applies_to, doc.get("examples")) {
         (_, None) => Some(Vec::new()),
-        (_, Some(n)) if doc.get("correlate").is_some() => {
-            ctx.error(
-                Code::BadExamples,
-                n.pos,
-                "a correlation rule fires over a sequence of events; `ttp test` does not take \
-                 sequences yet, so correlation rules cannot carry `examples`",
-            );
-            None
+        (Some(kinds), Some(n)) if doc.get("correlate").is_some() => {
+            crate::correlate::examples::parse(n, &kinds[0], ctx)
         }
         (Some(kinds), Some(n)) => examples(n, &kinds[0], ctx),
         (None, Some(_)) => None,
@@ -285,6 +279,7 @@ fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Ex
                 source_kind,
                 payload: payload.into_iter().collect(),
                 line: item.pos.line,
+                sequence: Vec::new(),
             });
         }
     }

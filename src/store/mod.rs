@@ -17,8 +17,8 @@ mod writer;
 pub use partition::PARTITION_ROWS;
 pub use schema::{open, Flavor, SCHEMA_VERSION};
 pub use writer::{
-    insert_rows, insert_tags, insert_tags_at, write_transaction, NewTagSink, TagTable, TagWriter,
-    WriteStats, WriterHandle,
+    insert_rows, insert_tags, insert_tags_at, save_windows, write_transaction, Checkpoint,
+    NewTagSink, TagTable, TagWriter, WriteStats, WriterHandle,
 };
 
 use rusqlite::{Connection, ErrorCode};

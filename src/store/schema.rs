@@ -9,7 +9,7 @@
 //! exactly as they are, never dropped, re-created or altered. What we keep
 //! beyond them lives in tables of our own (`ttp_tag_rule_sha256` for each
 //! tag's rule text, `ttp_rule_version`, `ttp_rule_event`,
-//! `ttp_input_position`), versioned in `ttp_engine_schema`; `user_version`
+//! `ttp_input_position`, `ttp_correlation_window`), versioned in `ttp_engine_schema`; `user_version`
 //! is left alone.
 
 use super::{classify, create_private, StoreError, StoreOptions};
@@ -98,6 +98,8 @@ CREATE TABLE ttp_rule_state (
     super::views::TOTALS,
     // 6: ttp_tag becomes a view over partitions (finished by `partition::adopt`).
     super::partition::MIGRATION,
+    // 7: the correlation rules' windows.
+    crate::correlate::durable::SCHEMA,
 ];
 
 /// The step of [`MIGRATIONS`] after which [`super::partition::adopt`] runs.
@@ -133,6 +135,7 @@ CREATE TABLE ttp_tag_rule_sha256 (
     ),
     crate::position::SCHEMA,
     super::views::DECNET,
+    crate::correlate::durable::SCHEMA,
 ];
 
 /// Which schema a database file has.

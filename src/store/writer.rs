@@ -1,10 +1,12 @@
 //! The single tag writer: a thread owning the connection, fed by a bounded
-//! channel; tags (with the read position) in batched transactions.
+//! channel; tags (with the read position and the correlation windows) in
+//! batched transactions.
 
 use super::partition::{Maintenance, Partitions};
 use super::schema::{open, Flavor};
 use super::{file_identity, write_with_retry, StoreError, StoreOptions};
 use crate::catalog::{self, SyncReport};
+use crate::correlate::durable::{self, WindowDelta};
 use crate::position::InputPosition;
 use crate::rule::Rule;
 use crate::ruleset::Change;
@@ -55,23 +57,51 @@ impl TagTable {
 
 /// Inserts tags in one transaction; returns the tags that were new.
 pub fn insert_tags<'a>(conn: &Connection, tags: &'a [Tag]) -> rusqlite::Result<Vec<&'a Tag>> {
-    insert_tags_at(conn, &TagTable::load(conn)?, tags, None)
+    insert_tags_at(conn, &TagTable::load(conn)?, tags, &Checkpoint::default())
 }
 
-/// Inserts tags and, in the same transaction, the read position reached
-/// once the events behind them were tagged. In DECNET's database a tag's
+/// What is committed with a batch of tags: the read position reached once
+/// the events behind them were tagged, and the correlation windows as they
+/// stood then.
+#[derive(Debug, Default)]
+pub struct Checkpoint {
+    pub position: Option<InputPosition>,
+    /// In the order taken (a later delta overrides an earlier one).
+    pub windows: Vec<WindowDelta>,
+}
+
+impl Checkpoint {
+    fn is_empty(&self) -> bool {
+        self.position.is_none() && self.windows.is_empty()
+    }
+}
+
+/// Saves correlation window changes inside the caller's transaction; a
+/// reset that dropped saved windows goes to the audit log.
+pub fn save_windows(conn: &Connection, deltas: &[WindowDelta]) -> rusqlite::Result<()> {
+    for delta in deltas {
+        for (rule_id, detail) in durable::save(conn, delta)? {
+            catalog::log_event(conn, Some(&rule_id), None, catalog::Action::State, &detail)?;
+        }
+    }
+    Ok(())
+}
+
+/// Inserts tags and, in the same transaction, the checkpoint reached once
+/// the events behind them were tagged. In DECNET's database a tag's
 /// `rule_sha256` goes to our own `ttp_tag_rule_sha256` (DECNET's `ttp_tag`
 /// has no such column).
 pub fn insert_tags_at<'a>(
     conn: &Connection,
     table: &TagTable,
     tags: &'a [Tag],
-    position: Option<&InputPosition>,
+    checkpoint: &Checkpoint,
 ) -> rusqlite::Result<Vec<&'a Tag>> {
     let tx = write_transaction(conn)?;
-    if let Some(p) = position {
+    if let Some(p) = &checkpoint.position {
         crate::position::save(&tx, p)?;
     }
+    save_windows(&tx, &checkpoint.windows)?;
     let new = insert_rows(&tx, table, tags)?;
     tx.commit()?;
     Ok(new)
@@ -223,8 +253,9 @@ pub type NewTagSink = Box<dyn FnMut(&Tag) + Send>;
 
 enum Msg {
     Tags(Vec<Tag>),
-    /// The read position after the events whose tags were sent before it.
-    Position(InputPosition),
+    /// The read position after the events whose tags were sent before it
+    /// (if the events have one), and the correlation windows then.
+    Checkpoint(Option<InputPosition>, WindowDelta),
     Changes(Vec<Change>),
     Sync(
         Vec<Arc<Rule>>,
@@ -338,10 +369,17 @@ impl WriterHandle {
         self.send_msg(Msg::Tags(tags))
     }
 
-    /// Queues the read position reached: committed with the tags sent
-    /// before it, never before them.
-    pub fn send_position(&self, position: InputPosition) -> Result<(), StoreError> {
-        self.send_msg(Msg::Position(position))
+    /// Queues the read position reached and the correlation windows'
+    /// changes: committed with the tags sent before them, never before.
+    pub fn send_checkpoint(
+        &self,
+        position: Option<InputPosition>,
+        windows: WindowDelta,
+    ) -> Result<(), StoreError> {
+        if position.is_none() && windows.is_empty() {
+            return Ok(());
+        }
+        self.send_msg(Msg::Checkpoint(position, windows))
     }
 
     /// Queues the changes of a reload for the rule catalog.
@@ -418,7 +456,7 @@ fn writer_loop(
 ) -> Result<WriteStats, StoreError> {
     let mut stats = WriteStats::default();
     let mut pending: Vec<Tag> = Vec::new();
-    let mut position: Option<InputPosition> = None;
+    let mut checkpoint = Checkpoint::default();
     let identity = file_identity(path);
     let mut table = TagTable::load(&conn).map_err(|e| StoreError::Sqlite {
         path: path.to_path_buf(),
@@ -431,28 +469,40 @@ fn writer_loop(
     let mut open = true;
     while open {
         // Block for the first message, then drain what is queued; anything
-        // other than tags (and positions) first commits the tags before it
+        // other than tags (and checkpoints) first commits the tags before it
         // (order kept).
         let mut other: Option<Msg> = None;
+        let mut take = |msg: Msg, pending: &mut Vec<Tag>| match msg {
+            Msg::Tags(t) => {
+                pending.extend(t);
+                None
+            }
+            Msg::Checkpoint(p, w) => {
+                if p.is_some() {
+                    checkpoint.position = p;
+                }
+                if !w.is_empty() {
+                    checkpoint.windows.push(w);
+                }
+                None
+            }
+            m => Some(m),
+        };
         match rx.recv() {
-            Ok(Msg::Tags(t)) => pending.extend(t),
-            Ok(Msg::Position(p)) => position = Some(p),
-            Ok(m) => other = Some(m),
+            Ok(m) => other = take(m, &mut pending),
             Err(_) => open = false,
         }
         while open && other.is_none() && pending.len() < BATCH_ROWS {
             match rx.try_recv() {
-                Ok(Msg::Tags(t)) => pending.extend(t),
-                Ok(Msg::Position(p)) => position = Some(p),
-                Ok(m) => other = Some(m),
+                Ok(m) => other = take(m, &mut pending),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => open = false,
             }
         }
-        if !pending.is_empty() || position.is_some() {
-            let at = position.take();
+        if !pending.is_empty() || !checkpoint.is_empty() {
+            let at = std::mem::take(&mut checkpoint);
             let new = write_with_retry(path, opts, "tags", || {
-                insert_tags_at(&conn, &table, &pending, at.as_ref())
+                insert_tags_at(&conn, &table, &pending, &at)
             })?;
             stats.transactions += 1;
             stats.new += new.len() as u64;
@@ -479,7 +529,7 @@ fn writer_loop(
             cp.after_commit(&conn);
         }
         match other {
-            None | Some(Msg::Tags(_)) | Some(Msg::Position(_)) => {}
+            None | Some(Msg::Tags(_)) | Some(Msg::Checkpoint(..)) => {}
             Some(Msg::Changes(changes)) => {
                 let warnings = write_with_retry(path, opts, "rule changes", || {
                     catalog::record_changes(&conn, &changes)

@@ -103,7 +103,8 @@ impl Flusher<'_> {
             return Ok(());
         }
         let new = self.writer.run(move |conn, table| {
-            crate::store::insert_tags_at(conn, table, &tags, None).map(|n| n.len() as u64)
+            crate::store::insert_tags_at(conn, table, &tags, &Default::default())
+                .map(|n| n.len() as u64)
         })?;
         self.inserted += new;
         Ok(())

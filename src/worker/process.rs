@@ -93,6 +93,7 @@ pub struct WorkerSummary {
     pub new: u64,
     pub messages: u64,
     pub connections: usize,
+    pub correlation: crate::correlate::stage::CorrelationStats,
 }
 
 impl WorkerSummary {
@@ -102,8 +103,11 @@ impl WorkerSummary {
             .iter()
             .map(|(k, n)| format!("{k}: {n}"))
             .collect();
+        let correlation = crate::run::correlation_line(&self.correlation)
+            .map(|l| format!("\n{l}"))
+            .unwrap_or_default();
         format!(
-            "bus events: {} received, {} dropped{}\ntagger events: {}\ntags: {} emitted, {} new, {} below the floor\nmessages published: {}\nbus connections: {}",
+            "bus events: {} received, {} dropped{}\ntagger events: {}\ntags: {} emitted, {} new, {} below the floor\nmessages published: {}\nbus connections: {}{correlation}",
             self.bus_events,
             self.dropped.values().sum::<u64>(),
             if dropped.is_empty() {
@@ -340,6 +344,7 @@ fn tag_loop(
             Live::set(&live.events_read, summary.bus_events);
             Live::set(&live.events_rejected, summary.dropped.values().sum());
             Live::set(&live.tags_emitted, summary.tags);
+            live.set_correlation(&engine.correlation_stats());
         }
         // The batch's tags in one list (moved, not copied), each bus event
         // keeping the range of its own.
@@ -349,9 +354,20 @@ fn tag_loop(
             ranges.push(all.len()..all.len() + tags.len());
             all.extend(tags);
         }
+        // The windows as they stand after this batch: committed with its
+        // tags.
+        let windows = engine.take_window_delta();
         if all.is_empty() {
+            if let Err(e) = writer.send_checkpoint(None, windows) {
+                tracing::error!("checkpointing correlation windows failed: {e}");
+            }
             continue;
         }
+        let windows = if windows.is_empty() {
+            Vec::new()
+        } else {
+            vec![windows]
+        };
         // Stored, then announced, by the writer: the tagger goes on with the
         // next batch meanwhile (the writer's bounded channel holds it back
         // when SQLite is behind).
@@ -359,7 +375,7 @@ fn tag_loop(
         // Run again only when storing failed (a lock, a full disk): the
         // announcements follow the one commit that succeeded.
         let job = move |conn: &rusqlite::Connection, table: &TagTable| -> rusqlite::Result<()> {
-            let mut new = store_batch(conn, table, &all)?;
+            let mut new = store_batch(conn, table, &all, &windows)?;
             counts.new.fetch_add(new.len() as u64, Ordering::Relaxed);
             if let Some(live) = &counts.live {
                 live.tags_new.fetch_add(new.len() as u64, Ordering::Relaxed);
@@ -387,6 +403,7 @@ fn tag_loop(
             tracing::error!("storing tags failed: {e}; this batch is not announced");
         }
     }
+    summary.correlation = engine.correlation_stats();
     summary
 }
 
@@ -412,16 +429,19 @@ fn control(env: &Envelope, shutdown: &AtomicBool) {
     }
 }
 
-/// Stores a batch: the tags (bad rows skipped), then DECNET's IPv6 columns
+/// Stores a batch: the tags (bad rows skipped), the correlation windows as
+/// they stood after it, then DECNET's IPv6 columns
 /// for attackers whose IPv6-leak tag is itself new (README, Q18). Returns
 /// the UUIDs newly stored.
 fn store_batch(
     conn: &rusqlite::Connection,
     table: &TagTable,
     tags: &[Tag],
+    windows: &[crate::correlate::durable::WindowDelta],
 ) -> rusqlite::Result<HashSet<uuid::Uuid>> {
     let tx = store::write_transaction(conn)?;
     let new: Vec<&Tag> = store::insert_rows(&tx, table, tags)?;
+    store::save_windows(&tx, windows)?;
     if table.flavor() == Flavor::Decnet {
         let mut seen = HashSet::new();
         for t in new.iter().filter(|t| t.source_kind == "ipv6_leak") {
