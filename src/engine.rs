@@ -273,6 +273,13 @@ impl Engine {
         self.correlator().make_durable(saved);
     }
 
+    /// `--event-time-field`: the payload path of events' time for the
+    /// correlation windows (`None`: the first of `ts`, `timestamp`,
+    /// `@timestamp` that parses).
+    pub fn set_event_time_field(&self, path: Option<&str>) {
+        self.correlator().set_time_field(path);
+    }
+
     /// `--max-groups`: the group bound of correlation rules that set none.
     pub fn set_max_groups(&self, max_groups: Option<usize>) {
         self.correlator().set_max_groups(max_groups);

@@ -54,6 +54,9 @@ pub struct TagOptions {
     /// `--max-groups`: groups kept per correlation rule that sets no
     /// `max_groups` of its own (`None`: the default, 100,000).
     pub max_groups: Option<usize>,
+    /// `--event-time-field`: the payload path of events' time for the
+    /// correlation windows.
+    pub event_time_field: Option<String>,
 }
 
 impl Default for TagOptions {
@@ -65,6 +68,7 @@ impl Default for TagOptions {
             tag_config: TagConfig::default(),
             store: StoreOptions::default(),
             max_groups: None,
+            event_time_field: None,
         }
     }
 }

@@ -255,7 +255,7 @@ fn a_reload_keeps_windows_unless_the_correlation_changed_and_says_so() {
 }
 
 #[test]
-fn max_groups_bounds_the_groups_and_the_summary_counts_evictions() {
+fn max_groups_and_event_time_field_on_the_command_line() {
     let work = tempfile::TempDir::new().unwrap();
     let rules = work.path().join("rules");
     fs::create_dir_all(&rules).unwrap();
@@ -305,6 +305,56 @@ fn max_groups_bounds_the_groups_and_the_summary_counts_evictions() {
         "{unbounded}"
     );
     assert_eq!(scalar(&db, CORRELATION_TAGS), Some(5));
+    // The events' time from another field: `meta.when` spreads the same
+    // fifty failures over fifty minutes, so no five minutes hold ten.
+    let db2 = work.path().join("t2.db");
+    let mut spread = String::new();
+    for i in 0..50 {
+        let mut line: serde_json::Value =
+            serde_json::from_str(failure("att-9", i, 0).trim()).unwrap();
+        line["payload"]["meta"] = serde_json::json!({"when": 1_795_161_600 + i * 60});
+        spread.push_str(&format!("{line}\n"));
+    }
+    let tag_spread = |db: &Path, extra: &[&str]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ttp"))
+            .args(["tag", "--events", "-", "--rules"])
+            .arg(&rules)
+            .arg("--db")
+            .arg(db)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(spread.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tag_spread(&db2, &["--event-time-field", "meta.when"]);
+    assert_eq!(scalar(&db2, CORRELATION_TAGS), Some(0));
+    // By default `ts` (the same second for all fifty) is their time.
+    tag_spread(&db2, &[]);
+    assert_eq!(scalar(&db2, CORRELATION_TAGS), Some(1));
+    let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["tag", "--event-time-field", ""])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--event-time-field must name a payload field"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Zero is refused by the command line.
     let out = Command::new(env!("CARGO_BIN_EXE_ttp"))
         .args(["tag", "--max-groups", "0"])

@@ -67,6 +67,12 @@ pub(crate) struct TaggingArgs {
     /// (summary, /metrics). A rule's own `max_groups:` wins.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_groups: Option<u64>,
+    /// The payload field (a dotted path) holding each event's time for
+    /// correlation windows: RFC 3339 text or epoch seconds/milliseconds.
+    /// By default the first of `ts`, `timestamp`, `@timestamp` that
+    /// parses; an event without one counts at the time it is read.
+    #[arg(long, value_name = "PATH")]
+    event_time_field: Option<String>,
 }
 
 /// An octal file mode such as `600` or `0640`.
@@ -93,6 +99,10 @@ impl TaggingArgs {
             self.floor
         );
         anyhow::ensure!(
+            self.event_time_field.as_deref() != Some(""),
+            "--event-time-field must name a payload field (e.g. `ts` or `meta.time`)"
+        );
+        anyhow::ensure!(
             self.max_line_bytes > 0,
             "--max-line-bytes must be at least 1"
         );
@@ -109,6 +119,7 @@ impl TaggingArgs {
                 ..Default::default()
             },
             max_groups: self.max_groups.map(|n| n as usize),
+            event_time_field: self.event_time_field.clone(),
         })
     }
 }
@@ -121,6 +132,7 @@ pub(crate) fn tag(common: TaggingArgs, events: String) -> Result<ExitCode> {
     }
     let engine = Engine::new(&loaded.rules, options.tag_config.clone());
     engine.set_max_groups(options.max_groups);
+    engine.set_event_time_field(options.event_time_field.as_deref());
     let input: Box<dyn BufRead> = if events == "-" {
         Box::new(BufReader::with_capacity(1 << 20, std::io::stdin()))
     } else {

@@ -70,6 +70,12 @@ pub(crate) struct WorkerArgs {
     /// (summary, /metrics). A rule's own `max_groups:` wins.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     max_groups: Option<u64>,
+    /// The payload field (a dotted path) holding each event's time for
+    /// correlation windows: RFC 3339 text or epoch seconds/milliseconds.
+    /// By default the first of `ts`, `timestamp`, `@timestamp` that
+    /// parses; an event without one counts at the time it is read.
+    #[arg(long, value_name = "PATH")]
+    event_time_field: Option<String>,
     #[command(flatten)]
     serve: super::serve::EmbeddedServeArgs,
 }
@@ -79,6 +85,10 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
         (0.0..=1.0).contains(&args.floor),
         "--floor must be between 0 and 1 (got {})",
         args.floor
+    );
+    anyhow::ensure!(
+        args.event_time_field.as_deref() != Some(""),
+        "--event-time-field must name a payload field (e.g. `ts` or `meta.time`)"
     );
     anyhow::ensure!(
         args.heartbeat_secs > 0.0 && args.heartbeat_secs.is_finite(),
@@ -98,6 +108,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     options.tag.store.busy_timeout = Duration::from_millis(args.lock_timeout_ms);
     options.tag.store.file_mode = args.db_mode;
     options.tag.max_groups = args.max_groups.map(|n| n as usize);
+    options.tag.event_time_field = args.event_time_field;
     options.load = LoadOptions {
         strict: args.strict,
         regex_step_limit: args.regex_step_limit,

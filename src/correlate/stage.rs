@@ -73,6 +73,9 @@ pub struct Correlator {
     max_groups: Option<usize>,
     /// Totals of windows no longer held (rules changed or removed).
     retired: WindowStats,
+    /// `--event-time-field`: where an event's time is (by default the
+    /// first of `ts`, `timestamp`, `@timestamp` that parses).
+    time_field: Option<crate::rule::conditions::FieldPath>,
     restored: u64,
 }
 
@@ -194,6 +197,11 @@ impl Correlator {
         }
     }
 
+    /// `--event-time-field`: the payload path (dotted) of events' time.
+    pub fn set_time_field(&mut self, path: Option<&str>) {
+        self.time_field = path.map(crate::rule::conditions::FieldPath::dotted);
+    }
+
     /// `--max-groups`: the group bound of rules that set none.
     pub fn set_max_groups(&mut self, max_groups: Option<usize>) {
         self.max_groups = max_groups;
@@ -260,7 +268,11 @@ impl Correlator {
         out: &mut Vec<Tag>,
     ) {
         let now = cx.now;
-        let time_ms = event_time_ms(&event.payload).unwrap_or_else(|| now.saturating_mul(1000));
+        let own = match &self.time_field {
+            Some(path) => path.lookup(&event.payload).and_then(time_ms),
+            None => event_time_ms(&event.payload),
+        };
+        let time_ms = own.unwrap_or_else(|| now.saturating_mul(1000));
         for a in &mut self.active {
             let rule = &a.rule;
             if !rule.applies_to(&event.source_kind) {
@@ -333,23 +345,24 @@ fn number(v: &Json) -> Option<f64> {
 /// `@timestamp` that is RFC 3339 text or epoch seconds (or milliseconds,
 /// for numbers past 10^11).
 pub fn event_time_ms(payload: &Payload) -> Option<i64> {
-    for key in ["ts", "timestamp", "@timestamp"] {
-        let ms = match payload.get(key) {
-            Some(Json::String(s)) => time::OffsetDateTime::parse(
-                s.trim(),
-                &time::format_description::well_known::Rfc3339,
-            )
-            .ok()
-            .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
-            .or_else(|| s.trim().parse::<f64>().ok().and_then(epoch_ms)),
-            Some(Json::Number(n)) => n.as_f64().and_then(epoch_ms),
-            _ => None,
-        };
-        if ms.is_some() {
-            return ms;
+    ["ts", "timestamp", "@timestamp"]
+        .iter()
+        .find_map(|key| payload.get(*key).and_then(time_ms))
+}
+
+/// A time value in milliseconds: RFC 3339 text, or epoch seconds (or
+/// milliseconds past 10^11) as a number or as text.
+pub fn time_ms(v: &Json) -> Option<i64> {
+    match v {
+        Json::String(s) => {
+            time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+                .ok()
+                .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                .or_else(|| s.trim().parse::<f64>().ok().and_then(epoch_ms))
         }
+        Json::Number(n) => n.as_f64().and_then(epoch_ms),
+        _ => None,
     }
-    None
 }
 
 /// Epoch seconds (or milliseconds past 10^11) as milliseconds; `None`

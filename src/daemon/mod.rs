@@ -148,6 +148,7 @@ pub(crate) fn start(
     crate::run::ensure_rules(&loaded, tag)?;
     let engine = Arc::new(Engine::new(&loaded.rules, tag.tag_config.clone()));
     engine.set_max_groups(tag.max_groups);
+    engine.set_event_time_field(tag.event_time_field.as_deref());
     let writer = TagWriter::start(db, &tag.store, sink)?;
     // The correlation windows as last committed: counting goes on from
     // there, and from now on each commit checkpoints them.
