@@ -9,11 +9,13 @@
 
 mod actors;
 pub mod json;
+mod matrix;
 mod rollup;
 mod tags;
 mod window;
 
 pub use actors::{Actor, Intel, COMMANDS_PER_ACTOR, TAGS_PER_ACTOR};
+pub use matrix::{Cell, Firings, Marker, Matrix, RuleText, TimelineRow};
 pub use rollup::{RollupRow, Scope};
 pub use tags::{TagFilter, TagRow};
 pub use window::{parse_instant, Window};

@@ -25,6 +25,8 @@ pub struct TagFilter {
     pub window: Window,
     /// `None`: every matching tag.
     pub limit: Option<u32>,
+    /// Tags skipped before the first listed (with a limit: pages).
+    pub offset: Option<u32>,
 }
 
 /// One stored tag, every column, in the order `--emit-tags` writes a tag.
@@ -54,7 +56,7 @@ pub struct TagRow {
 }
 
 impl TagFilter {
-    fn sql(&self, reader: &Reader) -> (String, Vec<SqlValue>) {
+    pub(super) fn sql(&self, reader: &Reader) -> (String, Vec<SqlValue>) {
         let mut sql = String::new();
         let mut args = Vec::new();
         let mut eq = |col: &str, v: &Option<String>| {
@@ -130,6 +132,10 @@ impl Reader {
         if let Some(n) = filter.limit {
             sql.push_str(" LIMIT ?");
             args.push(SqlValue::Integer(i64::from(n)));
+            if let Some(skip) = filter.offset {
+                sql.push_str(" OFFSET ?");
+                args.push(SqlValue::Integer(i64::from(skip)));
+            }
         }
         let mut stmt = self.conn().prepare_cached(&sql).map_err(|e| self.err(e))?;
         let rows = stmt

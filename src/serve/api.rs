@@ -24,6 +24,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             "/ttp/export/navigator/identity/{id}",
             get(navigator_identity),
         )
+        .route(
+            "/ttp/export/navigator/attacker/{id}",
+            get(navigator_attacker),
+        )
 }
 
 /// Runs a query on a pooled connection off the async threads.
@@ -236,6 +240,17 @@ async fn navigator_identity(
         return detail(StatusCode::NOT_FOUND, "Not Found");
     }
     navigator(state, Scope::Identity(id)).await
+}
+
+/// One attacker's layer (ours: DECNET has identity and fleet layers only).
+async fn navigator_attacker(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Response {
+    if has_slash(&[&id]) {
+        return detail(StatusCode::NOT_FOUND, "Not Found");
+    }
+    navigator(state, Scope::Attacker(id)).await
 }
 
 /// The OpenAPI 3.1 document of the routes served here.

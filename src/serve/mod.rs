@@ -1,6 +1,6 @@
 //! `ttp serve`: DECNET's TTP REST API (`decnet-worker-and-api.md` §3) on
-//! axum, over our database or DECNET's, plus `/healthz`, `/metrics` and an
-//! OpenAPI document.
+//! axum, over our database or DECNET's, plus `/healthz`, `/metrics`, an
+//! OpenAPI document and the analysts' page at `/` ([`ui`]).
 //!
 //! Requests never touch the writer: each takes a read-only connection from
 //! a small pool (WAL) inside `spawn_blocking`, so the async threads never
@@ -13,6 +13,7 @@ pub mod auth;
 mod exports;
 mod metrics;
 mod rules;
+mod ui;
 
 use crate::query::{QueryError, Reader, Schema};
 use crate::store::StoreOptions;
@@ -99,6 +100,8 @@ pub struct AppState {
     /// Probed at start-up, not per request.
     schema: Schema,
     pub(crate) metrics: metrics::Metrics,
+    /// Live-update streams open now (the page's `/api/v1/ui/events`).
+    live_streams: std::sync::atomic::AtomicUsize,
 }
 
 /// A pooled read-only connection, returned on drop.
@@ -172,6 +175,7 @@ impl AppState {
             queries: tokio::sync::Semaphore::new(max_queries()),
             schema: reader.schema(),
             metrics: metrics::Metrics::default(),
+            live_streams: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -317,6 +321,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = api::routes()
         .merge(rules::routes())
         .merge(exports::routes())
+        .merge(ui::routes())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             authenticate,
@@ -326,6 +331,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/openapi.json", axum::routing::get(api::openapi))
         .route("/healthz", axum::routing::get(metrics::healthz))
         .route("/metrics", axum::routing::get(metrics::prometheus))
+        .merge(ui::pages())
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_bodies_only))
         .layer(axum::middleware::from_fn_with_state(
