@@ -8,7 +8,9 @@
 //!
 //! Likewise `cfg(validators_missing)` when the reference validators' Python
 //! (mitreattack-python, stix2-validator, pymisp in the venv `.ci/run`
-//! makes at `target/ci-venv`, or `TTP_VALIDATORS_PYTHON`) is absent.
+//! makes at `target/ci-venv`, or `TTP_VALIDATORS_PYTHON`) is absent, and
+//! `cfg(browser_missing)` when the page's browser test lacks that venv
+//! (with selenium) or Debian's `chromium` and `chromedriver`.
 
 use std::path::Path;
 
@@ -29,5 +31,26 @@ fn main() {
     println!("cargo::rerun-if-changed={}", python.display());
     if !python.exists() && !ci {
         println!("cargo::rustc-cfg=validators_missing");
+    }
+    // The page's browser test: that Python with selenium, and Debian's
+    // headless Chromium and chromedriver.
+    println!("cargo::rustc-check-cfg=cfg(browser_missing)");
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+    for b in browser {
+        println!("cargo::rerun-if-changed={b}");
+    }
+    let installed = python
+        .parent()
+        .and_then(Path::parent)
+        .map(|venv| venv.join(".installed"));
+    if let Some(f) = &installed {
+        println!("cargo::rerun-if-changed={}", f.display());
+    }
+    let selenium = installed
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .is_some_and(|s| s.contains("selenium"))
+        || std::env::var_os("TTP_VALIDATORS_PYTHON").is_some();
+    if !ci && (!python.exists() || !selenium || browser.iter().any(|b| !Path::new(b).exists())) {
+        println!("cargo::rustc-cfg=browser_missing");
     }
 }

@@ -256,6 +256,8 @@ async function renderDrill() {
     return;
   }
   const page = await api(`/ui/tags${query({ technique: d.technique, tactic: d.tactic, offset: d.offset, limit: PAGE })}`);
+  // Closed (or another cell opened) meanwhile.
+  if (state.drill !== d) return;
   panel.hidden = false;
   $("#drill-title").textContent = `${d.label} under ${d.tacticName}: ${plural(page.total, "tag", "tags")}`;
   const first = page.total ? d.offset + 1 : 0;
