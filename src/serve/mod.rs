@@ -402,16 +402,16 @@ impl Server {
             let local = listener.local_addr()?;
             match &state.auth {
                 Auth::Open => tracing::warn!(
-                    "serving {} on http://{local}/api/v1 WITHOUT authentication (loopback only; --tokens FILE to require tokens)",
+                    "serving {} on http://{local}/ (page) and /api/v1 WITHOUT authentication (loopback only; --tokens FILE to require tokens)",
                     state.opts.db.display()
                 ),
                 Auth::Tokens(t) => tracing::info!(
-                    "serving {} on http://{local}/api/v1 ({} bearer tokens)",
+                    "serving {} on http://{local}/ (page) and /api/v1 ({} bearer tokens)",
                     state.opts.db.display(),
                     t.len()
                 ),
                 Auth::Decnet { .. } => tracing::info!(
-                    "serving DECNET's database {} on http://{local}/api/v1 (DECNET dashboard tokens)",
+                    "serving DECNET's database {} on http://{local}/ (page) and /api/v1 (DECNET dashboard tokens)",
                     state.opts.db.display()
                 ),
             }

@@ -429,6 +429,74 @@ pub(super) fn openapi_document() -> Value {
             ok("layer", json!({"type": "object"})),
         ),
     );
+    paths.insert(
+        "/api/v1/ttp/export/navigator/attacker/{attacker_uuid}".into(),
+        get_op(
+            "ATT&CK Navigator layer 4.5 of an attacker (ours; DECNET has none)",
+            vec![path_param("attacker_uuid")],
+            ok("layer", json!({"type": "object"})),
+        ),
+    );
+    // The page's data routes (README: In a browser).
+    let filters: Vec<Value> = [
+        "since",
+        "until",
+        "min_confidence",
+        "attacker",
+        "identity",
+        "session",
+        "decky",
+        "rule",
+    ]
+    .iter()
+    .map(|n| json!({"name": n, "in": "query", "required": false, "schema": {"type": "string"}}))
+    .collect();
+    let page = [
+        (
+            "/api/v1/ui/attack",
+            "The vendored ATT&CK table: tactics in matrix order, techniques",
+            vec![],
+        ),
+        (
+            "/api/v1/ui/matrix",
+            "Tags and distinct attackers per (tactic, technique) and per sub-technique",
+            filters.clone(),
+        ),
+        (
+            "/api/v1/ui/tags",
+            "A cell's tags, newest first, paged (also technique, tactic, offset, limit ≤ 200)",
+            filters.clone(),
+        ),
+        (
+            "/api/v1/ui/attacker/{uuid}",
+            "One attacker's techniques with first and last seen",
+            vec![path_param("uuid")],
+        ),
+        (
+            "/api/v1/ui/rules",
+            "Every rule: state, tags in the time range, last load error; the audit log",
+            filters,
+        ),
+        (
+            "/api/v1/ui/rule-text/{sha256}",
+            "A stored rule version's text (404: unknown)",
+            vec![path_param("sha256")],
+        ),
+    ];
+    for (path, summary, params) in page {
+        paths.insert(
+            path.into(),
+            get_op(summary, params, ok("page data", json!({"type": "object"}))),
+        );
+    }
+    paths.insert(
+        "/api/v1/ui/events".into(),
+        get_op(
+            "Server-Sent Events: `change` with {tags, rule_events} whenever they move",
+            vec![],
+            json!({"description": "an event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}}),
+        ),
+    );
     for (kind, what) in [("stix", "STIX 2.1 bundle"), ("misp", "MISP event")] {
         paths.insert(
             format!("/api/v1/attackers/{{uuid}}/export/{kind}"),
