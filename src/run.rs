@@ -57,7 +57,13 @@ pub struct TagOptions {
     /// `--event-time-field`: the payload path of events' time for the
     /// correlation windows.
     pub event_time_field: Option<String>,
+    /// `--checkpoint-secs`: how often `ttp run` / `ttp worker` save the
+    /// correlation windows (with the read position they go with).
+    pub checkpoint_every: std::time::Duration,
 }
+
+/// How often the daemons checkpoint correlation windows by default.
+pub const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Default for TagOptions {
     fn default() -> Self {
@@ -69,6 +75,7 @@ impl Default for TagOptions {
             store: StoreOptions::default(),
             max_groups: None,
             event_time_field: None,
+            checkpoint_every: CHECKPOINT_EVERY,
         }
     }
 }

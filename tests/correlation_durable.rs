@@ -66,7 +66,14 @@ impl Drop for Run {
 impl Run {
     fn start(rules: &Path, db: &Path, events: &Path, log: PathBuf) -> Run {
         let child = Command::new(env!("CARGO_BIN_EXE_ttp"))
-            .args(["run", "--debounce-ms", "10", "--rules"])
+            .args([
+                "run",
+                "--debounce-ms",
+                "10",
+                "--checkpoint-secs",
+                "0.2",
+                "--rules",
+            ])
             .arg(rules)
             .arg("--db")
             .arg(db)
@@ -133,8 +140,18 @@ fn scalar(db: &Path, query: &str) -> Option<i64> {
     conn.query_row(query, [], |r| r.get(0)).ok()
 }
 
-const WINDOW_ENTRIES: &str = "SELECT json_array_length(state, '$.entries') \
-     FROM ttp_correlation_window WHERE rule_id = 'TTP-C001' AND group_key = 'att-1'";
+/// The newest saved window of att-1 (the table is a log: the last row of
+/// the group after the rule's last reset).
+const LATEST: &str =
+    "FROM ttp_correlation_window WHERE rule_id = 'TTP-C001' AND group_key = 'att-1' \
+     AND seq > COALESCE((SELECT max(seq) FROM ttp_correlation_window \
+     WHERE rule_id = 'TTP-C001' AND group_key IS NULL), 0) ORDER BY seq DESC LIMIT 1";
+
+fn latest(what: &str) -> String {
+    format!("SELECT {what} {LATEST}")
+}
+
+const ENTRIES: &str = "json_array_length(state, '$.entries')";
 const CORRELATION_TAGS: &str = "SELECT count(*) FROM ttp_tag WHERE source_kind = 'correlation'";
 
 #[test]
@@ -149,7 +166,7 @@ fn a_kill_9_mid_window_resumes_the_window_and_fires_exactly_once() {
         append(&events, &failure("att-1", i, i * 20));
     }
     let mut run = Run::start(&rules, &db, &events, work.path().join("run1.log"));
-    run.wait(&db, WINDOW_ENTRIES, 6, "six failures in the saved window");
+    run.wait(&db, &latest(ENTRIES), 6, "six failures in the saved window");
     run.child.kill().unwrap(); // SIGKILL: no shutdown of any kind
     run.child.wait().unwrap();
     drop(run);
@@ -172,7 +189,7 @@ fn a_kill_9_mid_window_resumes_the_window_and_fires_exactly_once() {
     }
     run.wait(
         &db,
-        "SELECT json_extract(state, '$.newest') FROM ttp_correlation_window",
+        &latest("json_extract(state, '$.newest')"),
         1_795_161_840_000,
         "the absorbed failures counted into the saved window",
     );
@@ -208,7 +225,7 @@ fn a_reload_keeps_windows_unless_the_correlation_changed_and_says_so() {
         append(&events, &failure("att-1", i, i * 20));
     }
     let run = Run::start(&rules, &db, &events, work.path().join("run.log"));
-    run.wait(&db, WINDOW_ENTRIES, 5, "five failures counted");
+    run.wait(&db, &latest(ENTRIES), 5, "five failures counted");
     // A new name and version: the five stay counted.
     atomic_save(&rule, &guessing(2, "ssh password guessing", "5m"));
     run.wait(
@@ -240,15 +257,15 @@ fn a_reload_keeps_windows_unless_the_correlation_changed_and_says_so() {
     );
     run.wait(
         &db,
-        "SELECT count(*) FROM ttp_correlation_window",
-        0,
+        "SELECT count(*) FROM ttp_correlation_window WHERE rule_id = 'TTP-C001' AND group_key IS NULL",
+        1,
         "the saved windows dropped",
     );
     // Counting starts over: nine more are not enough.
     for i in 10..19 {
         append(&events, &failure("att-1", i, 400 + i * 20));
     }
-    run.wait(&db, WINDOW_ENTRIES, 9, "nine failures counted afresh");
+    run.wait(&db, &latest(ENTRIES), 9, "nine failures counted afresh");
     let (code, log) = run.stop();
     assert_eq!(code, Some(0), "{log}");
     assert_eq!(scalar(&db, CORRELATION_TAGS), Some(1), "{log}");

@@ -2,6 +2,7 @@
 //! SQLite writes, per-event latency, prefilter effectiveness, the costliest
 //! rules, and scaling across threads.
 
+pub mod correlation;
 pub mod fixtures;
 pub mod grow;
 pub mod http;
@@ -71,6 +72,8 @@ pub struct BenchReport {
     pub rule_costs: Vec<RuleCost>,
     /// (threads, events/s) for 1..=threads.
     pub scaling: Vec<(usize, f64)>,
+    /// The correlation stage, when the rules hold correlations.
+    pub correlation: Option<correlation::CorrelationReport>,
 }
 
 fn rate(n: u64, d: Duration) -> f64 {
@@ -170,10 +173,15 @@ fn sqlite_pass(
             seconds: d.as_secs_f64(),
         })
     })();
+    remove_db_files(&path);
+    result
+}
+
+/// Removes a scratch database and its WAL files.
+pub(crate) fn remove_db_files(path: &std::path::Path) {
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
     }
-    result
 }
 
 /// Matching throughput with `threads` threads sharing one snapshot.
@@ -257,6 +265,7 @@ pub fn run(
         rules_evaluated_per_event: stats.rules_evaluated as f64 / total.max(1) as f64,
         rule_costs: rule_costs(&snap, events, options.top),
         scaling,
+        correlation: correlation::run(&snap, events)?,
     })
 }
 
@@ -286,6 +295,9 @@ impl BenchReport {
         ));
         for (n, r) in &self.scaling {
             s.push_str(&format!("threads {n}: {r:>12.0} events/s\n"));
+        }
+        if let Some(c) = &self.correlation {
+            s.push_str(&c.render());
         }
         s.push_str("costliest rules (predicate time over this event set):\n");
         s.push_str(&format!(

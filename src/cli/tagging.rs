@@ -73,6 +73,11 @@ pub(crate) struct TaggingArgs {
     /// parses; an event without one counts at the time it is read.
     #[arg(long, value_name = "PATH")]
     event_time_field: Option<String>,
+    /// With correlation rules: how often their windows are saved to the
+    /// database, with the read position they go with (at most this much
+    /// input is read and counted again after a crash). Also at exit.
+    #[arg(long, default_value_t = 2.0)]
+    checkpoint_secs: f64,
 }
 
 /// An octal file mode such as `600` or `0640`.
@@ -99,6 +104,12 @@ impl TaggingArgs {
             self.floor
         );
         anyhow::ensure!(
+            self.checkpoint_secs.is_finite()
+                && self.checkpoint_secs >= 0.0
+                && self.checkpoint_secs <= 86_400.0,
+            "--checkpoint-secs must be from 0 to 86400"
+        );
+        anyhow::ensure!(
             self.event_time_field.as_deref() != Some(""),
             "--event-time-field must name a payload field (e.g. `ts` or `meta.time`)"
         );
@@ -120,6 +131,7 @@ impl TaggingArgs {
             },
             max_groups: self.max_groups.map(|n| n as usize),
             event_time_field: self.event_time_field.clone(),
+            checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_secs),
         })
     }
 }

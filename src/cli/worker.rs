@@ -76,6 +76,10 @@ pub(crate) struct WorkerArgs {
     /// parses; an event without one counts at the time it is read.
     #[arg(long, value_name = "PATH")]
     event_time_field: Option<String>,
+    /// With correlation rules: how often their windows are saved to the
+    /// database, with the tags of the batch they go with. Also at exit.
+    #[arg(long, default_value_t = 2.0)]
+    checkpoint_secs: f64,
     #[command(flatten)]
     serve: super::serve::EmbeddedServeArgs,
 }
@@ -85,6 +89,12 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
         (0.0..=1.0).contains(&args.floor),
         "--floor must be between 0 and 1 (got {})",
         args.floor
+    );
+    anyhow::ensure!(
+        args.checkpoint_secs.is_finite()
+            && args.checkpoint_secs >= 0.0
+            && args.checkpoint_secs <= 86_400.0,
+        "--checkpoint-secs must be from 0 to 86400"
     );
     anyhow::ensure!(
         args.event_time_field.as_deref() != Some(""),
@@ -109,6 +119,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     options.tag.store.file_mode = args.db_mode;
     options.tag.max_groups = args.max_groups.map(|n| n as usize);
     options.tag.event_time_field = args.event_time_field;
+    options.tag.checkpoint_every = std::time::Duration::from_secs_f64(args.checkpoint_secs);
     options.load = LoadOptions {
         strict: args.strict,
         regex_step_limit: args.regex_step_limit,

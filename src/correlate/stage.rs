@@ -8,7 +8,7 @@
 //! commit ([`Correlator::take_delta`]) and saved by the writer
 //! ([`super::durable`]).
 
-use super::durable::{self, RuleDelta, Saved, WindowDelta};
+use super::durable::{self, Reset, RuleDelta, Saved, SavedRule, WindowDelta};
 use super::window::{Firing, Kind, Observation, WindowStats, Windows};
 use super::{Select, DEFAULT_MAX_GROUPS};
 use crate::event::{Payload, TaggerEvent};
@@ -16,7 +16,12 @@ use crate::rule::Rule;
 use crate::state::{Gate, RuleStates};
 use crate::tag::{build_tag, Tag, TagConfig, TagSource};
 use serde_json::Value as Json;
+use std::collections::HashMap;
 use std::sync::Arc;
+
+/// Log rows beyond twice the groups held before a checkpoint compacts the
+/// log.
+pub const COMPACT_SLACK: u64 = 100_000;
 
 /// The `source_kind` of correlation tags; with the rule, its version, the
 /// group and the window start (as `source_id`) it makes the tag's UUID.
@@ -66,9 +71,12 @@ pub struct Correlator {
     /// Windows are checkpointed: changes are kept for [`Self::take_delta`].
     durable: bool,
     /// Windows read back from the database, until their rule is synced.
-    saved: Option<Saved>,
-    /// Rules whose saved windows are to be dropped: (rule id, why).
-    resets: Vec<(String, String)>,
+    saved: Option<HashMap<String, SavedRule>>,
+    /// Rules whose saved windows are to be dropped.
+    resets: Vec<(String, Reset)>,
+    /// Rows in the checkpoint log: past twice the groups (and some slack),
+    /// the next checkpoint is a full one that compacts it.
+    log_rows: u64,
     /// `--max-groups`: the bound of rules that set none.
     max_groups: Option<usize>,
     /// Totals of windows no longer held (rules changed or removed).
@@ -121,6 +129,7 @@ impl Correlator {
                         self.reset(
                             &rule.rule_id,
                             "the rule's correlate block changed (window, grouping or selection)",
+                            gone.windows.len(),
                         );
                     }
                     if let Some(back) = saved.as_mut().and_then(|s| s.remove(&rule.rule_id)) {
@@ -142,6 +151,7 @@ impl Correlator {
                             self.reset(
                                 &rule.rule_id,
                                 "saved under another correlate block (the rule changed while stopped)",
+                                back.groups.len(),
                             );
                         }
                     }
@@ -162,11 +172,19 @@ impl Correlator {
         }
         for gone in old {
             self.retire(&gone.windows);
-            self.reset(&gone.rule.rule_id, "the rule was removed");
+            self.reset(
+                &gone.rule.rule_id,
+                "the rule was removed",
+                gone.windows.len(),
+            );
         }
         // Saved windows of rules that are not loaded: dropped.
-        for id in saved.into_iter().flat_map(|s| s.into_keys()) {
-            self.reset(&id, "no loaded correlation rule has this id");
+        for (id, back) in saved.into_iter().flatten() {
+            self.reset(
+                &id,
+                "no loaded correlation rule has this id",
+                back.groups.len(),
+            );
         }
         self.synced = Some(rules.clone());
     }
@@ -179,9 +197,15 @@ impl Correlator {
         self.retired.too_late += s.too_late;
     }
 
-    fn reset(&mut self, rule_id: &str, why: &str) {
+    fn reset(&mut self, rule_id: &str, why: &str, groups: usize) {
         if self.durable {
-            self.resets.push((rule_id.to_string(), why.to_string()));
+            self.resets.push((
+                rule_id.to_string(),
+                Reset {
+                    why: why.to_string(),
+                    groups,
+                },
+            ));
         }
     }
 
@@ -190,7 +214,8 @@ impl Correlator {
     /// have the same `correlate:` block at the next sync.
     pub fn make_durable(&mut self, saved: Saved) {
         self.durable = true;
-        self.saved = Some(saved);
+        self.log_rows = saved.log_rows;
+        self.saved = Some(saved.rules);
         self.synced = None;
         for a in &mut self.active {
             a.windows.track_changes();
@@ -208,32 +233,49 @@ impl Correlator {
         self.synced = None;
     }
 
-    /// The window changes since the last call (nothing unless durable).
+    /// The window changes since the last call (nothing unless durable):
+    /// the groups changed, or, once the checkpoint log has grown past
+    /// twice the groups held (plus [`COMPACT_SLACK`]), every group, to
+    /// replace the log.
     pub fn take_delta(&mut self) -> WindowDelta {
         let mut delta = WindowDelta::default();
         if !self.durable {
             return delta;
         }
-        for (rule_id, why) in self.resets.drain(..) {
-            delta.0.push(RuleDelta {
+        for (rule_id, reset) in self.resets.drain(..) {
+            delta.rules.push(RuleDelta {
                 rule_id,
                 block_sha256: String::new(),
-                reset: Some(why),
+                reset: Some(reset),
                 changes: Default::default(),
             });
         }
+        let groups: u64 = self.active.iter().map(|a| a.windows.len() as u64).sum();
+        delta.compact = self.log_rows > 2 * groups + COMPACT_SLACK;
         for a in &mut self.active {
-            let changes = a.windows.take_changes();
+            let mut changes = a.windows.take_changes();
+            if delta.compact {
+                changes = super::window::Changes {
+                    upserts: a.windows.snapshot(),
+                    deletes: Vec::new(),
+                };
+            }
             if changes.upserts.is_empty() && changes.deletes.is_empty() {
                 continue;
             }
-            delta.0.push(RuleDelta {
+            delta.rules.push(RuleDelta {
                 rule_id: a.rule.rule_id.clone(),
                 block_sha256: a.block_sha256.clone(),
                 reset: None,
                 changes,
             });
         }
+        let rows = delta.rows() as u64;
+        self.log_rows = if delta.compact {
+            rows
+        } else {
+            self.log_rows + rows
+        };
         delta
     }
 
@@ -560,16 +602,17 @@ mod tests {
         c.sync(&rules);
         assert_eq!(feed(&mut c, 0, 2), 0);
         let delta = c.take_delta();
-        assert_eq!(delta.0.len(), 1);
+        assert_eq!(delta.rules.len(), 1);
         let saved_rule = durable::SavedRule {
-            block_sha256: delta.0[0].block_sha256.clone(),
-            groups: delta.0[0].changes.upserts.clone(),
+            block_sha256: delta.rules[0].block_sha256.clone(),
+            groups: delta.rules[0].changes.upserts.clone(),
             ..Default::default()
         };
         let saved = |r: &durable::SavedRule| {
-            let mut s = Saved::new();
-            s.insert("C1".to_string(), r.clone());
-            s.insert("GONE".to_string(), durable::SavedRule::default());
+            let mut s = Saved::default();
+            s.rules.insert("C1".to_string(), r.clone());
+            s.rules
+                .insert("GONE".to_string(), durable::SavedRule::default());
             s
         };
         // Same block: the two failures are back, the third fires.
@@ -580,9 +623,9 @@ mod tests {
         assert_eq!(feed(&mut again, 2, 3), 1);
         let resets: Vec<_> = again
             .take_delta()
-            .0
+            .rules
             .into_iter()
-            .filter_map(|d| d.reset.map(|why| (d.rule_id, why)))
+            .filter_map(|d| d.reset.map(|r| (d.rule_id, r.why)))
             .collect();
         assert_eq!(
             resets,
@@ -599,7 +642,7 @@ mod tests {
         assert_eq!(feed(&mut other, 2, 3), 0);
         let resets: Vec<String> = other
             .take_delta()
-            .0
+            .rules
             .into_iter()
             .filter(|d| d.reset.is_some())
             .map(|d| d.rule_id)

@@ -276,7 +276,8 @@ impl Windows {
             let Some(group) = self.slots.get_mut(slot) else {
                 continue;
             };
-            if !group.dirty || group.name.is_empty() {
+            // A slot freed by an eviction (and not reused) holds no group.
+            if !group.dirty || self.index.get(&*group.name) != Some(&slot) {
                 continue;
             }
             group.dirty = false;
@@ -285,6 +286,22 @@ impl Windows {
                 .push((group.name.to_string(), group.state()));
         }
         changes
+    }
+
+    /// Every group's window, least recently touched first (a full
+    /// checkpoint); pending changes are included, so they are cleared.
+    pub fn snapshot(&mut self) -> Vec<(String, GroupState)> {
+        self.dirty.clear();
+        self.gone.clear();
+        let mut held: Vec<usize> = self.index.values().copied().collect();
+        held.sort_unstable_by_key(|&slot| self.slots[slot].touched);
+        held.into_iter()
+            .map(|slot| {
+                let g = &mut self.slots[slot];
+                g.dirty = false;
+                (g.name.to_string(), g.state())
+            })
+            .collect()
     }
 
     /// Puts back a checkpointed group (as the most recent one; restore the

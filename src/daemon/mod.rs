@@ -328,9 +328,19 @@ pub fn run(
     // sent to the writer (which commits it with the tags before it).
     let mut done: Option<InputPosition> = None;
     let mut sent: Option<InputPosition> = None;
-    let mut flush = |pipeline: &mut Pipeline, done: &Option<InputPosition>| {
+    // With correlation rules, the read position is saved only with the
+    // windows as they stand after the events up to it (every
+    // `--checkpoint-secs`, and at the end): a restart reads again from
+    // there and counts those events once. Without, after every batch.
+    let mut last_checkpoint = Instant::now();
+    let every = options.tag.checkpoint_every;
+    let mut flush = |pipeline: &mut Pipeline, done: &Option<InputPosition>, end: bool| {
         writer.send(pipeline.take_batch())?;
-        // The windows as they stand after the events up to `done`.
+        let correlating = !engine.snapshot().correlations().is_empty();
+        if correlating && !end && last_checkpoint.elapsed() < every {
+            return Ok(());
+        }
+        last_checkpoint = Instant::now();
         let windows = engine.take_window_delta();
         let position = if *done != sent { done.clone() } else { None };
         writer.send_checkpoint(position, windows)?;
@@ -351,14 +361,14 @@ pub fn run(
                     pipeline.handle(item);
                     done = reader.get_ref().position();
                     if pipeline.batch_full() || last_flush.elapsed() >= options.idle_flush {
-                        flush(&mut pipeline, &done)?;
+                        flush(&mut pipeline, &done, false)?;
                         publish(&pipeline);
                         last_flush = Instant::now();
                     }
                 }
                 Ok(None) => break,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    flush(&mut pipeline, &done)?;
+                    flush(&mut pipeline, &done, false)?;
                     publish(&pipeline);
                     last_flush = Instant::now();
                     if writer.is_finished() {
@@ -369,7 +379,7 @@ pub fn run(
                 Err(e) => return Err(e.into()),
             }
         }
-        flush(&mut pipeline, &done)?;
+        flush(&mut pipeline, &done, true)?;
         publish(&pipeline);
         Ok(())
     })();

@@ -189,6 +189,7 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
             shutdown.clone(),
         );
         let (floor, batch) = (options.tag.floor, options.batch.max(1));
+        let checkpoint_every = options.tag.checkpoint_every;
         let counts = counts.clone();
         std::thread::Builder::new()
             .name("ttp-tagger".into())
@@ -202,6 +203,7 @@ pub fn run(options: &WorkerOptions, shutdown: Arc<AtomicBool>) -> Result<WorkerS
                     &state,
                     floor,
                     batch,
+                    checkpoint_every,
                     &shutdown,
                     &counts,
                 )
@@ -286,10 +288,12 @@ fn tag_loop(
     state: &ClientState,
     floor: f64,
     batch: usize,
+    checkpoint_every: std::time::Duration,
     shutdown: &AtomicBool,
     counts: &Arc<Counts>,
 ) -> WorkerSummary {
     let mut summary = WorkerSummary::default();
+    let mut last_checkpoint = std::time::Instant::now();
     while let Some(first) = incoming.blocking_recv() {
         let mut envelopes = vec![first];
         while envelopes.len() < batch {
@@ -354,9 +358,14 @@ fn tag_loop(
             ranges.push(all.len()..all.len() + tags.len());
             all.extend(tags);
         }
-        // The windows as they stand after this batch: committed with its
-        // tags.
-        let windows = engine.take_window_delta();
+        // Every `checkpoint_every`: the windows as they stand after this
+        // batch, committed with its tags.
+        let windows = if last_checkpoint.elapsed() >= checkpoint_every {
+            last_checkpoint = std::time::Instant::now();
+            engine.take_window_delta()
+        } else {
+            Default::default()
+        };
         if all.is_empty() {
             if let Err(e) = writer.send_checkpoint(None, windows) {
                 tracing::error!("checkpointing correlation windows failed: {e}");
@@ -402,6 +411,10 @@ fn tag_loop(
         if let Err(e) = writer.spawn(job) {
             tracing::error!("storing tags failed: {e}; this batch is not announced");
         }
+    }
+    // The windows as they stand at the end.
+    if let Err(e) = writer.send_checkpoint(None, engine.take_window_delta()) {
+        tracing::error!("checkpointing correlation windows failed: {e}");
     }
     summary.correlation = engine.correlation_stats();
     summary
