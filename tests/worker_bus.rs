@@ -78,6 +78,11 @@ fn start_worker(work: &Path, socket: &Path, db: &Path) -> Worker {
 }
 
 fn start_worker_with(work: &Path, socket: &Path, db: &Path, extra: &[&str]) -> Worker {
+    let rules = common::shared().join("reference/decnet-rules");
+    start_worker_on(work, socket, db, &rules, extra)
+}
+
+fn start_worker_on(work: &Path, socket: &Path, db: &Path, rules: &Path, extra: &[&str]) -> Worker {
     let log = work.join("worker.log");
     let child = Command::new(env!("CARGO_BIN_EXE_ttp"))
         .args(["worker", "--reconnect-max-ms", "100"])
@@ -85,7 +90,7 @@ fn start_worker_with(work: &Path, socket: &Path, db: &Path, extra: &[&str]) -> W
         .arg("--bus")
         .arg(socket)
         .arg("--rules")
-        .arg(common::shared().join("reference/decnet-rules"))
+        .arg(rules)
         .arg("--db")
         .arg(db)
         .env("TTP_LOG", "info")
@@ -584,4 +589,86 @@ fn every_bus_example_replayed_over_the_bus_gives_decnets_rows_and_messages() {
     }
     w.signal("TERM");
     assert!(w.wait_exit().success(), "{}", w.log());
+}
+
+/// The worker's correlation windows survive a restart: six command events
+/// counted before a SIGTERM and four after make the one tag of ten.
+#[test]
+#[cfg_attr(
+    shared_missing,
+    ignore = "../shared is absent: DECNET fixtures not available"
+)]
+fn correlation_windows_survive_a_worker_restart() {
+    let work = tempfile::TempDir::new().unwrap();
+    let socket = work.path().join("bus.sock");
+    let db = fixture_copy(work.path());
+    let rules = work.path().join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for f in std::fs::read_dir(common::shared().join("reference/decnet-rules")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "yaml") {
+            std::fs::copy(&f, rules.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(
+        rules.join("ten_commands.yaml"),
+        "rule_id: TTP-C900\nrule_version: 1\nname: ten commands in an hour\napplies_to: [command]\n\
+         correlate: {type: event_count, group_by: [attacker_uuid], window: 1h, condition: {gte: 10}}\n\
+         emits: [{tactic: TA0002, technique_id: T1059, confidence: 0.6}]\n",
+    )
+    .unwrap();
+    let _server = BusServer::start(&socket);
+    let observer = Client::connect(&socket, &["system.ttp.health"]);
+    let mut publisher = Client::connect(&socket, &[]);
+    let commands = |publisher: &mut Client, from: usize, to: usize| {
+        for i in from..to {
+            publisher.publish(
+                "attacker.session.ended",
+                &json!({"type": "session.ended", "payload": {
+                    "session_id": format!("corr-{i}"), "attacker_uuid": "a0000000-0000-4000-8000-000000000004",
+                    "commands": ["cat /etc/passwd"]}}),
+            );
+        }
+    };
+    let commands_tagged =
+        "SELECT count(*) FROM ttp_tag WHERE rule_id = 'R0013' AND session_id LIKE 'corr-%'";
+    let tagged = |n: i64| {
+        let db = db.clone();
+        move || count(&db, commands_tagged) == n
+    };
+    let correlation = "SELECT count(*) FROM ttp_tag WHERE rule_id = 'TTP-C900'";
+    let mut w = start_worker_on(
+        work.path(),
+        &socket,
+        &db,
+        &rules,
+        &["--heartbeat-secs", "0.2"],
+    );
+    wait_until("a heartbeat", || !heartbeats(&observer).is_empty());
+    commands(&mut publisher, 0, 6);
+    wait_until("six commands tagged", tagged(6));
+    w.signal("TERM");
+    assert!(w.wait_exit().success(), "{}", w.log());
+    assert_eq!(count(&db, correlation), 0);
+    drop(w);
+    let mut w = start_worker_on(
+        work.path(),
+        &socket,
+        &db,
+        &rules,
+        &["--heartbeat-secs", "0.2"],
+    );
+    let beats = heartbeats(&observer).len();
+    wait_until("a heartbeat of the new worker", || {
+        heartbeats(&observer).len() > beats
+    });
+    commands(&mut publisher, 6, 10);
+    wait_until("ten commands tagged", tagged(10));
+    wait_until("the correlation tag", || count(&db, correlation) == 1);
+    w.signal("TERM");
+    let status = w.wait_exit();
+    let log = w.log();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("correlation windows restored"), "{log}");
+    assert_eq!(count(&db, correlation), 1, "{log}");
 }
