@@ -50,7 +50,6 @@ fn main() {
         rng ^= rng << 17;
         rng
     };
-    let mut source = String::new();
     let started = Instant::now();
     let (mut observed, mut fired) = (0u64, 0u64);
     for n in 0..events {
@@ -58,8 +57,8 @@ fn main() {
         let attacker = &attackers[(r % 10_000) as usize];
         let kind = (r >> 20) as usize % 5;
         let time_ms = (n as i64) * 2 + ((r >> 40) % 3) as i64;
-        source.clear();
-        source.push_str(&n.to_string());
+        // One shared source id per event, as the stage makes it.
+        let source: std::sync::Arc<str> = std::sync::Arc::from(n.to_string());
         for (i, w) in rules.iter_mut().enumerate().skip(kind * 10).take(10) {
             // Half of a kind's rules select the event.
             if (r >> (i % 10)) & 1 == 0 {

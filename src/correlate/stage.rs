@@ -31,6 +31,9 @@ struct Active {
     rule: Arc<Rule>,
     windows: Windows,
     block_sha256: String,
+    /// Rules with the same `group_by` share a class: an event's key is
+    /// made once per class.
+    key_class: usize,
 }
 
 /// The correlation stage's totals, for summaries and `/metrics`.
@@ -84,6 +87,12 @@ pub struct Correlator {
     /// `--event-time-field`: where an event's time is (by default the
     /// first of `ts`, `timestamp`, `@timestamp` that parses).
     time_field: Option<crate::rule::conditions::FieldPath>,
+    /// Source kind → the active rules that apply to it (by index).
+    by_kind: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
+    /// How many distinct `group_by`s the active rules have.
+    key_classes: usize,
+    /// Per event: each class's group key, once made.
+    keys: Vec<Option<Option<String>>>,
     restored: u64,
 }
 
@@ -168,8 +177,28 @@ impl Correlator {
                 rule: rule.clone(),
                 windows,
                 block_sha256,
+                key_class: 0,
             });
         }
+        // Routes and key classes for the rules now active.
+        self.by_kind.clear();
+        let mut classes: Vec<&[crate::rule::conditions::FieldPath]> = Vec::new();
+        for (i, a) in self.active.iter_mut().enumerate() {
+            for kind in &a.rule.applies_to {
+                self.by_kind.entry(kind.clone()).or_default().push(i);
+            }
+            let Some(spec) = a.rule.correlation() else {
+                continue;
+            };
+            a.key_class = match classes.iter().position(|c| *c == spec.group_by.as_slice()) {
+                Some(c) => c,
+                None => {
+                    classes.push(&spec.group_by);
+                    classes.len() - 1
+                }
+            };
+        }
+        self.key_classes = classes.len();
         for gone in old {
             self.retire(&gone.windows);
             self.reset(
@@ -315,11 +344,18 @@ impl Correlator {
             None => event_time_ms(&event.payload),
         };
         let time_ms = own.unwrap_or_else(|| now.saturating_mul(1000));
-        for a in &mut self.active {
+        let Some(rules) = self.by_kind.get(event.source_kind.as_str()) else {
+            return;
+        };
+        // Per event, made once whatever the number of rules: the shared
+        // source id, and each distinct `group_by`'s key.
+        let mut source: Option<Arc<str>> = None;
+        self.keys.clear();
+        self.keys.resize(self.key_classes, None);
+        let mut steps: Vec<usize> = Vec::new();
+        for &i in rules {
+            let a = &mut self.active[i];
             let rule = &a.rule;
-            if !rule.applies_to(&event.source_kind) {
-                continue;
-            }
             let gate = cx.states.gate(&rule.rule_id, now);
             if gate == Gate::Off {
                 continue;
@@ -327,23 +363,25 @@ impl Correlator {
             let Some(spec) = rule.correlation() else {
                 continue;
             };
-            let steps: Vec<usize> = match &spec.select {
-                Select::All => vec![0],
+            steps.clear();
+            match &spec.select {
+                Select::All => steps.push(0),
                 Select::Match(c) => match c.eval(&event.payload) {
-                    Ok(true) => vec![0],
+                    Ok(true) => steps.push(0),
                     _ => continue,
                 },
-                Select::Rules(ids) => ids
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, id)| fired.iter().any(|t| &t.rule_id == *id))
-                    .map(|(i, _)| i)
-                    .collect(),
-            };
+                Select::Rules(ids) => steps.extend(
+                    ids.iter()
+                        .enumerate()
+                        .filter(|(_, id)| fired.iter().any(|t| &t.rule_id == *id))
+                        .map(|(i, _)| i),
+                ),
+            }
             if steps.is_empty() {
                 continue;
             }
-            let Some(group) = spec.group_key(event) else {
+            let key = self.keys[a.key_class].get_or_insert_with(|| spec.group_key(event));
+            let Some(group) = key.as_deref() else {
                 continue;
             };
             let (value, amount) = match (spec.settings.kind, spec.fields.as_slice()) {
@@ -357,14 +395,15 @@ impl Correlator {
                 },
                 _ => (None, 0.0),
             };
-            for step in steps {
+            let source = source.get_or_insert_with(|| Arc::from(event.source_id.as_str()));
+            for &step in &steps {
                 let obs = Observation {
                     time_ms,
-                    group: &group,
+                    group,
                     value: value.as_deref(),
                     amount,
                     step,
-                    source_id: &event.source_id,
+                    source_id: source,
                 };
                 if let Some(firing) = a.windows.observe(&obs) {
                     emit(rule, &firing, event, gate, cx, out);

@@ -24,6 +24,7 @@
 //! UUID deterministic.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 /// What a correlation counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +87,9 @@ pub struct Observation<'a> {
     pub amount: f64,
     /// The temporal kinds: which listed rule fired.
     pub step: usize,
-    pub source_id: &'a str,
+    /// Shared by the observations of one event (one allocation per event,
+    /// not per rule).
+    pub source_id: &'a Arc<str>,
 }
 
 /// A firing: the rule's condition held for a group.
@@ -135,7 +138,7 @@ struct Entry {
     value: Option<Box<str>>,
     amount: f64,
     step: usize,
-    source_id: Box<str>,
+    source_id: Arc<str>,
 }
 
 #[derive(Debug, Default)]
@@ -421,7 +424,7 @@ impl Windows {
             value: obs.value.map(Into::into),
             amount: obs.amount,
             step: obs.step,
-            source_id: obs.source_id.into(),
+            source_id: obs.source_id.clone(),
         };
         // In time order (a late observation goes where its time puts it).
         if group
@@ -571,7 +574,7 @@ mod tests {
             value,
             amount: 1.0,
             step,
-            source_id: Box::leak(format!("s{time_s}").into_boxed_str()),
+            source_id: Box::leak(Box::new(Arc::from(format!("s{time_s}")))),
         }
     }
 
@@ -867,7 +870,7 @@ mod tests {
                 max_groups: 10,
             };
             let observe = |w: &mut Windows, &(t, v, step): &(i64, u8, u8)| {
-                let (value, source, group) = (v.to_string(), format!("{t}"), format!("g{}", v % 3));
+                let (value, source, group) = (v.to_string(), Arc::from(format!("{t}")), format!("g{}", v % 3));
                 w.observe(&Observation {
                     time_ms: t,
                     group: &group,
@@ -922,7 +925,7 @@ mod tests {
             let mut got = Vec::new();
             for &(t, v, step) in &seq {
                 let value = v.to_string();
-                let source = format!("{t}");
+                let source: Arc<str> = Arc::from(format!("{t}"));
                 let o = Observation {
                     time_ms: t,
                     group: "g",
