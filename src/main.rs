@@ -124,6 +124,9 @@ enum Command {
     /// and tags/s for matching alone and with SQLite writes (to a scratch
     /// file), p50/p99 latency per event, how many rules each event evaluates
     /// after prefiltering, the 20 costliest rules, and scaling across threads.
+    /// With correlation rules: the correlation stage alone (events/s,
+    /// observations, firings, groups, peak memory) and the cost of
+    /// checkpointing its windows as `ttp run` does.
     Bench {
         /// The rules directory (read recursively: *.yaml, *.yml).
         #[arg(long, env = "TTP_RULES", default_value = "rules")]
