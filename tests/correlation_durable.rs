@@ -271,6 +271,31 @@ fn a_reload_keeps_windows_unless_the_correlation_changed_and_says_so() {
     assert_eq!(scalar(&db, CORRELATION_TAGS), Some(1), "{log}");
 }
 
+/// `ttp tag` of `input` (JSON lines on stdin); its stderr (the summary).
+fn ttp_tag(rules: &Path, db: &Path, input: &str, extra: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ttp"))
+        .args(["tag", "--events", "-", "--rules"])
+        .arg(rules)
+        .arg("--db")
+        .arg(db)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{stderr}");
+    stderr
+}
+
 #[test]
 fn max_groups_and_event_time_field_on_the_command_line() {
     let work = tempfile::TempDir::new().unwrap();
@@ -286,28 +311,7 @@ fn max_groups_and_event_time_field_on_the_command_line() {
             input.push_str(&failure(&format!("att-{a}"), i, i * 20));
         }
     }
-    let run = |extra: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ttp"))
-            .args(["tag", "--events", "-", "--rules"])
-            .arg(&rules)
-            .arg("--db")
-            .arg(&db)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success());
-        String::from_utf8_lossy(&out.stderr).to_string()
-    };
+    let run = |extra: &[&str]| ttp_tag(&rules, &db, &input, extra);
     let bounded = run(&["--max-groups", "2"]);
     assert!(
         bounded.contains(
@@ -332,31 +336,7 @@ fn max_groups_and_event_time_field_on_the_command_line() {
         line["payload"]["meta"] = serde_json::json!({"when": 1_795_161_600 + i * 60});
         spread.push_str(&format!("{line}\n"));
     }
-    let tag_spread = |db: &Path, extra: &[&str]| {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ttp"))
-            .args(["tag", "--events", "-", "--rules"])
-            .arg(&rules)
-            .arg("--db")
-            .arg(db)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(spread.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let tag_spread = |db: &Path, extra: &[&str]| ttp_tag(&rules, db, &spread, extra);
     tag_spread(&db2, &["--event-time-field", "meta.when"]);
     assert_eq!(scalar(&db2, CORRELATION_TAGS), Some(0));
     // By default `ts` (the same second for all fifty) is their time.

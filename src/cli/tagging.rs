@@ -62,6 +62,13 @@ pub(crate) struct TaggingArgs {
     /// hold attacker data, so only the owner may read them by default.
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     db_mode: u32,
+    #[command(flatten)]
+    correlation: CorrelationArgs,
+}
+
+/// What `ttp tag`, `ttp run` and `ttp worker` take for correlation rules.
+#[derive(clap::Args)]
+pub(crate) struct CorrelationArgs {
     /// Groups (e.g. attackers) each correlation rule keeps windows for, at
     /// most; past it the least recently seen group is evicted and counted
     /// (summary, /metrics). A rule's own `max_groups:` wins.
@@ -73,11 +80,30 @@ pub(crate) struct TaggingArgs {
     /// parses; an event without one counts at the time it is read.
     #[arg(long, value_name = "PATH")]
     event_time_field: Option<String>,
-    /// With correlation rules: how often their windows are saved to the
-    /// database, with the read position they go with (at most this much
-    /// input is read and counted again after a crash). Also at exit.
+    /// `ttp run` and `ttp worker`, with correlation rules: how often their
+    /// windows are saved to the database, with the tags (and `ttp run`'s
+    /// read position) they go with; at most this much input is read and
+    /// counted again after a crash. Also at exit.
     #[arg(long, default_value_t = 2.0)]
     checkpoint_secs: f64,
+}
+
+impl CorrelationArgs {
+    /// Checks the values and sets them in `tag`.
+    pub(crate) fn apply(&self, tag: &mut TagOptions) -> Result<()> {
+        anyhow::ensure!(
+            self.checkpoint_secs.is_finite() && (0.0..=86_400.0).contains(&self.checkpoint_secs),
+            "--checkpoint-secs must be from 0 to 86400"
+        );
+        anyhow::ensure!(
+            self.event_time_field.as_deref() != Some(""),
+            "--event-time-field must name a payload field (e.g. `ts` or `meta.time`)"
+        );
+        tag.max_groups = self.max_groups.map(|n| n as usize);
+        tag.event_time_field = self.event_time_field.clone();
+        tag.checkpoint_every = Duration::from_secs_f64(self.checkpoint_secs);
+        Ok(())
+    }
 }
 
 /// An octal file mode such as `600` or `0640`.
@@ -104,20 +130,10 @@ impl TaggingArgs {
             self.floor
         );
         anyhow::ensure!(
-            self.checkpoint_secs.is_finite()
-                && self.checkpoint_secs >= 0.0
-                && self.checkpoint_secs <= 86_400.0,
-            "--checkpoint-secs must be from 0 to 86400"
-        );
-        anyhow::ensure!(
-            self.event_time_field.as_deref() != Some(""),
-            "--event-time-field must name a payload field (e.g. `ts` or `meta.time`)"
-        );
-        anyhow::ensure!(
             self.max_line_bytes > 0,
             "--max-line-bytes must be at least 1"
         );
-        Ok(TagOptions {
+        let mut options = TagOptions {
             floor: self.floor,
             max_line_bytes: self.max_line_bytes,
             allow_empty: self.allow_empty,
@@ -129,10 +145,10 @@ impl TaggingArgs {
                 file_mode: self.db_mode,
                 ..Default::default()
             },
-            max_groups: self.max_groups.map(|n| n as usize),
-            event_time_field: self.event_time_field.clone(),
-            checkpoint_every: std::time::Duration::from_secs_f64(self.checkpoint_secs),
-        })
+            ..TagOptions::default()
+        };
+        self.correlation.apply(&mut options)?;
+        Ok(options)
     }
 }
 

@@ -65,21 +65,8 @@ pub(crate) struct WorkerArgs {
     /// Quiet time before a burst of rule file events is applied, in ms.
     #[arg(long, default_value_t = 20)]
     debounce_ms: u64,
-    /// Groups (e.g. attackers) each correlation rule keeps windows for, at
-    /// most; past it the least recently seen group is evicted and counted
-    /// (summary, /metrics). A rule's own `max_groups:` wins.
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
-    max_groups: Option<u64>,
-    /// The payload field (a dotted path) holding each event's time for
-    /// correlation windows: RFC 3339 text or epoch seconds/milliseconds.
-    /// By default the first of `ts`, `timestamp`, `@timestamp` that
-    /// parses; an event without one counts at the time it is read.
-    #[arg(long, value_name = "PATH")]
-    event_time_field: Option<String>,
-    /// With correlation rules: how often their windows are saved to the
-    /// database, with the tags of the batch they go with. Also at exit.
-    #[arg(long, default_value_t = 2.0)]
-    checkpoint_secs: f64,
+    #[command(flatten)]
+    correlation: super::tagging::CorrelationArgs,
     #[command(flatten)]
     serve: super::serve::EmbeddedServeArgs,
 }
@@ -89,16 +76,6 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
         (0.0..=1.0).contains(&args.floor),
         "--floor must be between 0 and 1 (got {})",
         args.floor
-    );
-    anyhow::ensure!(
-        args.checkpoint_secs.is_finite()
-            && args.checkpoint_secs >= 0.0
-            && args.checkpoint_secs <= 86_400.0,
-        "--checkpoint-secs must be from 0 to 86400"
-    );
-    anyhow::ensure!(
-        args.event_time_field.as_deref() != Some(""),
-        "--event-time-field must name a payload field (e.g. `ts` or `meta.time`)"
     );
     anyhow::ensure!(
         args.heartbeat_secs > 0.0 && args.heartbeat_secs.is_finite(),
@@ -117,9 +94,7 @@ pub(crate) fn worker(args: WorkerArgs) -> Result<ExitCode> {
     };
     options.tag.store.busy_timeout = Duration::from_millis(args.lock_timeout_ms);
     options.tag.store.file_mode = args.db_mode;
-    options.tag.max_groups = args.max_groups.map(|n| n as usize);
-    options.tag.event_time_field = args.event_time_field;
-    options.tag.checkpoint_every = std::time::Duration::from_secs_f64(args.checkpoint_secs);
+    args.correlation.apply(&mut options.tag)?;
     options.load = LoadOptions {
         strict: args.strict,
         regex_step_limit: args.regex_step_limit,
