@@ -22,6 +22,7 @@
 pub mod durable;
 pub mod examples;
 pub mod stage;
+pub mod time;
 pub mod window;
 
 use crate::diag::Code;

@@ -1,0 +1,144 @@
+//! A rule's windows as checkpoints see them: the groups changed since the
+//! last checkpoint, every group (a full one), and a checkpointed group put
+//! back (`super::super::durable` stores them).
+
+use super::{Entry, Group, Windows};
+
+/// One group's window as checkpointed: enough to go on counting exactly
+/// where it stood.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GroupState {
+    /// The newest time seen (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub newest: Option<i64>,
+    /// The fired episode's window start (ms), while it absorbs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired: Option<i64>,
+    #[serde(default)]
+    pub entries: Vec<SavedEntry>,
+}
+
+/// A counted observation as checkpointed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedEntry {
+    /// Time (ms).
+    pub t: i64,
+    /// `value_count`: the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<String>,
+    /// `value_sum`: the amount.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub n: f64,
+    /// The temporal kinds: the step.
+    #[serde(default, skip_serializing_if = "is_zero_step")]
+    pub s: usize,
+    /// The source id.
+    pub id: String,
+}
+
+fn is_zero(n: &f64) -> bool {
+    *n == 0.0
+}
+
+fn is_zero_step(s: &usize) -> bool {
+    *s == 0
+}
+
+/// What changed in one rule's windows since the last take: the groups to
+/// write (name, state) and the groups evicted.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Changes {
+    pub upserts: Vec<(String, GroupState)>,
+    pub deletes: Vec<String>,
+}
+
+impl Windows {
+    /// Keeps changes from now on, for [`Windows::take_changes`].
+    pub fn track_changes(&mut self) {
+        self.track = true;
+    }
+
+    /// The groups changed and evicted since the last call (evictions
+    /// first: a group evicted and made again is written after its delete).
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changes = Changes {
+            deletes: self.gone.drain(..).map(String::from).collect(),
+            upserts: Vec::with_capacity(self.dirty.len()),
+        };
+        for slot in std::mem::take(&mut self.dirty) {
+            let Some(group) = self.slots.get_mut(slot) else {
+                continue;
+            };
+            // A slot freed by an eviction (and not reused) holds no group.
+            if !group.dirty || self.index.get(&*group.name) != Some(&slot) {
+                continue;
+            }
+            group.dirty = false;
+            changes
+                .upserts
+                .push((group.name.to_string(), group.state()));
+        }
+        changes
+    }
+
+    /// Every group's window, least recently touched first (a full
+    /// checkpoint); pending changes are included, so they are cleared.
+    pub fn snapshot(&mut self) -> Vec<(String, GroupState)> {
+        self.dirty.clear();
+        self.gone.clear();
+        let mut held: Vec<usize> = self.index.values().copied().collect();
+        held.sort_unstable_by_key(|&slot| self.slots[slot].touched);
+        held.into_iter()
+            .map(|slot| {
+                let g = &mut self.slots[slot];
+                g.dirty = false;
+                (g.name.to_string(), g.state())
+            })
+            .collect()
+    }
+
+    /// Puts back a checkpointed group (as the most recent one; restore the
+    /// least recent first).
+    pub fn restore(&mut self, name: &str, state: GroupState) {
+        let slot = self.slot(name);
+        self.clock += 1;
+        self.touches.push_back((slot, self.clock));
+        let mut entries: Vec<Entry> = state
+            .entries
+            .into_iter()
+            .map(|e| Entry {
+                time_ms: e.t,
+                value: e.v.map(Into::into),
+                amount: e.n,
+                step: e.s,
+                source_id: e.id.into(),
+            })
+            .collect();
+        entries.sort_by_key(|e| e.time_ms);
+        let group = &mut self.slots[slot];
+        group.touched = self.clock;
+        group.newest_ms = state.newest;
+        group.fired_at = state.fired;
+        group.entries = entries.into();
+    }
+}
+
+impl Group {
+    fn state(&self) -> GroupState {
+        GroupState {
+            newest: self.newest_ms,
+            fired: self.fired_at,
+            entries: self
+                .entries
+                .iter()
+                .map(|e| SavedEntry {
+                    t: e.time_ms,
+                    v: e.value.as_deref().map(String::from),
+                    n: e.amount,
+                    s: e.step,
+                    id: e.source_id.to_string(),
+                })
+                .collect(),
+        }
+    }
+}
