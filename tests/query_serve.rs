@@ -290,3 +290,112 @@ fn decnets_database_needs_its_jwt_secret() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("DECNET_JWT_SECRET"));
 }
+
+/// The page and its data routes: the page is public (it holds no data)
+/// and sent with a CSP that allows nothing from elsewhere; the data routes
+/// take the API's tokens, answer from the database, and name a bad
+/// parameter.
+#[test]
+fn the_page_and_its_data_routes() {
+    let work = tempfile::TempDir::new().unwrap();
+    let db = own_db(work.path());
+    let tokens = work.path().join("tokens");
+    std::fs::write(&tokens, "viewer-token-0123456789 viewer analyst\n").unwrap();
+    let s = Server::start(
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--tokens",
+            tokens.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let page = s.request("GET", "/", &[], None);
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(page
+        .header("content-security-policy")
+        .unwrap()
+        .contains("default-src 'self'"));
+    assert!(page
+        .text()
+        .contains(r#"<script type="module" src="/ui/app.js"></script>"#));
+    for (path, kind) in [
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/style.css", "text/css"),
+    ] {
+        let r = s.request("GET", path, &[], None);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.header("content-type").unwrap().starts_with(kind),
+            "{path}"
+        );
+    }
+    assert!(s.log().contains("/ (page) and /api/v1"), "{}", s.log());
+    let auth = [("Authorization", "Bearer viewer-token-0123456789")];
+    let get = |path: &str| s.request("GET", path, &auth, None);
+    assert_eq!(s.request("GET", "/api/v1/ui/matrix", &[], None).status, 401);
+    let m = get("/api/v1/ui/matrix").json();
+    assert_eq!(
+        (m["tags"].as_u64(), m["attackers"].as_u64()),
+        (Some(2), Some(1)),
+        "{m}"
+    );
+    let cell = &m["techniques"][0];
+    let technique = cell["technique_id"].as_str().unwrap();
+    let tags = get(&format!(
+        "/api/v1/ui/tags?technique={technique}&tactic={}&limit=1",
+        cell["tactic"].as_str().unwrap()
+    ))
+    .json();
+    assert_eq!(tags["total"], cell["tags"], "{tags}");
+    let tag = &tags["tags"][0];
+    assert_eq!(tag["attacker_uuid"], "a1");
+    let sha = tag["rule_sha256"].as_str().unwrap();
+    let text = get(&format!("/api/v1/ui/rule-text/{sha}")).json();
+    assert!(text["yaml_content"]
+        .as_str()
+        .unwrap()
+        .contains(tag["rule_id"].as_str().unwrap()));
+    assert_eq!(
+        get(&format!("/api/v1/ui/rule-text/{}", "0".repeat(64))).status,
+        404
+    );
+    let line = get("/api/v1/ui/attacker/a1").json();
+    assert!(!line["techniques"].as_array().unwrap().is_empty(), "{line}");
+    let rules = get("/api/v1/ui/rules").json();
+    let fired: u64 = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tags"].as_u64().unwrap())
+        .sum();
+    assert_eq!(fired, 2, "{rules}");
+    assert!(!rules["audit"].as_array().unwrap().is_empty());
+    let attack = get("/api/v1/ui/attack").json();
+    assert_eq!(attack["tactics"].as_array().unwrap().len(), 14);
+    assert_eq!(attack["tactics"][0]["id"], "TA0043");
+    // A bad parameter is a 400 that names it.
+    for (path, says) in [
+        (
+            "/api/v1/ui/matrix?min_confidence=2",
+            "min_confidence must be",
+        ),
+        ("/api/v1/ui/tags?limit=500", "limit must be"),
+        ("/api/v1/ui/tags?offset=-1", "offset must be"),
+        (
+            "/api/v1/ui/matrix?since=yesterdayish",
+            r#"since \"yesterdayish\" is not a time"#,
+        ),
+    ] {
+        let r = get(path);
+        assert_eq!(r.status, 400, "{path}");
+        assert!(r.text().contains(says), "{path}: {}", r.text());
+    }
+    // Time filters apply: nothing before the epoch's first second.
+    let none = get("/api/v1/ui/matrix?until=1970-01-02").json();
+    assert_eq!(none["tags"], 0);
+}

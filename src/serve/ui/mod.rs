@@ -115,7 +115,8 @@ fn filter(q: &HashMap<String, String>) -> Result<TagFilter, String> {
         min_confidence,
         time::OffsetDateTime::now_utc(),
     )
-    .map_err(|e| e.to_string())?;
+    // Named as the query parameter, not the command-line flag.
+    .map_err(|e| e.to_string().replacen("--", "", 1))?;
     let mut f = TagFilter {
         attacker: text("attacker"),
         identity: text("identity"),
