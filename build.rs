@@ -10,7 +10,8 @@
 //! (mitreattack-python, stix2-validator, pymisp in the venv `.ci/run`
 //! makes at `target/ci-venv`, or `TTP_VALIDATORS_PYTHON`) is absent, and
 //! `cfg(browser_missing)` when the page's browser test lacks that venv
-//! (with selenium) or Debian's `chromium` and `chromedriver`.
+//! (with selenium), Debian's `chromium`, `chromedriver` and `firefox-esr`,
+//! or the geckodriver `.ci/run` builds into `target/tools`.
 
 use std::path::Path;
 
@@ -32,10 +33,18 @@ fn main() {
     if !python.exists() && !ci {
         println!("cargo::rustc-cfg=validators_missing");
     }
-    // The page's browser test: that Python with selenium, and Debian's
-    // headless Chromium and chromedriver.
+    // The page's browser test: that Python with selenium, the browsers and
+    // their WebDriver servers.
     println!("cargo::rustc-check-cfg=cfg(browser_missing)");
-    let browser = ["/usr/bin/chromium", "/usr/bin/chromedriver"];
+    let geckodriver = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/bin/geckodriver");
+    let browser = [
+        "/usr/bin/chromium",
+        "/usr/bin/chromedriver",
+        "/usr/bin/firefox-esr",
+        geckodriver
+            .to_str()
+            .unwrap_or("target/tools/bin/geckodriver"),
+    ];
     for b in browser {
         println!("cargo::rerun-if-changed={b}");
     }

@@ -1,7 +1,8 @@
 """End-to-end test of ttp's analyst page in a real browser.
 
-Run by tests/web_page.rs with the venv's Python (selenium) and Debian's
-headless Chromium + chromedriver. It drives the real binary:
+Run by tests/web_page.rs with the venv's Python (selenium), in each browser
+of `--browsers`: Debian's headless Chromium (chromedriver) and Firefox ESR
+(geckodriver). It drives the real binary:
 
 1. `ttp run --serve 127.0.0.1:0` with a small rule set, fed known events on
    its stdin, writing a real SQLite file;
@@ -12,8 +13,9 @@ headless Chromium + chromedriver. It drives the real binary:
 3. a 100,000-tag database made by `ttp tag`, served by `ttp serve`: the
    time to the first render of the matrix, measured in the browser.
 
-Each check that fails saves a screenshot under the screenshot directory.
-Prints one `page-metrics: {json}` line; exits non-zero on any failure.
+Each check that fails saves a screenshot under the screenshot directory
+(one folder per browser). Prints one `page-metrics: {json}` line (figures
+per browser); exits non-zero on any failure.
 """
 
 import argparse
@@ -29,7 +31,9 @@ import time
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.firefox.service import Service as FirefoxService
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 RULES = {
@@ -71,18 +75,31 @@ class Failed(Exception):
     pass
 
 
+def start_browser(args, browser):
+    if browser == "firefox":
+        options = webdriver.FirefoxOptions()
+        options.binary_location = args.firefox
+        options.add_argument("-headless")
+        options.add_argument("--width=1440")
+        options.add_argument("--height=900")
+        return webdriver.Firefox(service=FirefoxService(args.geckodriver), options=options)
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+              "--window-size=1440,900", "--disable-gpu", "--no-first-run"]:
+        options.add_argument(a)
+    return webdriver.Chrome(service=Service(args.chromedriver), options=options)
+
+
 class Test:
-    def __init__(self, args):
+    def __init__(self, args, browser):
         self.args = args
+        self.browser = browser
         self.metrics = {}
         self.procs = []
-        os.makedirs(args.screenshots, exist_ok=True)
-        options = webdriver.ChromeOptions()
-        options.binary_location = args.chromium
-        for a in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                  "--window-size=1440,900", "--disable-gpu", "--no-first-run"]:
-            options.add_argument(a)
-        self.driver = webdriver.Chrome(service=Service(args.chromedriver), options=options)
+        self.shots = os.path.join(args.screenshots, browser)
+        os.makedirs(self.shots, exist_ok=True)
+        self.driver = start_browser(args, browser)
         self.driver.set_page_load_timeout(30)
 
     # ---- processes ----------------------------------------------------------
@@ -130,7 +147,7 @@ class Test:
 
     def check(self, name, ok, message):
         if not ok:
-            path = os.path.join(self.args.screenshots, f"{name}.png")
+            path = os.path.join(self.shots, f"{name}.png")
             self.driver.save_screenshot(path)
             raise Failed(f"{name}: {message} (screenshot: {path})")
 
@@ -180,7 +197,8 @@ class Test:
     # ---- the live daemon ------------------------------------------------------
 
     def daemon(self):
-        work = self.args.work
+        work = os.path.join(self.args.work, self.browser)
+        os.makedirs(work, exist_ok=True)
         rules = os.path.join(work, "rules")
         os.makedirs(rules, exist_ok=True)
         for name, text in RULES.items():
@@ -215,7 +233,7 @@ class Test:
         self.wait("matrix-back", lambda: self.count("T1110") == 7, "T1110 does not show 7 tags again")
         # The sub-technique, under its parent once expanded (by keyboard).
         toggle = d.find_element(By.CSS_SELECTOR, "button.expand[aria-controls='subs-TA0002-T1059']")
-        toggle.send_keys("\n")
+        toggle.send_keys(Keys.ENTER)
         self.wait("subtechnique", lambda: self.count("T1059.004") == 3
                   and d.find_element(By.ID, "subs-TA0002-T1059").is_displayed(),
                   "T1059.004 is not shown with 3 tags under T1059")
@@ -285,12 +303,29 @@ class Test:
 
     # ---- 100k tags ------------------------------------------------------------
 
-    def big(self):
+    def big(self, db):
+        """Makes the big database once (None: make it) and measures the first
+        render on it; returns its path."""
+        n = self.args.big_tags
+        if db is None:
+            db = self.make_big(n)
+        proc, port = self.spawn(["serve", "--db", db, "--listen", "127.0.0.1:0"])
+        renders = []
+        for _ in range(3):
+            self.open(f"http://127.0.0.1:{port}/")
+            renders.append(self.driver.execute_script("return window.ttpFirstRender"))
+            # Every third event (i % 3 == 1) is a failed login.
+            self.check("big-counts", self.count("T1110") == (n + 1) // 3,
+                       f"T1110 shows {self.count('T1110')} on the big database, not {(n + 1) // 3}")
+        self.metrics["big_tags"] = n
+        self.metrics["first_render_ms"] = [round(r) for r in renders]
+        return db
+
+    def make_big(self, n):
         work = self.args.work
-        rules = os.path.join(work, "rules")
+        rules = os.path.join(work, self.browser, "rules")
         db = os.path.join(work, "big.db")
         events = os.path.join(work, "big.jsonl")
-        n = self.args.big_tags
         with open(events, "w") as f:
             for i in range(n):
                 attacker = f"att-{i % 500}"
@@ -307,16 +342,7 @@ class Test:
         self.metrics["big_tagging_seconds"] = round(time.time() - started, 1)
         stored = self.db_rows(db, "SELECT count(*) FROM ttp_tag")[0][0]
         self.check("big-db", stored == n, f"the big database holds {stored} tags, not {n}")
-        proc, port = self.spawn(["serve", "--db", db, "--listen", "127.0.0.1:0"])
-        renders = []
-        for _ in range(3):
-            self.open(f"http://127.0.0.1:{port}/")
-            renders.append(self.driver.execute_script("return window.ttpFirstRender"))
-            # Every third event (i % 3 == 1) is a failed login.
-            self.check("big-counts", self.count("T1110") == (n + 1) // 3,
-                       f"T1110 shows {self.count('T1110')} on the big database, not {(n + 1) // 3}")
-        self.metrics["big_tags"] = stored
-        self.metrics["first_render_ms"] = [round(r) for r in renders]
+        return db
 
 
 def main():
@@ -324,31 +350,41 @@ def main():
     p.add_argument("--ttp", required=True)
     p.add_argument("--work", required=True)
     p.add_argument("--screenshots", required=True)
+    p.add_argument("--browsers", default="chromium", help="comma-separated: chromium, firefox")
     p.add_argument("--chromium", default="/usr/bin/chromium")
     p.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    p.add_argument("--firefox", default="/usr/bin/firefox-esr")
+    p.add_argument("--geckodriver", default="geckodriver")
     p.add_argument("--big-tags", type=int, default=100_000)
     args = p.parse_args()
-    test = Test(args)
-    try:
-        test.daemon()
-        test.big()
-    except Exception as e:  # a check, or selenium itself
-        if not isinstance(e, Failed):
-            try:
-                path = os.path.join(args.screenshots, "unexpected.png")
-                test.driver.save_screenshot(path)
-                e = Failed(f"{type(e).__name__}: {e} (screenshot: {path})")
-            except Exception:
-                pass
-        print(f"FAILED: {e}", file=sys.stderr)
-        for proc in test.procs:
-            if getattr(proc, "log", None):
-                print("".join(proc.log[-40:]), file=sys.stderr)
-        return 1
-    finally:
-        print("page-metrics: " + json.dumps(test.metrics))
-        test.close()
-    return 0
+    metrics = {}
+    big_db = None
+    failed = False
+    for browser in args.browsers.split(","):
+        test = None
+        try:
+            test = Test(args, browser)
+            test.daemon()
+            big_db = test.big(big_db)
+        except Exception as e:  # a check, or selenium itself
+            failed = True
+            if test is not None and not isinstance(e, Failed):
+                try:
+                    path = os.path.join(test.shots, "unexpected.png")
+                    test.driver.save_screenshot(path)
+                    e = Failed(f"{type(e).__name__}: {e} (screenshot: {path})")
+                except Exception:
+                    pass
+            print(f"FAILED in {browser}: {e}", file=sys.stderr)
+            for proc in (test.procs if test else []):
+                if getattr(proc, "log", None):
+                    print("".join(proc.log[-40:]), file=sys.stderr)
+        finally:
+            if test is not None:
+                metrics[browser] = test.metrics
+                test.close()
+    print("page-metrics: " + json.dumps(metrics))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
