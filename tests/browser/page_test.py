@@ -242,8 +242,8 @@ class Test:
         d.find_element(By.CSS_SELECTOR, "button.cell[data-technique='T1110']").click()
         self.wait("drill", lambda: len(d.find_elements(By.CSS_SELECTOR, "#drill li.tag")) == 7,
                   "the drill-down does not list the 7 tags of T1110")
-        rules = {e.get_attribute("data-rule") for e in d.find_elements(By.CSS_SELECTOR, "#drill li.tag")}
-        self.check("drill-rules", rules == {"UI-BRUTE"}, f"the drill-down lists tags of {rules}")
+        listed = {e.get_attribute("data-rule") for e in d.find_elements(By.CSS_SELECTOR, "#drill li.tag")}
+        self.check("drill-rules", listed == {"UI-BRUTE"}, f"the drill-down lists tags of {listed}")
         title = d.find_element(By.ID, "drill-title").text
         self.check("drill-title", "7 tags" in title and "Credential Access" in title, f"drill title {title!r}")
         # Its rule text, by the tag's rule SHA-256.
@@ -288,6 +288,16 @@ class Test:
         self.wait("enabled", lambda: "enabled" in d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE']").text,
                   "UI-BRUTE is not shown enabled again")
 
+        # A broken edit, picked up by the running daemon's reload, appears
+        # live in the rules view with its file:line:col.
+        d.execute_script("window.notReloaded = true")
+        with open(os.path.join(rules, "shell.yaml"), "w") as f:
+            f.write(RULES["shell.yaml"].replace("confidence: 0.7", "confidence: 7"))
+        self.wait("load-error", lambda: re.search(
+            r"shell\.yaml:\d+:\d+", d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-SHELL']").text)
+            and d.execute_script("return window.notReloaded === true"),
+            "the rejected edit of shell.yaml is not shown live with its file:line:col", timeout=20)
+
         # Attacker view: the timeline of att-1.
         d.get(url + "#/attacker/att-1")
         self.wait("attacker", lambda: len(d.find_elements(By.CSS_SELECTOR, "#timeline tbody tr")) == 2,
@@ -323,7 +333,12 @@ class Test:
 
     def make_big(self, n):
         work = self.args.work
-        rules = os.path.join(work, self.browser, "rules")
+        # The rule set as written (the live test broke one of its copies).
+        rules = os.path.join(work, "big-rules")
+        os.makedirs(rules, exist_ok=True)
+        for name, text in RULES.items():
+            with open(os.path.join(rules, name), "w") as f:
+                f.write(text)
         db = os.path.join(work, "big.db")
         events = os.path.join(work, "big.jsonl")
         with open(events, "w") as f:
