@@ -366,6 +366,26 @@ fn the_page_and_its_data_routes() {
     );
     let line = get("/api/v1/ui/attacker/a1").json();
     assert!(!line["techniques"].as_array().unwrap().is_empty(), "{line}");
+    // The attacker view's Navigator layer: the attacker's techniques.
+    let layer = get("/api/v1/ttp/export/navigator/attacker/a1").json();
+    let listed: Vec<&str> = layer["techniques"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["techniqueID"].as_str().unwrap())
+        .collect();
+    for t in line["techniques"].as_array().unwrap() {
+        let id = t["sub_technique_id"]
+            .as_str()
+            .or(t["technique_id"].as_str())
+            .unwrap();
+        assert!(listed.contains(&id), "{id} not in {listed:?}");
+    }
+    let empty = get("/api/v1/ttp/export/navigator/attacker/nobody").json();
+    assert!(
+        empty["techniques"].as_array().unwrap().is_empty(),
+        "{empty}"
+    );
     let rules = get("/api/v1/ui/rules").json();
     let fired: u64 = rules["rules"]
         .as_array()

@@ -309,6 +309,15 @@ class Test:
         tabbable = d.execute_script("""
             return [...document.querySelectorAll('button.cell')].every(b => b.tabIndex === 0 && b.getAttribute('aria-label'));""")
         self.check("keyboard", tabbable, "a matrix cell is not focusable or has no text alternative")
+
+        # Filters: one attacker's cells, kept in the URL; cleared again.
+        d.find_element(By.CSS_SELECTOR, "#filters input[name=attacker]").send_keys("att-2")
+        d.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
+        self.wait("filter", lambda: self.count("T1110") == 2 and self.count("T1059") is None
+                  and "attacker=att-2" in d.current_url,
+                  "the attacker filter does not narrow the matrix to att-2's 2 tags")
+        d.find_element(By.CSS_SELECTOR, "#filters button[type=reset]").click()
+        self.wait("filter-cleared", lambda: self.count("T1110") == 8, "clearing the filters does not show the 8 tags again")
         proc.stdin.close()
 
     # ---- 100k tags ------------------------------------------------------------
@@ -327,6 +336,16 @@ class Test:
             # Every third event (i % 3 == 1) is a failed login.
             self.check("big-counts", self.count("T1110") == (n + 1) // 3,
                        f"T1110 shows {self.count('T1110')} on the big database, not {(n + 1) // 3}")
+        # The drill-down pages through a big cell, newest first.
+        self.driver.find_element(By.CSS_SELECTOR, "button.cell[data-technique='T1110']").click()
+        pager = lambda: self.driver.find_element(By.CSS_SELECTOR, "#drill .pager span").text
+        total = f"{(n + 1) // 3:,}"
+        self.wait("page-1", lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#drill li.tag")) == min(25, (n + 1) // 3)
+                  and pager().startswith("1–"), "the drill-down's first page is not listed")
+        if (n + 1) // 3 > 25:
+            self.driver.find_element(By.XPATH, "//div[@class='pager']/button[text()='Older']").click()
+            self.wait("page-2", lambda: pager().startswith("26–50 of " + total),
+                      f"the drill-down's second page is not 26–50 of {total}: {pager()!r}")
         self.metrics["big_tags"] = n
         self.metrics["first_render_ms"] = [round(r) for r in renders]
         return db
