@@ -33,50 +33,19 @@ const ANCHORS: [&str; 4] = ["attacker_uuid", "identity_uuid", "session_id", "dec
 
 /// Parses `examples:` of a correlation rule.
 pub fn parse(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<Example>> {
-    let Value::Map(entries) = &n.value else {
-        ctx.error(
-            Code::BadExamples,
-            n.pos,
-            "`examples` must be a mapping with `match` and/or `no_match` lists of sequences",
-        );
-        return None;
-    };
+    let items = crate::rule::parse::example_items(n, "`sequence:` entries", ctx)?;
     let mut out = Vec::new();
     let mut ok = true;
-    for (k, v) in entries {
-        let should_match = match k.as_str() {
-            Some("match") => true,
-            Some("no_match") => false,
-            _ => {
-                ctx.error(
-                    Code::BadExamples,
-                    k.pos,
-                    "`examples` takes only `match` and `no_match`",
-                );
-                ok = false;
-                continue;
-            }
-        };
-        let Value::Seq(items) = &v.value else {
-            ctx.error(
-                Code::BadExamples,
-                v.pos,
-                "examples of a correlation rule must be a list of `sequence:` entries",
-            );
-            ok = false;
-            continue;
-        };
-        for item in items {
-            match sequence(item, default_kind, ctx) {
-                Some(events) => out.push(Example {
-                    should_match,
-                    source_kind: default_kind.to_string(),
-                    payload: Default::default(),
-                    line: item.pos.line,
-                    sequence: events,
-                }),
-                None => ok = false,
-            }
+    for (should_match, item) in items {
+        match sequence(item, default_kind, ctx) {
+            Some(events) => out.push(Example {
+                should_match,
+                source_kind: default_kind.to_string(),
+                payload: Default::default(),
+                line: item.pos.line,
+                sequence: events,
+            }),
+            None => ok = false,
         }
     }
     ok.then_some(out)

@@ -216,19 +216,24 @@ fn parse_inner(path: &Path, text: &str, ctx: &mut Ctx) -> Option<Rule> {
     })
 }
 
-/// `examples: {match: [...], no_match: [...]}`; each example is an event
-/// payload, whose optional `source_kind` key picks the event's kind
-/// (default: the rule's first `applies_to`).
-fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Example>> {
+/// The items of `examples: {match: [...], no_match: [...]}`, each with
+/// whether it must fire (`match`); `items` says what the lists hold. Every
+/// problem is reported; `None` when there was one.
+pub(crate) fn example_items<'n>(
+    n: &'n Node,
+    items: &str,
+    ctx: &mut Ctx,
+) -> Option<Vec<(bool, &'n Node)>> {
     let Value::Map(entries) = &n.value else {
         ctx.error(
             Code::BadExamples,
             n.pos,
-            "`examples` must be a mapping with `match` and/or `no_match` lists",
+            format!("`examples` must be a mapping with `match` and/or `no_match` lists of {items}"),
         );
         return None;
     };
     let mut out = Vec::new();
+    let mut ok = true;
     for (k, v) in entries {
         let should_match = match k.as_str() {
             Some("match") => true,
@@ -239,49 +244,60 @@ fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Ex
                     k.pos,
                     "`examples` takes only `match` and `no_match`",
                 );
-                return None;
+                ok = false;
+                continue;
             }
         };
-        let Value::Seq(items) = &v.value else {
+        let Value::Seq(list) = &v.value else {
             ctx.error(
                 Code::BadExamples,
                 v.pos,
-                "examples must be a list of payloads",
+                format!("examples must be a list of {items}"),
+            );
+            ok = false;
+            continue;
+        };
+        out.extend(list.iter().map(|item| (should_match, item)));
+    }
+    ok.then_some(out)
+}
+
+/// `examples: {match: [...], no_match: [...]}`; each example is an event
+/// payload, whose optional `source_kind` key picks the event's kind
+/// (default: the rule's first `applies_to`).
+fn examples(n: &Node, default_kind: &str, ctx: &mut Ctx) -> Option<Vec<super::Example>> {
+    let mut out = Vec::new();
+    for (should_match, item) in example_items(n, "payloads", ctx)? {
+        let serde_json::Value::Object(mut payload) = item.to_json() else {
+            ctx.error(
+                Code::BadExamples,
+                item.pos,
+                format!(
+                    "an example must be a payload mapping, found {}",
+                    item.type_name()
+                ),
             );
             return None;
         };
-        for item in items {
-            let serde_json::Value::Object(mut payload) = item.to_json() else {
+        let source_kind = match payload.remove("source_kind") {
+            None => default_kind.to_string(),
+            Some(serde_json::Value::String(s)) => s,
+            Some(_) => {
                 ctx.error(
                     Code::BadExamples,
                     item.pos,
-                    format!(
-                        "an example must be a payload mapping, found {}",
-                        item.type_name()
-                    ),
+                    "an example's `source_kind` must be a string",
                 );
                 return None;
-            };
-            let source_kind = match payload.remove("source_kind") {
-                None => default_kind.to_string(),
-                Some(serde_json::Value::String(s)) => s,
-                Some(_) => {
-                    ctx.error(
-                        Code::BadExamples,
-                        item.pos,
-                        "an example's `source_kind` must be a string",
-                    );
-                    return None;
-                }
-            };
-            out.push(super::Example {
-                should_match,
-                source_kind,
-                payload: payload.into_iter().collect(),
-                line: item.pos.line,
-                sequence: Vec::new(),
-            });
-        }
+            }
+        };
+        out.push(super::Example {
+            should_match,
+            source_kind,
+            payload: payload.into_iter().collect(),
+            line: item.pos.line,
+            sequence: Vec::new(),
+        });
     }
     Some(out)
 }
