@@ -558,3 +558,61 @@ fn export_goldens_by_structure() {
         event_shape(w, o);
     }
 }
+
+/// The page's data routes on DECNET's database, with DECNET's tokens: the
+/// matrix counts DECNET's tags, the rules view lists DECNET's rules even
+/// though no ttp process wrote a rule log, and a DECNET tag (stored without
+/// a rule SHA-256) has no rule text to show.
+#[test]
+#[cfg_attr(
+    shared_missing,
+    ignore = "../shared is absent: DECNET fixtures not available"
+)]
+fn the_page_reads_decnets_database() {
+    let work = tempfile::TempDir::new().unwrap();
+    let db = fixture_copy(&common::shared(), work.path());
+    let stored: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM ttp_tag", [], |r| r.get(0))
+        .unwrap();
+    let s = start(&db, false);
+    let auth = format!("Bearer {}", token(VIEWER));
+    let get = |path: &str| s.request("GET", path, &[("Authorization", &auth)], None);
+    assert_eq!(s.request("GET", "/", &[], None).status, 200);
+    let m = get("/api/v1/ui/matrix").json();
+    assert_eq!(m["tags"].as_i64(), Some(stored), "{m}");
+    let cell = &m["techniques"][0];
+    let tags = get(&format!(
+        "/api/v1/ui/tags?technique={}&tactic={}",
+        cell["technique_id"].as_str().unwrap(),
+        cell["tactic"].as_str().unwrap()
+    ))
+    .json();
+    assert_eq!(tags["total"], cell["tags"], "{tags}");
+    assert_eq!(tags["tags"][0]["rule_sha256"], "");
+    let rules = get("/api/v1/ui/rules").json();
+    assert_eq!(rules["rule_log"], false, "{rules}");
+    // The catalogue (here `--rules`, DECNET's pack) is listed, each rule
+    // with its file.
+    let listed = rules["rules"].as_array().unwrap();
+    let r0013 = listed
+        .iter()
+        .find(|r| r["rule_id"] == "R0013")
+        .expect("R0013 listed");
+    assert_eq!(r0013["state"], "enabled");
+    assert!(
+        r0013["source_path"].as_str().unwrap().ends_with(".yaml"),
+        "{r0013}"
+    );
+    let fired: i64 = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["tags"].as_i64().unwrap())
+        .sum();
+    assert_eq!(fired, stored, "{rules}");
+    assert_eq!(
+        get(&format!("/api/v1/ui/rule-text/{}", "0".repeat(64))).status,
+        404
+    );
+}

@@ -37,6 +37,9 @@ pub enum QueryError {
     },
     #[error("{what} {value:?} is not a time: give RFC 3339 (2026-11-20T08:00:00Z), a date (2026-11-20) or an age (7d, 24h, 30m)")]
     BadTime { what: &'static str, value: String },
+    /// The rule catalogue could not be read (its directory, its table).
+    #[error("the rule catalogue: {0}")]
+    Catalogue(String),
 }
 
 /// A read-only view of a tag database: ours or DECNET's.

@@ -25,18 +25,22 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/ttp/rules/{rule_id}/state", post(set).delete(revert))
 }
 
-/// One catalogue entry: id, version, name, description.
-struct Entry {
-    rule_id: String,
-    rule_version: i64,
+/// One catalogue entry: id, version, name, description, file.
+pub(super) struct Entry {
+    pub(super) rule_id: String,
+    pub(super) rule_version: i64,
     name: String,
     description: String,
+    pub(super) source_path: String,
 }
 
 /// The catalogue: the rules directory given to `ttp serve` (broken files
 /// skipped and logged), else the stored catalogue that `ttp run` /
 /// `ttp worker` keep.
-fn catalogue(state: &AppState, conn: &rusqlite::Connection) -> Result<Vec<Entry>, String> {
+pub(super) fn catalogue(
+    state: &AppState,
+    conn: &rusqlite::Connection,
+) -> Result<Vec<Entry>, String> {
     let opts = crate::rule::parse::LoadOptions::default();
     let mut out = Vec::new();
     if let Some(dir) = &state.opts.rules {
@@ -54,6 +58,7 @@ fn catalogue(state: &AppState, conn: &rusqlite::Connection) -> Result<Vec<Entry>
                 rule_version: r.rule_version,
                 name: r.name.clone(),
                 description: r.description.clone(),
+                source_path: r.source.path.display().to_string(),
             });
         }
     } else {
@@ -79,6 +84,7 @@ fn catalogue(state: &AppState, conn: &rusqlite::Connection) -> Result<Vec<Entry>
                 rule_version,
                 name: rule.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
                 description: rule.map(|r| r.description).unwrap_or_default(),
+                source_path: path,
             });
         }
     }

@@ -284,6 +284,7 @@ async fn rules(
         Err(why) => return bad(why),
     };
     let utc = state.opts.utc;
+    let st = state.clone();
     let done = blocking(&state, move |r| {
         let conn = r.conn();
         let sql = |e| QueryError::Sqlite {
@@ -297,7 +298,21 @@ async fn rules(
         let listed = if logged {
             crate::catalog::list_rules(conn).map_err(sql)?
         } else {
-            Vec::new()
+            // No rule log (DECNET's database that no ttp process wrote
+            // to): the catalogue `GET /ttp/rules` lists, without errors.
+            super::rules::catalogue(&st, conn)
+                .map_err(QueryError::Catalogue)?
+                .into_iter()
+                .map(|e| crate::catalog::RuleRow {
+                    rule_id: e.rule_id,
+                    rule_version: e.rule_version,
+                    source_path: e.source_path,
+                    state: "enabled".into(),
+                    confidence_max: None,
+                    expires_at: None,
+                    last_error: None,
+                })
+                .collect()
         };
         let states = if r.has_table("ttp_rule_state")? {
             crate::catalog::load_states(conn).map_err(sql)?
