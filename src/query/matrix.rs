@@ -279,13 +279,7 @@ impl Reader {
     }
 
     pub(crate) fn has_table(&self, name: &str) -> Result<bool, QueryError> {
-        self.conn()
-            .query_row(
-                "SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.err(e))
+        super::table_exists(self.conn(), name).map_err(|e| self.err(e))
     }
 }
 

@@ -75,18 +75,19 @@ enum ShaSource {
     None,
 }
 
+/// Whether the database has a table or view of this name.
+pub(crate) fn table_exists(conn: &Connection, name: &str) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+}
+
 impl Schema {
     /// Looks the tables up; a file without `ttp_tag` is not a tag database.
     pub fn probe(conn: &Connection, db: &Path) -> Result<Schema, QueryError> {
-        let table = |name: &str| -> Result<bool, QueryError> {
-            conn.query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type IN ('table','view') AND name = ?1",
-                [name],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .map_err(|e| sqlite_error(db, e))
-        };
+        let table = |name: &str| table_exists(conn, name).map_err(|e| sqlite_error(db, e));
         if !table("ttp_tag")? {
             return Err(QueryError::Store(StoreError::NotADatabase {
                 path: db.to_path_buf(),

@@ -23,12 +23,20 @@ impl Window {
         min_confidence: Option<f64>,
         now: OffsetDateTime,
     ) -> Result<Window, QueryError> {
-        let since = since
-            .map(|s| parse_instant("--since", s, now))
-            .transpose()?;
-        let until = until
-            .map(|s| parse_instant("--until", s, now))
-            .transpose()?;
+        Window::parse_as(["--since", "--until"], since, until, min_confidence, now)
+    }
+
+    /// Like [`Window::parse`], an error naming the two times as `names`
+    /// (e.g. the HTTP query parameters `since` and `until`).
+    pub fn parse_as(
+        names: [&'static str; 2],
+        since: Option<&str>,
+        until: Option<&str>,
+        min_confidence: Option<f64>,
+        now: OffsetDateTime,
+    ) -> Result<Window, QueryError> {
+        let since = since.map(|s| parse_instant(names[0], s, now)).transpose()?;
+        let until = until.map(|s| parse_instant(names[1], s, now)).transpose()?;
         Ok(Window {
             since: since.map(crate::timefmt::format),
             until: until.map(crate::timefmt::format),

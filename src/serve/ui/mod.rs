@@ -109,14 +109,14 @@ fn filter(q: &HashMap<String, String>) -> Result<TagFilter, String> {
             }
         },
     };
-    let window = Window::parse(
+    let window = Window::parse_as(
+        ["since", "until"],
         text("since").as_deref(),
         text("until").as_deref(),
         min_confidence,
         time::OffsetDateTime::now_utc(),
     )
-    // Named as the query parameter, not the command-line flag.
-    .map_err(|e| e.to_string().replacen("--", "", 1))?;
+    .map_err(|e| e.to_string())?;
     let mut f = TagFilter {
         attacker: text("attacker"),
         identity: text("identity"),
