@@ -163,6 +163,21 @@ fn check_views(db: &Path) {
         checked += 1;
     }
     assert!(checked >= 5, "only {checked} scopes checked");
+    // The fleet over a window (our file: kept per minute, plus the tags of
+    // the partial minutes) equals a scan, from each tag's time on.
+    for since in distinct(&conn, "SELECT DISTINCT created_at FROM ttp_tag") {
+        let window = Window {
+            since: Some(since.clone()),
+            ..Window::default()
+        };
+        assert_eq!(
+            from_library_in(db, &window),
+            scanned_since(&conn, &since),
+            "{since}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 8, "only {checked} windows and scopes checked");
 }
 
 #[test]
@@ -418,14 +433,19 @@ type Fleet = Vec<(String, Option<String>, String, i64, String, String, f64)>;
 
 /// The fleet rollup as a scan of every tag computes it.
 fn scanned(conn: &Connection) -> Fleet {
+    scanned_since(conn, "")
+}
+
+/// The fleet rollup of the tags created at or after `since`, scanned.
+fn scanned_since(conn: &Connection, since: &str) -> Fleet {
     let mut stmt = conn
         .prepare(
             "SELECT technique_id, sub_technique_id, MAX(tactic), COUNT(*), MIN(created_at), \
-             MAX(created_at), MAX(confidence) FROM ttp_tag \
+             MAX(created_at), MAX(confidence) FROM ttp_tag WHERE created_at >= ?1 \
              GROUP BY technique_id, sub_technique_id ORDER BY technique_id, sub_technique_id",
         )
         .unwrap();
-    stmt.query_map([], |r| {
+    stmt.query_map([since], |r| {
         Ok((
             r.get(0)?,
             r.get(1)?,
@@ -442,9 +462,13 @@ fn scanned(conn: &Connection) -> Fleet {
 }
 
 fn from_library(db: &Path) -> Fleet {
+    from_library_in(db, &Window::default())
+}
+
+fn from_library_in(db: &Path, window: &Window) -> Fleet {
     Reader::open(db)
         .unwrap()
-        .rollup(&Scope::Fleet, &Window::default())
+        .rollup(&Scope::Fleet, window)
         .unwrap()
         .into_iter()
         .map(|r| {

@@ -61,6 +61,8 @@ pub struct Schema {
     sha_source: ShaSource,
     /// Our kept fleet rollup (`ttp_technique_totals`) is there.
     has_totals: bool,
+    /// Our kept attacker and per-minute rollups are there (schema step 8).
+    has_kept_rollups: bool,
     /// DECNET's `attacker_intel` table is there (the exports' intel note).
     has_intel: bool,
     /// Our own file's `ttp_tag` is a view over partitions
@@ -96,6 +98,8 @@ impl Schema {
         let has_attackers = table("attackers")?;
         let has_identities = table("attacker_identities")?;
         let has_totals = table("ttp_technique_totals")?;
+        let has_kept_rollups =
+            table("ttp_technique_minute_totals")? && table("ttp_attacker_technique_totals")?;
         let has_intel = table("attacker_intel")?;
         let has_partitions = table("ttp_tag_partition")?;
         let sha_source = if table("ttp_tag_rule_sha256")? {
@@ -119,6 +123,7 @@ impl Schema {
             has_identities,
             sha_source,
             has_totals,
+            has_kept_rollups,
             has_intel,
             has_partitions,
         })

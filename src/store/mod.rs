@@ -11,11 +11,13 @@ mod checkpoint;
 mod partition;
 mod schema;
 mod stats;
+mod totals;
 mod views;
 mod writer;
 
 pub use partition::PARTITION_ROWS;
 pub use schema::{open, Flavor, SCHEMA_VERSION};
+pub use totals::{minute_of, MINUTE_LEN};
 pub use writer::{
     insert_rows, insert_tags, insert_tags_at, save_windows, write_transaction, Checkpoint,
     NewTagSink, TagTable, TagWriter, WriteStats, WriterHandle,

@@ -100,10 +100,16 @@ CREATE TABLE ttp_rule_state (
     super::partition::MIGRATION,
     // 7: the correlation rules' windows.
     crate::correlate::durable::SCHEMA,
+    // 8: the attacker and per-minute rollups kept (finished by
+    // `partition::retrigger`).
+    super::totals::SCHEMA,
 ];
 
 /// The step of [`MIGRATIONS`] after which [`super::partition::adopt`] runs.
 const PARTITIONED_AT: usize = 6;
+
+/// The step of [`MIGRATIONS`] after which [`super::partition::retrigger`] runs.
+const KEPT_ROLLUPS_AT: usize = 8;
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -317,6 +323,9 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), MigrateError> {
             conn.execute_batch(sql)?;
             if flavor == Flavor::Own && i + 1 == PARTITIONED_AT {
                 super::partition::adopt(conn)?;
+            }
+            if flavor == Flavor::Own && i + 1 == KEPT_ROLLUPS_AT {
+                super::partition::retrigger(conn)?;
             }
             match flavor {
                 Flavor::Own => conn.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?,

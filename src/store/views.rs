@@ -8,8 +8,7 @@
 //! at work; `tests/sql_views.rs` checks they equal the library's rollups.
 
 use crate::attack::{Attack, TABLE_RELEASE};
-use crate::tag::Tag;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 /// The ATT&CK tables and the views every flavour has.
 macro_rules! attack_and_views {
@@ -105,7 +104,7 @@ pub(super) const DECNET: &str = concat!(
 /// Our own file: the fleet rollup kept up to date, so that the most asked
 /// question (`GET /ttp/techniques`, `ttp query techniques`) reads a few
 /// dozen rows instead of scanning every tag. The writer adds each batch's
-/// new tags in the same transaction (`writer::add_to_totals`: a trigger per
+/// new tags in the same transaction (`totals::add`: a trigger per
 /// inserted row doubled the cost of storing a tag); triggers recompute the
 /// groups a delete or an update touches, so hand edits keep it exact. The
 /// technique rollup view reads it too. (`sub_technique_id` is '' for none:
@@ -214,59 +213,6 @@ pub(super) fn fill_attack(conn: &Connection) -> rusqlite::Result<()> {
             attack.stix(&t.id).map(|s| s.id.as_str()),
             t.revoked,
             t.deprecated,
-        ])?;
-    }
-    Ok(())
-}
-
-/// Adds newly stored tags to the fleet totals (`ttp_technique_totals`), one
-/// upsert per technique of the batch, in the caller's transaction. (A
-/// trigger per row did the same at twice the cost of the whole insert.)
-pub(super) fn add_to_totals(tx: &Connection, new: &[&Tag]) -> rusqlite::Result<()> {
-    struct Group<'a> {
-        tactic: &'a str,
-        count: i64,
-        first: &'a str,
-        last: &'a str,
-        confidence: f64,
-    }
-    let mut groups: std::collections::BTreeMap<(&str, &str), Group> = Default::default();
-    for t in new {
-        let key = (
-            t.technique_id.as_str(),
-            t.sub_technique_id.as_deref().unwrap_or(""),
-        );
-        let g = groups.entry(key).or_insert(Group {
-            tactic: &t.tactic,
-            count: 0,
-            first: &t.created_at,
-            last: &t.created_at,
-            confidence: t.confidence,
-        });
-        g.count += 1;
-        g.tactic = g.tactic.max(t.tactic.as_str());
-        g.first = g.first.min(t.created_at.as_str());
-        g.last = g.last.max(t.created_at.as_str());
-        g.confidence = g.confidence.max(t.confidence);
-    }
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO ttp_technique_totals VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-         ON CONFLICT (technique_id, sub_technique_id) DO UPDATE SET \
-           count = count + excluded.count, \
-           tactic = MAX(tactic, excluded.tactic), \
-           first_seen = MIN(first_seen, excluded.first_seen), \
-           last_seen = MAX(last_seen, excluded.last_seen), \
-           confidence_max = MAX(confidence_max, excluded.confidence_max)",
-    )?;
-    for ((technique, sub), g) in groups {
-        stmt.execute(params![
-            technique,
-            sub,
-            g.tactic,
-            g.count,
-            g.first,
-            g.last,
-            g.confidence
         ])?;
     }
     Ok(())

@@ -235,7 +235,7 @@ pub fn insert_rows<'a>(
         .filter_map(|(t, &f)| f.then_some(t))
         .collect();
     if flavor == Flavor::Own {
-        super::views::add_to_totals(tx, &new)?;
+        super::totals::add(tx, &new)?;
     }
     Ok(new)
 }
