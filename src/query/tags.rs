@@ -187,8 +187,19 @@ impl Reader {
         let (cond, args) = filter.sql(self);
         // Every tag: our own file's fleet totals hold the count (a count
         // reads every tag).
+        let only_attacker = TagFilter {
+            attacker: None,
+            limit: None,
+            offset: None,
+            ..filter.clone()
+        } == TagFilter::default();
         let sql = if cond.is_empty() && self.schema.has_totals {
             "SELECT COALESCE(sum(count), 0) FROM ttp_technique_totals".to_string()
+        } else if only_attacker && filter.attacker.is_some() && self.schema.has_kept_rollups {
+            // One attacker's tags: its kept rollup holds the count.
+            "SELECT COALESCE(sum(count), 0) FROM ttp_attacker_technique_totals \
+             WHERE attacker_uuid = ?"
+                .to_string()
         } else {
             format!("SELECT count(*) FROM ttp_tag t WHERE 1=1{cond}")
         };

@@ -15,8 +15,8 @@
 //! confidence, as the rollups compute them. `sub_technique_id` is '' for
 //! none (a primary key cannot hold NULL). The writer adds each batch's new
 //! tags in its transaction ([`add`]: one upsert per group of the batch);
-//! triggers on every partition recompute the groups a hand `DELETE` or
-//! `UPDATE` touches ([`recompute`]), so the totals stay exact.
+//! the view's triggers recompute the groups a hand `INSERT`, `DELETE` or
+//! `UPDATE` of `ttp_tag` touches ([`recompute`]), so the totals stay exact.
 
 use crate::tag::Tag;
 use rusqlite::{params, Connection};
