@@ -391,6 +391,68 @@ fn a_file_of_the_previous_release_is_migrated_in_place() {
     check_views(&db);
 }
 
+/// `tests/data/own-schema-7.db`: `ttp tag` of [`own_db`]'s events by the
+/// release before the kept attacker and per-minute rollups (schema 7), three
+/// of its four tags then moved by hand (through the view) to 08:00:30,
+/// 08:01:00.000000 and 08:02:59.999999.
+#[test]
+fn a_file_of_schema_7_gets_the_kept_rollups_in_place() {
+    let work = tempfile::TempDir::new().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/own-schema-7.db");
+    let db = work.path().join("seven.db");
+    std::fs::copy(&src, &db).unwrap();
+    let c = Connection::open(&db).unwrap();
+    assert_eq!(count(&c, "PRAGMA user_version"), 7);
+    let partition_triggers = "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
+                              AND tbl_name LIKE 'ttp_tag_p%'";
+    assert_eq!(count(&c, partition_triggers), 2);
+    let fleet_before = scanned(&c);
+    drop(c);
+    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
+    let c = Connection::open(&db).unwrap();
+    assert_eq!(
+        count(&c, "PRAGMA user_version"),
+        ttp_engine::store::SCHEMA_VERSION
+    );
+    // The view's triggers keep the totals now; the live partition has its
+    // attacker index in time order.
+    assert_eq!(count(&c, partition_triggers), 0);
+    assert_eq!(
+        count(
+            &c,
+            "SELECT count(*) FROM pragma_index_list('ttp_tag_p000001') \
+             WHERE name = 'ix_ttp_tag_p000001_attacker_created'"
+        ),
+        1
+    );
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ttp_technique_minute_totals"),
+        4
+    );
+    assert_eq!(scanned(&c), fleet_before);
+    check_views(&db);
+    // A hand delete through the view, then new tags: still equal. (The
+    // FOREIGN KEY clauses name DECNET's tables, absent here.)
+    c.execute_batch(
+        "PRAGMA foreign_keys = OFF; \
+         DELETE FROM ttp_tag WHERE created_at = '2026-11-29 08:01:00.000000'",
+    )
+    .unwrap();
+    assert_eq!(
+        count(&c, "SELECT count(*) FROM ttp_technique_minute_totals"),
+        3
+    );
+    check_views(&db);
+    tag(
+        &db,
+        &[
+            r#"{"source_kind":"command","source_id":"9","attacker_uuid":"a1","payload":{"command_text":"sudo -l"}}"#,
+        ],
+    );
+    assert_eq!(scanned(&c), from_library(&db));
+    check_views(&db);
+}
+
 /// Older still (schema 3: no views, no totals): migrated in place through
 /// every step, its tags untouched.
 #[test]
