@@ -84,9 +84,62 @@ impl TagFilter {
     }
 }
 
+/// The most partitions one merged query reads (SQLite refuses a compound
+/// `SELECT` of more than 500 terms); more are read that many at a time and
+/// merged here.
+const MERGE_ARMS: usize = 400;
+
 impl Reader {
     /// Matching tags, newest first (ties by uuid, so pages are stable).
     pub fn tags(&self, filter: &TagFilter) -> Result<Vec<TagRow>, QueryError> {
+        self.tags_merging(filter, MERGE_ARMS)
+    }
+
+    /// [`Reader::tags`], merging at most `arms` partitions per query.
+    pub(crate) fn tags_merging(
+        &self,
+        filter: &TagFilter,
+        arms: usize,
+    ) -> Result<Vec<TagRow>, QueryError> {
+        let partitions = match filter.limit {
+            Some(_) if self.schema.has_partitions => self.partitions()?,
+            _ => Vec::new(),
+        };
+        if partitions.len() <= arms.max(1) {
+            return self.tags_of(filter, &partitions);
+        }
+        // Each group of partitions gives its first `offset + limit`; the
+        // page is cut from their merge.
+        let wanted = TagFilter {
+            limit: filter
+                .limit
+                .map(|n| n.saturating_add(filter.offset.unwrap_or(0))),
+            offset: None,
+            ..filter.clone()
+        };
+        let mut rows = Vec::new();
+        for group in partitions.chunks(arms.max(1)) {
+            rows.extend(self.tags_of(&wanted, group)?);
+        }
+        rows.sort_by(|a, b| {
+            b.created_at
+                .cmp(&a.created_at)
+                .then_with(|| a.uuid.cmp(&b.uuid))
+        });
+        Ok(rows
+            .into_iter()
+            .skip(filter.offset.unwrap_or(0) as usize)
+            .take(filter.limit.map_or(usize::MAX, |n| n as usize))
+            .collect())
+    }
+
+    /// Matching tags of the view, or (with a limit) merged from each of
+    /// `partitions`' own time order.
+    fn tags_of(
+        &self,
+        filter: &TagFilter,
+        partitions: &[String],
+    ) -> Result<Vec<TagRow>, QueryError> {
         let (cond, mut args) = filter.sql(self);
         let (sha, join) = match self.schema.sha_source {
             ShaSource::Column => ("t.rule_sha256", ""),
@@ -102,10 +155,6 @@ impl Reader {
              t.confidence, t.rule_id, t.rule_version, t.evidence, t.attack_release, \
              t.mitre_url, t.created_at, {sha}"
         );
-        let partitions = match filter.limit {
-            Some(_) if self.schema.has_partitions => self.partitions()?,
-            _ => Vec::new(),
-        };
         let mut sql = if partitions.is_empty() {
             format!(
                 "SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond} \

@@ -26,6 +26,10 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use uuid::Uuid;
 
+mod bloom;
+
+use bloom::Bloom;
+
 /// Rows a live partition takes before it is closed.
 pub const PARTITION_ROWS: i64 = 250_000;
 
@@ -140,15 +144,34 @@ CREATE TABLE {name} (
     )
 }
 
+/// The most partitions one `UNION ALL` of the view joins: SQLite refuses a
+/// compound `SELECT` of more than 500 terms, so past this many the view
+/// joins views (`ttp_tag_chunk_0001`, …) of this many partitions each
+/// (250,000 tags a partition: 100 M tags).
+pub const VIEW_ARMS: usize = 400;
+
 /// The view `ttp_tag` over `tables` and its `INSTEAD OF` triggers; `live`
 /// takes inserts made through the view.
-fn view_sql(tables: &[String], live: &str) -> String {
+fn view_sql(tables: &[String], live: &str, arms: usize) -> String {
     let cols = COLUMNS.join(", ");
-    let union = tables
-        .iter()
-        .map(|t| format!("SELECT {cols} FROM {t}"))
-        .collect::<Vec<_>>()
-        .join("\nUNION ALL\n");
+    let select = |from: &[String]| {
+        from.iter()
+            .map(|t| format!("SELECT {cols} FROM {t}"))
+            .collect::<Vec<_>>()
+            .join("\nUNION ALL\n")
+    };
+    let mut chunks = String::new();
+    let union = if tables.len() <= arms {
+        select(tables)
+    } else {
+        let mut names = Vec::new();
+        for (i, part) in tables.chunks(arms.max(1)).enumerate() {
+            let name = format!("ttp_tag_chunk_{:04}", i + 1);
+            chunks.push_str(&format!("CREATE VIEW {name} AS\n{};\n", select(part)));
+            names.push(name);
+        }
+        select(&names)
+    };
     let new_values = COLUMNS
         .iter()
         .map(|c| match *c {
@@ -167,7 +190,7 @@ fn view_sql(tables: &[String], live: &str) -> String {
         .collect();
     format!(
         "DROP VIEW IF EXISTS ttp_tag;
-CREATE VIEW ttp_tag AS
+{chunks}CREATE VIEW ttp_tag AS
 {union};
 CREATE TRIGGER ttp_tag_insert INSTEAD OF INSERT ON ttp_tag BEGIN
   SELECT RAISE(ABORT, 'UNIQUE constraint failed: ttp_tag.uuid')
@@ -208,6 +231,19 @@ fn create_partition(conn: &Connection, id: i64) -> rusqlite::Result<String> {
 
 /// Re-creates the view and its triggers over every partition.
 fn rebuild_view(conn: &Connection) -> rusqlite::Result<()> {
+    rebuild_view_in(conn, VIEW_ARMS)
+}
+
+fn rebuild_view_in(conn: &Connection, arms: usize) -> rusqlite::Result<()> {
+    let chunks: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'view' AND name LIKE 'ttp\\_tag\\_chunk\\_%' ESCAPE '\\'",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for name in chunks {
+        conn.execute_batch(&format!("DROP VIEW {name}"))?;
+    }
     let mut stmt = conn.prepare("SELECT name, state FROM ttp_tag_partition ORDER BY id")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut tables = Vec::new();
@@ -225,7 +261,7 @@ fn rebuild_view(conn: &Connection) -> rusqlite::Result<()> {
             Some("ttp_tag_partition has no live partition".into()),
         )
     })?;
-    conn.execute_batch(&view_sql(&tables, &live))
+    conn.execute_batch(&view_sql(&tables, &live, arms))
 }
 
 /// The index columns `table` has, one comma-joined list per index.
@@ -312,93 +348,6 @@ pub(super) fn retrigger(conn: &Connection) -> rusqlite::Result<()> {
         add_live_indexes(conn, &live)?;
     }
     rebuild_view(conn)
-}
-
-/// A Bloom filter of a closed partition's UUIDs, in 512-bit blocks (one
-/// cache line per probe): 16 bits per UUID, 8 bits per key, about 0.2 %
-/// false positives (each one costs a lookup in that partition, whose pages
-/// are rarely in the cache). A tag UUID is a SHA-1 (v5) already, so its bits are
-/// the hash.
-#[derive(Debug, Clone)]
-struct Bloom {
-    words: Vec<u64>,
-}
-
-impl Bloom {
-    const BLOCK_WORDS: usize = 8;
-
-    fn with_capacity(keys: i64) -> Bloom {
-        let blocks = ((keys.max(1) as usize) * 16).div_ceil(512).max(1);
-        Bloom {
-            words: vec![0; blocks * Self::BLOCK_WORDS],
-        }
-    }
-
-    /// The block (from the high half's top bits) and eight bit positions
-    /// in it (seven from the low half, one from the high half's low bits).
-    fn probes(&self, uuid: &Uuid) -> (usize, [u16; 8]) {
-        let (hi, lo) = uuid.as_u64_pair();
-        let blocks = (self.words.len() / Self::BLOCK_WORDS) as u128;
-        let block = ((hi as u128 * blocks) >> 64) as usize;
-        let mut bits = [0u16; 8];
-        for (i, b) in bits.iter_mut().take(7).enumerate() {
-            *b = ((lo >> (9 * i)) & 511) as u16;
-        }
-        bits[7] = (hi & 511) as u16;
-        (block * Self::BLOCK_WORDS, bits)
-    }
-
-    fn insert(&mut self, uuid: &Uuid) {
-        let (base, bits) = self.probes(uuid);
-        for b in bits {
-            self.words[base + (b as usize >> 6)] |= 1 << (b & 63);
-        }
-    }
-
-    fn may_contain(&self, uuid: &Uuid) -> bool {
-        let (base, bits) = self.probes(uuid);
-        bits.iter()
-            .all(|&b| self.words[base + (b as usize >> 6)] & (1 << (b & 63)) != 0)
-    }
-
-    fn of_table(conn: &Connection, table: &str, rows: i64) -> rusqlite::Result<Bloom> {
-        let mut bloom = Bloom::with_capacity(rows);
-        let mut stmt = conn.prepare(&format!("SELECT uuid FROM {table}"))?;
-        let mut q = stmt.query([])?;
-        while let Some(r) = q.next()? {
-            // A UUID that does not parse was not written by a tagger (a
-            // hand edit): its text is hashed as a v5 name instead; a
-            // lookup of it takes the same path.
-            let text: String = r.get(0)?;
-            bloom.insert(&key(&text));
-        }
-        Ok(bloom)
-    }
-
-    fn to_bytes(&self) -> Vec<u8> {
-        self.words.iter().flat_map(|w| w.to_le_bytes()).collect()
-    }
-
-    fn from_bytes(bytes: &[u8]) -> Option<Bloom> {
-        if bytes.is_empty() || !bytes.len().is_multiple_of(Self::BLOCK_WORDS * 8) {
-            return None;
-        }
-        Some(Bloom {
-            words: bytes
-                .chunks_exact(8)
-                .map(|c| {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(c);
-                    u64::from_le_bytes(w)
-                })
-                .collect(),
-        })
-    }
-}
-
-/// The filter key of a stored UUID text.
-fn key(text: &str) -> Uuid {
-    Uuid::try_parse(text).unwrap_or_else(|_| Uuid::new_v5(&Uuid::NAMESPACE_OID, text.as_bytes()))
 }
 
 #[derive(Debug, Clone)]
@@ -616,370 +565,4 @@ pub enum Maintenance {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::{insert_rows, open, StoreOptions, TagTable};
-    use crate::tag::Tag;
-
-    fn tag(i: u32, technique: &str) -> Tag {
-        Tag {
-            uuid: Uuid::new_v5(&Uuid::NAMESPACE_DNS, &i.to_le_bytes()),
-            source_kind: "command".into(),
-            source_id: format!("s{i}"),
-            attacker_uuid: Some(format!("a{}", i % 7)),
-            identity_uuid: None,
-            session_id: None,
-            decky_id: None,
-            tactic: "TA0002".into(),
-            technique_id: technique.into(),
-            sub_technique_id: None,
-            confidence: 0.5,
-            rule_id: "R1".into(),
-            rule_version: 1,
-            evidence: Default::default(),
-            attack_release: "v1".into(),
-            mitre_url: None,
-            created_at: format!("2026-01-01 00:00:{:02}.000000", i % 60),
-            rule_sha256: "sha".into(),
-        }
-    }
-
-    /// Stores `tags` as the writer does; returns how many were new.
-    fn store(conn: &Connection, parts: &Partitions, tags: &[Tag]) -> usize {
-        let table = TagTable::with_partitions(parts.clone());
-        let tx = crate::store::write_transaction(conn).unwrap();
-        let n = insert_rows(&tx, &table, tags).unwrap().len();
-        tx.commit().unwrap();
-        n
-    }
-
-    fn count(conn: &Connection, sql: &str) -> i64 {
-        conn.query_row(sql, [], |r| r.get(0)).unwrap()
-    }
-
-    #[test]
-    fn partitions_close_index_and_keep_uuids_unique() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let conn = open(&dir.path().join("p.db"), &StoreOptions::default()).unwrap();
-        let mut parts = Partitions::load(&conn).unwrap();
-        parts.limit = 100;
-        assert_eq!(parts.live(), "ttp_tag_p000001");
-        let first: Vec<Tag> = (0..120).map(|i| tag(i, "T1059")).collect();
-        assert_eq!(store(&conn, &parts, &first), 120);
-        assert_eq!(
-            parts.maintain(&conn).unwrap(),
-            Maintenance::Closed("ttp_tag_p000001".into(), 120)
-        );
-        assert_eq!(parts.live(), "ttp_tag_p000002");
-        // A closed partition gets its nine other indexes, one per step,
-        // then its statistics.
-        let mut built = 0;
-        loop {
-            match parts.maintain(&conn).unwrap() {
-                Maintenance::Indexed(name, _) => {
-                    assert_eq!(name, "ttp_tag_p000001");
-                    built += 1;
-                }
-                Maintenance::Completed(name) => {
-                    assert_eq!(name, "ttp_tag_p000001");
-                    break;
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        // (The live partition had one of them already.)
-        assert_eq!(built, DEFERRED_INDEXES.len() - 1);
-        assert_eq!(parts.maintain(&conn).unwrap(), Maintenance::Nothing);
-        assert_eq!(
-            index_columns(&conn, "ttp_tag_p000001").unwrap().len(),
-            4 + 5 + 1
-        );
-        // Replaying the first tags with new ones: only the new are stored,
-        // in the live partition; the view shows each tag once.
-        let again: Vec<Tag> = (60..200).map(|i| tag(i, "T1059")).collect();
-        assert_eq!(store(&conn, &parts, &again), 80);
-        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 200);
-        assert_eq!(
-            count(&conn, "SELECT count(DISTINCT uuid) FROM ttp_tag"),
-            200
-        );
-        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag_p000002"), 80);
-        // The newest tags, read as `ttp query tags` reads them (merged from
-        // each partition's order), equal the view sorted whole; counts too.
-        let reader = crate::query::Reader::open(&dir.path().join("p.db")).unwrap();
-        for attacker in [None, Some("a3".to_string())] {
-            let filter = crate::query::TagFilter {
-                attacker: attacker.clone(),
-                limit: Some(25),
-                ..Default::default()
-            };
-            let got: Vec<String> = reader
-                .tags(&filter)
-                .unwrap()
-                .into_iter()
-                .map(|t| t.uuid)
-                .collect();
-            let want: Vec<String> = conn
-                .prepare(
-                    "SELECT uuid FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1 \
-                     ORDER BY created_at DESC, uuid LIMIT 25",
-                )
-                .unwrap()
-                .query_map([&attacker], |r| r.get(0))
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            assert_eq!(got, want);
-            assert_eq!(got.len(), 25);
-            let n = reader.count_tags(&filter).unwrap() as i64;
-            assert_eq!(
-                n,
-                conn.query_row(
-                    "SELECT count(*) FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1",
-                    [&attacker],
-                    |r| r.get::<_, i64>(0)
-                )
-                .unwrap()
-            );
-        }
-        // A writer starting later reads the same partitions and filters.
-        let reloaded = Partitions::load(&conn).unwrap();
-        assert_eq!(reloaded.live(), "ttp_tag_p000002");
-        assert!(reloaded.unindexed.is_empty());
-        assert_eq!(store(&conn, &reloaded, &first), 0);
-        // The fleet totals count every partition.
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1059'"
-            ),
-            200
-        );
-    }
-
-    #[test]
-    fn a_second_writer_follows_a_partition_closed_by_the_first() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("two.db");
-        let a = open(&path, &StoreOptions::default()).unwrap();
-        let b = open(&path, &StoreOptions::default()).unwrap();
-        let mut pa = Partitions::load(&a).unwrap();
-        let mut pb = Partitions::load(&b).unwrap();
-        pa.limit = 10;
-        pb.limit = 10;
-        let first: Vec<Tag> = (0..12).map(|i| tag(i, "T1059")).collect();
-        assert_eq!(store(&a, &pa, &first), 12);
-        assert!(matches!(pa.maintain(&a).unwrap(), Maintenance::Closed(..)));
-        // `b` still holds the catalogue it read before the close: its batch
-        // goes to the new live partition, and `a`'s tags are not stored twice.
-        assert!(!pb.is_current(&b).unwrap());
-        let overlapping: Vec<Tag> = (6..20).map(|i| tag(i, "T1059")).collect();
-        assert_eq!(store(&b, &pb, &overlapping), 8);
-        assert_eq!(count(&b, "SELECT count(*) FROM ttp_tag_p000002"), 8);
-        assert_eq!(count(&b, "SELECT count(DISTINCT uuid) FROM ttp_tag"), 20);
-        // Its upkeep reads the catalogue again instead of closing twice.
-        assert!(matches!(
-            pb.maintain(&b).unwrap(),
-            Maintenance::Indexed(name, _) if name == "ttp_tag_p000001"
-        ));
-        assert_eq!(pb.live(), "ttp_tag_p000002");
-        assert!(pb.is_current(&b).unwrap());
-    }
-
-    #[test]
-    fn the_view_takes_inserts_updates_and_deletes_like_a_table() {
-        let dir = tempfile::TempDir::new().unwrap();
-        let conn = open(&dir.path().join("v.db"), &StoreOptions::default()).unwrap();
-        let mut parts = Partitions::load(&conn).unwrap();
-        parts.limit = 10;
-        crate::store::insert_tags(&conn, &(0..12).map(|i| tag(i, "T1059")).collect::<Vec<_>>())
-            .unwrap();
-        assert!(matches!(
-            parts.maintain(&conn).unwrap(),
-            Maintenance::Closed(..)
-        ));
-        let insert = |uuid: &str| {
-            conn.execute(
-                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, \
-                 technique_id, confidence, rule_id, rule_version, evidence, attack_release, created_at) \
-                 VALUES (?1, 'k', 's', 'a', 'TA0001', 'T1110', 0.5, 'R', 1, '{}', 'v', \
-                 '2026-01-02 00:00:00.000000')",
-                [uuid],
-            )
-        };
-        insert("hand-1").unwrap();
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT count(*) FROM ttp_tag_p000002 WHERE uuid = 'hand-1'"
-            ),
-            1
-        );
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT rule_sha256 = '' FROM ttp_tag WHERE uuid = 'hand-1'"
-            ),
-            1
-        );
-        // A UUID of a closed partition is refused as a table would refuse it.
-        let old = tag(3, "T1059").uuid.to_string();
-        let err = insert(&old).unwrap_err().to_string();
-        assert!(err.contains("UNIQUE constraint failed"), "{err}");
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1110'"
-            ),
-            1
-        );
-        // Updates and deletes reach the partition holding the row, and the
-        // totals follow.
-        conn.execute(
-            "UPDATE ttp_tag SET technique_id = 'T1110' WHERE uuid = ?1",
-            [&old],
-        )
-        .unwrap();
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1110'"
-            ),
-            2
-        );
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT count FROM ttp_technique_totals WHERE technique_id = 'T1059'"
-            ),
-            11
-        );
-        conn.execute("DELETE FROM ttp_tag WHERE technique_id = 'T1110'", [])
-            .unwrap();
-        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 11);
-        assert_eq!(
-            count(
-                &conn,
-                "SELECT count(*) FROM ttp_technique_totals WHERE technique_id = 'T1110'"
-            ),
-            0
-        );
-        // DECNET's column names and types, then ours.
-        let columns: Vec<(String, String)> = conn
-            .prepare("SELECT name, type FROM pragma_table_info('ttp_tag')")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(columns.len(), 18);
-        assert_eq!(columns[0], ("uuid".into(), "VARCHAR".into()));
-        assert_eq!(columns[13], ("evidence".into(), "JSON".into()));
-        assert_eq!(columns[16], ("created_at".into(), "DATETIME".into()));
-    }
-
-    /// DECNET's 13 indexes of `ttp_tag`.
-    const DECNET_INDEXES: [(&str, &str); 13] = [
-        ("attack_release", "attack_release"),
-        ("attacker_technique", "attacker_uuid,technique_id"),
-        ("attacker_uuid", "attacker_uuid"),
-        ("created_at", "created_at"),
-        ("decky_id", "decky_id"),
-        ("identity_technique", "identity_uuid,technique_id"),
-        ("identity_uuid", "identity_uuid"),
-        ("rule_id", "rule_id"),
-        ("session_id", "session_id"),
-        ("sub_technique_id", "sub_technique_id"),
-        ("tactic", "tactic"),
-        ("technique_created", "technique_id,created_at"),
-        ("technique_id", "technique_id"),
-    ];
-
-    /// A file of schema 5: one `ttp_tag` table with DECNET's 13 indexes.
-    fn schema_5(rows: u32) -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        let mut sql = "PRAGMA foreign_keys = OFF;".to_string() + &create_table("ttp_tag");
-        for (suffix, cols) in DECNET_INDEXES {
-            sql.push_str(&format!(
-                "CREATE INDEX ix_ttp_tag_{suffix} ON ttp_tag ({cols});\n"
-            ));
-        }
-        conn.execute_batch(&sql).unwrap();
-        conn.execute_batch(
-            "CREATE TABLE ttp_technique_totals (technique_id, sub_technique_id, tactic, count, \
-             first_seen, last_seen, confidence_max, PRIMARY KEY (technique_id, sub_technique_id));",
-        )
-        .unwrap();
-        for i in 0..rows {
-            let t = tag(i, "T1059");
-            conn.execute(
-                "INSERT INTO ttp_tag (uuid, source_kind, source_id, attacker_uuid, tactic, \
-                 technique_id, confidence, rule_id, rule_version, evidence, attack_release, created_at) \
-                 VALUES (?1, 'k', 's', 'a', 'TA0001', 'T1059', 0.5, 'R', 1, '{}', 'v', 'now')",
-                [t.uuid.to_string()],
-            )
-            .unwrap();
-        }
-        conn.execute_batch(MIGRATION).unwrap();
-        conn
-    }
-
-    /// The schema steps after 6 that the writer's inserts need (step 8's
-    /// totals).
-    fn later_steps(conn: &Connection) {
-        conn.execute_batch(crate::store::totals::SCHEMA).unwrap();
-        retrigger(conn).unwrap();
-    }
-
-    #[test]
-    fn the_single_table_of_schema_5_becomes_partition_1() {
-        // Small: it stays live, without the indexes built at closing.
-        let conn = schema_5(5);
-        adopt_at(&conn, 10).unwrap();
-        later_steps(&conn);
-        let parts = Partitions::load(&conn).unwrap();
-        assert_eq!(parts.live(), "ttp_tag_p000001");
-        assert_eq!(
-            index_columns(&conn, "ttp_tag_p000001").unwrap().len(),
-            4 + 1
-        );
-        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 5);
-        // Full: it is closed with a filter and all its indexes (under
-        // DECNET's names), and a new live partition takes the inserts.
-        let conn = schema_5(5);
-        adopt_at(&conn, 5).unwrap();
-        later_steps(&conn);
-        let parts = Partitions::load(&conn).unwrap();
-        assert_eq!(parts.live(), "ttp_tag_p000002");
-        assert_eq!(
-            index_columns(&conn, "ttp_tag_p000001").unwrap().len(),
-            13 + 1
-        );
-        // DECNET's indexes lack one in time order per attacker: the writer
-        // builds it.
-        assert_eq!(parts.unindexed, ["ttp_tag_p000001"]);
-        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 5);
-        let replay: Vec<Tag> = (0..8).map(|i| tag(i, "T1059")).collect();
-        assert_eq!(store(&conn, &parts, &replay), 3);
-        assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag"), 8);
-    }
-    #[test]
-    fn bloom_has_no_false_negatives_and_few_false_positives() {
-        let keys: Vec<Uuid> = (0..20_000u32)
-            .map(|i| Uuid::new_v5(&Uuid::NAMESPACE_URL, &i.to_le_bytes()))
-            .collect();
-        let mut bloom = Bloom::with_capacity(keys.len() as i64);
-        for k in &keys {
-            bloom.insert(k);
-        }
-        let back = Bloom::from_bytes(&bloom.to_bytes()).unwrap();
-        assert!(keys.iter().all(|k| back.may_contain(k)));
-        let false_hits = (20_000u32..120_000)
-            .map(|i| Uuid::new_v5(&Uuid::NAMESPACE_URL, &i.to_le_bytes()))
-            .filter(|k| back.may_contain(k))
-            .count();
-        // 16 bits a key, 8 probes in a 512-bit block: about 0.2 %.
-        assert!(false_hits < 500, "{false_hits} false positives in 100,000");
-        assert!(Bloom::from_bytes(&[1, 2, 3]).is_none());
-    }
-}
+mod tests;
