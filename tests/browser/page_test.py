@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
@@ -161,6 +162,21 @@ class Test:
         except Exception:
             self.check(name, False, message)
 
+    def click(self, name, by, selector, message, timeout=15):
+        # Found and clicked in one attempt, again if a live update replaced
+        # the element in between (the click is not dispatched then).
+        def attempt():
+            self.driver.find_element(by, selector).click()
+            return True
+        self.wait(name, attempt, message, timeout)
+
+    def text(self, by, selector, timeout=15):
+        # An element's text, read again if a live update replaced it.
+        got = []
+        self.wait("text", lambda: got.append(self.driver.find_element(by, selector).text) or True,
+                  f"no element {selector}", timeout)
+        return got[-1]
+
     def count(self, technique):
         # Read in one script: the page re-renders under live updates.
         n = self.driver.execute_script(
@@ -227,27 +243,28 @@ class Test:
         # The matrix's counts: tags, then distinct attackers.
         self.check("matrix-tags", self.count("T1110") == 7, f"T1110 shows {self.count('T1110')}, expected 7 tags")
         self.check("matrix-parent", self.count("T1059") == 3, f"T1059 shows {self.count('T1059')}, expected 3 tags")
-        d.find_element(By.CSS_SELECTOR, "input[name=metric][value=attackers]").click()
+        self.click("metric-attackers", By.CSS_SELECTOR, "input[name=metric][value=attackers]", "no metric toggle")
         self.wait("matrix-attackers", lambda: self.count("T1110") == 2, "T1110 does not show 2 distinct attackers")
-        d.find_element(By.CSS_SELECTOR, "input[name=metric][value=tags]").click()
+        self.click("metric-tags", By.CSS_SELECTOR, "input[name=metric][value=tags]", "no metric toggle")
         self.wait("matrix-back", lambda: self.count("T1110") == 7, "T1110 does not show 7 tags again")
         # The sub-technique, under its parent once expanded (by keyboard).
-        toggle = d.find_element(By.CSS_SELECTOR, "button.expand[aria-controls='subs-TA0002-T1059']")
-        toggle.send_keys(Keys.ENTER)
+        self.wait("expand", lambda: d.find_element(
+            By.CSS_SELECTOR, "button.expand[aria-controls='subs-TA0002-T1059']").send_keys(Keys.ENTER) or True,
+            "no expand button for T1059")
         self.wait("subtechnique", lambda: self.count("T1059.004") == 3
                   and d.find_element(By.ID, "subs-TA0002-T1059").is_displayed(),
                   "T1059.004 is not shown with 3 tags under T1059")
 
         # A click opens the cell's tags.
-        d.find_element(By.CSS_SELECTOR, "button.cell[data-technique='T1110']").click()
+        self.click("cell", By.CSS_SELECTOR, "button.cell[data-technique='T1110']", "no T1110 cell")
         self.wait("drill", lambda: len(d.find_elements(By.CSS_SELECTOR, "#drill li.tag")) == 7,
                   "the drill-down does not list the 7 tags of T1110")
         listed = {e.get_attribute("data-rule") for e in d.find_elements(By.CSS_SELECTOR, "#drill li.tag")}
         self.check("drill-rules", listed == {"UI-BRUTE"}, f"the drill-down lists tags of {listed}")
-        title = d.find_element(By.ID, "drill-title").text
+        title = self.text(By.ID, "drill-title")
         self.check("drill-title", "7 tags" in title and "Credential Access" in title, f"drill title {title!r}")
         # Its rule text, by the tag's rule SHA-256.
-        d.find_element(By.CSS_SELECTOR, "#drill li.tag button.rule-link").click()
+        self.click("rule-link", By.CSS_SELECTOR, "#drill li.tag button.rule-link", "no rule link in the drill-down")
         self.wait("rule-text", lambda: "rule_id: UI-BRUTE" in d.find_element(By.ID, "rule-text").text,
                   "the rule dialog does not show the rule's text")
         d.find_element(By.CSS_SELECTOR, "#rule-dialog form button").click()
@@ -264,9 +281,9 @@ class Test:
         d.get(url + "#/rules")
         self.wait("rules", lambda: d.find_elements(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE'] button.disable"),
                   "the rules view has no Disable button for UI-BRUTE")
-        row = d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE']")
-        self.check("rules-count", "8" in row.text, f"UI-BRUTE's row does not show its 8 tags: {row.text!r}")
-        row.find_element(By.CSS_SELECTOR, "button.disable").click()
+        row = self.text(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE']")
+        self.check("rules-count", "8" in row, f"UI-BRUTE's row does not show its 8 tags: {row!r}")
+        self.click("disable", By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE'] button.disable", "no Disable button")
         d.find_element(By.CSS_SELECTOR, "#state-form input[name=reason]").send_keys("noisy in the lab")
         d.find_element(By.ID, "state-apply").click()
         self.wait("disabled", lambda: "disabled" in d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE']").text,
@@ -284,12 +301,12 @@ class Test:
                                        for e in d.find_elements(By.CSS_SELECTOR, "#audit tbody tr")),
                   "the audit log does not show the state change")
         # And enabled again from the page.
-        d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE'] button.enable").click()
+        self.click("enable", By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE'] button.enable", "no Enable button")
         self.wait("enabled", lambda: "enabled" in d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-BRUTE']").text,
                   "UI-BRUTE is not shown enabled again")
 
         # Clipped from the page: the daemon's next tag of UI-SHELL is capped.
-        d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-SHELL'] button.clip").click()
+        self.click("clip", By.CSS_SELECTOR, "tr[data-rule='UI-SHELL'] button.clip", "no Clip button")
         d.find_element(By.CSS_SELECTOR, "#state-form input[name=confidence_max]").send_keys("0.5")
         d.find_element(By.ID, "state-apply").click()
         self.wait("clipped", lambda: "clipped to 0.5" in d.find_element(By.CSS_SELECTOR, "tr[data-rule='UI-SHELL']").text,
@@ -349,15 +366,15 @@ class Test:
             self.check("big-counts", self.count("T1110") == (n + 1) // 3,
                        f"T1110 shows {self.count('T1110')} on the big database, not {(n + 1) // 3}")
         # The drill-down pages through a big cell, newest first.
-        self.driver.find_element(By.CSS_SELECTOR, "button.cell[data-technique='T1110']").click()
+        self.click("big-cell", By.CSS_SELECTOR, "button.cell[data-technique='T1110']", "no T1110 cell")
         pager = lambda: self.driver.find_element(By.CSS_SELECTOR, "#drill .pager span").text
         total = f"{(n + 1) // 3:,}"
         self.wait("page-1", lambda: len(self.driver.find_elements(By.CSS_SELECTOR, "#drill li.tag")) == min(25, (n + 1) // 3)
                   and pager().startswith("1–"), "the drill-down's first page is not listed")
         if (n + 1) // 3 > 25:
-            self.driver.find_element(By.XPATH, "//div[@class='pager']/button[text()='Older']").click()
+            self.click("older", By.XPATH, "//div[@class='pager']/button[text()='Older']", "no Older button")
             self.wait("page-2", lambda: pager().startswith("26–50 of " + total),
-                      f"the drill-down's second page is not 26–50 of {total}: {pager()!r}")
+                      f"the drill-down's second page is not 26–50 of {total}")
         self.metrics["big_tags"] = n
         self.metrics["first_render_ms"] = [round(r) for r in renders]
         return db
@@ -418,7 +435,10 @@ def main():
                 try:
                     path = os.path.join(test.shots, "unexpected.png")
                     test.driver.save_screenshot(path)
-                    e = Failed(f"{type(e).__name__}: {e} (screenshot: {path})")
+                    # Where in this script: the driver's own stack says nothing.
+                    here = [f"line {f.lineno} ({f.line})" for f in traceback.extract_tb(e.__traceback__)
+                            if f.filename == __file__]
+                    e = Failed(f"{type(e).__name__} at {' <- '.join(reversed(here))}: {e} (screenshot: {path})")
                 except Exception:
                     pass
             print(f"FAILED in {browser}: {e}", file=sys.stderr)
