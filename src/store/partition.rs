@@ -8,11 +8,11 @@
 //!
 //! - the **live** partition takes the writer's inserts; it carries the
 //!   UUID key and the four indexes the common queries need (attacker ×
-//!   technique, identity × technique, technique × time, time);
+//!   time, identity × technique, technique × time, time);
 //! - when it holds [`PARTITION_ROWS`] rows it is **closed**: a new live
 //!   partition starts, the closed one gets a Bloom filter of its UUIDs
 //!   (stored in `ttp_tag_partition.bloom`) and, one per writer pass, the
-//!   nine other indexes of DECNET's schema.
+//!   indexes of the filters users apply ([`DEFERRED_INDEXES`]).
 //!
 //! A tag UUID stays unique across partitions: before a tag goes into the
 //! live partition, the closed partitions whose filter may hold its UUID

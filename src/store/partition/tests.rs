@@ -54,7 +54,7 @@ fn partitions_close_index_and_keep_uuids_unique() {
         Maintenance::Closed("ttp_tag_p000001".into(), 120)
     );
     assert_eq!(parts.live(), "ttp_tag_p000002");
-    // A closed partition gets its nine other indexes, one per step,
+    // A closed partition gets its deferred indexes, one per step,
     // then its statistics.
     let mut built = 0;
     loop {
