@@ -343,6 +343,18 @@ fn schema_5_file(dir: &Path) -> PathBuf {
     db
 }
 
+/// `db` opened by a writing command's store (which migrates it), then read:
+/// at this build's schema version.
+fn migrated(db: &Path) -> Connection {
+    ttp_engine::store::open(db, &ttp_engine::store::StoreOptions::default()).unwrap();
+    let c = Connection::open(db).unwrap();
+    assert_eq!(
+        count(&c, "PRAGMA user_version"),
+        ttp_engine::store::SCHEMA_VERSION
+    );
+    c
+}
+
 fn count(c: &Connection, sql: &str) -> i64 {
     c.query_row(sql, [], |r| r.get(0)).unwrap()
 }
@@ -360,12 +372,7 @@ fn a_file_of_the_previous_release_is_migrated_in_place() {
     assert!(before >= 3, "{before}");
     let fleet_before = scanned(&c);
     drop(c);
-    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
-    let c = Connection::open(&db).unwrap();
-    assert_eq!(
-        count(&c, "PRAGMA user_version"),
-        ttp_engine::store::SCHEMA_VERSION
-    );
+    let c = migrated(&db);
     assert_eq!(
         count(
             &c,
@@ -408,12 +415,7 @@ fn a_file_of_schema_7_gets_the_kept_rollups_in_place() {
     assert_eq!(count(&c, partition_triggers), 2);
     let fleet_before = scanned(&c);
     drop(c);
-    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
-    let c = Connection::open(&db).unwrap();
-    assert_eq!(
-        count(&c, "PRAGMA user_version"),
-        ttp_engine::store::SCHEMA_VERSION
-    );
+    let c = migrated(&db);
     // The view's triggers keep the totals now; the live partition has its
     // attacker index in time order.
     assert_eq!(count(&c, partition_triggers), 0);
@@ -474,12 +476,7 @@ fn an_older_file_is_migrated_in_place() {
         &Connection::open(&db).unwrap(),
         "SELECT count(*) FROM ttp_tag",
     );
-    ttp_engine::store::open(&db, &ttp_engine::store::StoreOptions::default()).unwrap();
-    let c = Connection::open(&db).unwrap();
-    assert_eq!(
-        count(&c, "PRAGMA user_version"),
-        ttp_engine::store::SCHEMA_VERSION
-    );
+    let c = migrated(&db);
     assert_eq!(count(&c, "SELECT count(*) FROM ttp_tag_named"), before);
     check_views(&db);
     // A stale ATT&CK release is replaced on the next open.

@@ -84,15 +84,12 @@ impl TagFilter {
     }
 }
 
-/// The most partitions one merged query reads (SQLite refuses a compound
-/// `SELECT` of more than 500 terms); more are read that many at a time and
-/// merged here.
-const MERGE_ARMS: usize = 400;
-
 impl Reader {
     /// Matching tags, newest first (ties by uuid, so pages are stable).
     pub fn tags(&self, filter: &TagFilter) -> Result<Vec<TagRow>, QueryError> {
-        self.tags_merging(filter, MERGE_ARMS)
+        // One merged query is a compound `SELECT` of a term per partition:
+        // at most as many as the view joins in one, more merged here.
+        self.tags_merging(filter, crate::store::VIEW_ARMS)
     }
 
     /// [`Reader::tags`], merging at most `arms` partitions per query.

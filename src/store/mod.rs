@@ -15,7 +15,7 @@ mod totals;
 mod views;
 mod writer;
 
-pub use partition::PARTITION_ROWS;
+pub use partition::{PARTITION_ROWS, VIEW_ARMS};
 pub use schema::{open, Flavor, SCHEMA_VERSION};
 pub use totals::{minute_of, MINUTE_LEN};
 pub use writer::{
