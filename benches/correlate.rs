@@ -12,6 +12,7 @@ use std::time::Instant;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+use ttp_engine::correlate::keys::Keys;
 use ttp_engine::correlate::window::{Kind, Observation, Settings, Threshold, Windows};
 
 fn main() {
@@ -41,6 +42,8 @@ fn main() {
             })
         })
         .collect();
+    // Every rule groups by attacker: one key class, a column per rule.
+    let mut keys = Keys::new(rules.len());
     let attackers: Vec<String> = (0..10_000).map(|i| format!("attacker-{i:05}")).collect();
     let users: Vec<String> = (0..64).map(|i| format!("user{i}")).collect();
     let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
@@ -59,6 +62,8 @@ fn main() {
         let time_ms = (n as i64) * 2 + ((r >> 40) % 3) as i64;
         // One shared source id per event, as the stage makes it.
         let source: std::sync::Arc<str> = std::sync::Arc::from(n.to_string());
+        // The key looked up once per event, as the stage does.
+        let id = keys.id(attacker);
         for (i, w) in rules.iter_mut().enumerate().skip(kind * 10).take(10) {
             // Half of a kind's rules select the event.
             if (r >> (i % 10)) & 1 == 0 {
@@ -67,16 +72,19 @@ fn main() {
             observed += 1;
             let obs = Observation {
                 time_ms,
-                group: attacker,
                 value: Some(&users[(r >> 32) as usize % 64]),
                 amount: ((r >> 48) % 100) as f64,
                 step: (r >> 56) as usize % 3,
                 source_id: &source,
             };
-            if w.observe(&obs).is_some() {
+            if w.observe(&obs, keys.at(id, i)).is_some() {
                 fired += 1;
             }
+            for gone in w.take_evicted() {
+                keys.released(gone, i);
+            }
         }
+        keys.forget_unheld(id);
     }
     let secs = started.elapsed().as_secs_f64();
     let groups: usize = rules.iter().map(Windows::len).sum();

@@ -21,6 +21,7 @@
 
 pub mod durable;
 pub mod examples;
+pub mod keys;
 pub mod stage;
 pub mod time;
 pub mod window;
@@ -30,6 +31,7 @@ use crate::event::TaggerEvent;
 use crate::rule::conditions::{Condition, FieldPath};
 use crate::rule::parse::Ctx;
 use crate::yaml::{Node, Value};
+use std::borrow::Cow;
 use window::{Kind, Settings, Threshold};
 
 /// Groups kept per rule unless `--max-groups` says otherwise.
@@ -161,7 +163,11 @@ impl Correlation {
 
     /// The event's group key (the `group_by` values joined by `|`), or
     /// `None` when one of them is missing (the event is not counted).
-    pub fn group_key(&self, event: &TaggerEvent) -> Option<String> {
+    /// Borrowed from the event when there is one `group_by`.
+    pub fn group_key<'e>(&self, event: &'e TaggerEvent) -> Option<Cow<'e, str>> {
+        if let [one] = self.group_by.as_slice() {
+            return field_text(one, event);
+        }
         let mut key = String::new();
         for (i, path) in self.group_by.iter().enumerate() {
             if i > 0 {
@@ -169,7 +175,7 @@ impl Correlation {
             }
             key.push_str(&field_text(path, event)?);
         }
-        Some(key)
+        Some(Cow::Owned(key))
     }
 }
 
@@ -177,7 +183,7 @@ impl Correlation {
 /// `identity_uuid`, `session_id`, `decky_id`, `source_kind`) or a payload
 /// path (a string as it is, anything else as JSON); `None` when missing or
 /// null.
-pub fn field_text(path: &FieldPath, event: &TaggerEvent) -> Option<String> {
+pub fn field_text<'e>(path: &FieldPath, event: &'e TaggerEvent) -> Option<Cow<'e, str>> {
     if let [one] = path.0.as_slice() {
         let anchor = match one.as_str() {
             "attacker_uuid" => Some(event.attacker_uuid.as_deref()),
@@ -188,13 +194,13 @@ pub fn field_text(path: &FieldPath, event: &TaggerEvent) -> Option<String> {
             _ => None,
         };
         if let Some(value) = anchor {
-            return value.map(String::from);
+            return value.map(Cow::Borrowed);
         }
     }
     match path.lookup(&event.payload)? {
         serde_json::Value::Null => None,
-        serde_json::Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
+        serde_json::Value::String(s) => Some(Cow::Borrowed(s)),
+        other => Some(Cow::Owned(other.to_string())),
     }
 }
 
@@ -450,7 +456,7 @@ fn field(n: &Node, kind: Option<Kind>, ctx: &mut Ctx) -> Option<Vec<FieldPath>> 
 /// each other); `None` when one is missing.
 pub fn value_text(fields: &[FieldPath], event: &TaggerEvent) -> Option<String> {
     match fields {
-        [one] => field_text(one, event),
+        [one] => field_text(one, event).map(Cow::into_owned),
         many => {
             let mut joined = String::new();
             for (i, f) in many.iter().enumerate() {

@@ -9,6 +9,7 @@
 //! ([`super::durable`]).
 
 use super::durable::{self, Reset, RuleDelta, Saved, SavedRule, WindowDelta};
+use super::keys::{KeyId, Keys};
 use super::time::{event_time_ms, rfc3339_ms, time_ms};
 use super::window::{Firing, Kind, Observation, WindowStats, Windows};
 use super::{Select, DEFAULT_MAX_GROUPS};
@@ -33,8 +34,10 @@ struct Active {
     windows: Windows,
     block_sha256: String,
     /// Rules with the same `group_by` share a class: an event's key is
-    /// made once per class.
+    /// made and looked up once per class.
     key_class: usize,
+    /// The rule's column in its class's key table.
+    column: usize,
 }
 
 /// The correlation stage's totals, for summaries and `/metrics`.
@@ -90,10 +93,12 @@ pub struct Correlator {
     time_field: Option<crate::rule::conditions::FieldPath>,
     /// Source kind → the active rules that apply to it (by index).
     by_kind: HashMap<String, Vec<usize>, foldhash::fast::RandomState>,
-    /// How many distinct `group_by`s the active rules have.
-    key_classes: usize,
-    /// Per event: each class's group key, once made.
-    keys: Vec<Option<Option<String>>>,
+    /// Each distinct `group_by`'s keys, with the slots of their groups in
+    /// the class's rules.
+    keys: Vec<Keys>,
+    /// Per event: each class's key id, once made (`Some(None)`: the event
+    /// has no key for that class).
+    event_keys: Vec<Option<Option<KeyId>>>,
     restored: u64,
 }
 
@@ -179,11 +184,12 @@ impl Correlator {
                 windows,
                 block_sha256,
                 key_class: 0,
+                column: 0,
             });
         }
         // Routes and key classes for the rules now active.
         self.by_kind.clear();
-        let mut classes: Vec<&[crate::rule::conditions::FieldPath]> = Vec::new();
+        let mut classes: Vec<(&[crate::rule::conditions::FieldPath], usize)> = Vec::new();
         for (i, a) in self.active.iter_mut().enumerate() {
             for kind in &a.rule.applies_to {
                 self.by_kind.entry(kind.clone()).or_default().push(i);
@@ -191,15 +197,27 @@ impl Correlator {
             let Some(spec) = a.rule.correlation() else {
                 continue;
             };
-            a.key_class = match classes.iter().position(|c| *c == spec.group_by.as_slice()) {
-                Some(c) => c,
-                None => {
-                    classes.push(&spec.group_by);
-                    classes.len() - 1
+            match classes
+                .iter_mut()
+                .position(|c| c.0 == spec.group_by.as_slice())
+            {
+                Some(c) => {
+                    a.key_class = c;
+                    a.column = classes[c].1;
+                    classes[c].1 += 1;
                 }
-            };
+                None => {
+                    a.key_class = classes.len();
+                    a.column = 0;
+                    classes.push((&spec.group_by, 1));
+                }
+            }
         }
-        self.key_classes = classes.len();
+        // The key tables, rebuilt from the groups the windows hold.
+        self.keys = classes.iter().map(|c| Keys::new(c.1)).collect();
+        for a in &mut self.active {
+            a.windows.register(&mut self.keys[a.key_class], a.column);
+        }
         for gone in old {
             self.retire(&gone.windows);
             self.reset(
@@ -351,8 +369,8 @@ impl Correlator {
         // Per event, made once whatever the number of rules: the shared
         // source id, and each distinct `group_by`'s key.
         let mut source: Option<Arc<str>> = None;
-        self.keys.clear();
-        self.keys.resize(self.key_classes, None);
+        self.event_keys.clear();
+        self.event_keys.resize(self.keys.len(), None);
         let mut steps: Vec<usize> = Vec::new();
         for &i in rules {
             let a = &mut self.active[i];
@@ -381,8 +399,10 @@ impl Correlator {
             if steps.is_empty() {
                 continue;
             }
-            let key = self.keys[a.key_class].get_or_insert_with(|| spec.group_key(event));
-            let Some(group) = key.as_deref() else {
+            let keys = &mut self.keys[a.key_class];
+            let id = *self.event_keys[a.key_class]
+                .get_or_insert_with(|| spec.group_key(event).map(|k| keys.id(&k)));
+            let Some(id) = id else {
                 continue;
             };
             let (value, amount) = match (spec.settings.kind, spec.fields.as_slice()) {
@@ -400,15 +420,23 @@ impl Correlator {
             for &step in &steps {
                 let obs = Observation {
                     time_ms,
-                    group,
                     value: value.as_deref(),
                     amount,
                     step,
                     source_id: source,
                 };
-                if let Some(firing) = a.windows.observe(&obs) {
+                if let Some(firing) = a.windows.observe(&obs, keys.at(id, a.column)) {
                     emit(rule, &firing, event, gate, cx, out);
                 }
+                for gone in a.windows.take_evicted() {
+                    keys.released(gone, a.column);
+                }
+            }
+        }
+        // A key no rule counted the event under is not kept.
+        for (class, id) in self.event_keys.iter().enumerate() {
+            if let Some(Some(id)) = *id {
+                self.keys[class].forget_unheld(id);
             }
         }
     }

@@ -27,7 +27,8 @@ mod saved;
 
 pub use saved::{Changes, GroupState, SavedEntry};
 
-use std::collections::{HashMap, VecDeque};
+use super::keys::{GroupAt, KeyId, Keys};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// What a correlation counts.
@@ -80,11 +81,10 @@ pub struct Settings {
     pub max_groups: usize,
 }
 
-/// One observation: an event that passed the rule's selection.
+/// One observation of a group: an event that passed the rule's selection.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Observation<'a> {
     pub time_ms: i64,
-    pub group: &'a str,
     /// `value_count`: the value's text; `value_sum`: unused.
     pub value: Option<&'a str>,
     /// `value_sum`: the number.
@@ -136,6 +136,9 @@ fn fewest_distinct(tuples: &[&str], fields: usize) -> usize {
 /// How many values and source ids a firing lists.
 pub const EVIDENCE_CAP: usize = 20;
 
+/// The key of a restored group until the stage's key table gives it one.
+const NO_KEY: KeyId = KeyId::MAX;
+
 #[derive(Debug, Clone)]
 struct Entry {
     time_ms: i64,
@@ -147,7 +150,10 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Group {
-    name: Box<str>,
+    /// Whether the slot holds a group (a freed slot does not).
+    live: bool,
+    key: KeyId,
+    name: Arc<str>,
     /// Changed since the last [`Windows::take_changes`].
     dirty: bool,
     /// Counted observations, oldest first.
@@ -169,13 +175,16 @@ pub struct WindowStats {
     pub fired: u64,
 }
 
-/// Every group's window of one rule.
+/// Every group's window of one rule. Groups are found through the
+/// caller's key table ([`super::keys::Keys`]): each observation comes with
+/// the cell that holds its group's slot, and the keys of evicted groups
+/// are handed back ([`Windows::take_evicted`]) to clear theirs.
 #[derive(Debug)]
 pub struct Windows {
     settings: Settings,
-    /// Group name → its slot in `slots`.
-    index: HashMap<Box<str>, usize, foldhash::fast::RandomState>,
     slots: Vec<Group>,
+    /// Groups held.
+    held: usize,
     /// Slots freed by eviction, reused first.
     free: Vec<usize>,
     /// Touches in order (slot, clock): the front is the least recent
@@ -183,25 +192,28 @@ pub struct Windows {
     touches: VecDeque<(usize, u64)>,
     clock: u64,
     pub stats: WindowStats,
+    /// Keys of the groups evicted since the last [`Windows::take_evicted`].
+    evicted: Vec<KeyId>,
     /// Whether changes are kept for [`Windows::take_changes`] (durable
     /// windows); off, nothing accumulates.
     track: bool,
     /// Slots changed since the last take.
     dirty: Vec<usize>,
     /// Groups evicted since the last take.
-    gone: Vec<Box<str>>,
+    gone: Vec<Arc<str>>,
 }
 
 impl Windows {
     pub fn new(settings: Settings) -> Windows {
         Windows {
             settings,
-            index: HashMap::default(),
             slots: Vec::new(),
+            held: 0,
             free: Vec::new(),
             touches: VecDeque::new(),
             clock: 0,
             stats: WindowStats::default(),
+            evicted: Vec::new(),
             track: false,
             dirty: Vec::new(),
             gone: Vec::new(),
@@ -221,15 +233,17 @@ impl Windows {
 
     /// Evicts the least recent groups until fewer than `room` are held.
     fn evict_to(&mut self, room: usize) {
-        while self.index.len() >= room {
+        while self.held >= room {
             let Some((slot, at)) = self.touches.pop_front() else {
                 break;
             };
-            if self.slots[slot].touched == at {
-                let gone = std::mem::take(&mut self.slots[slot]);
-                self.index.remove(&gone.name);
+            let group = &mut self.slots[slot];
+            if group.live && group.touched == at {
+                let gone = std::mem::take(group);
+                self.held -= 1;
                 self.free.push(slot);
                 self.stats.evicted += 1;
+                self.evicted.push(gone.key);
                 if self.track {
                     self.gone.push(gone.name);
                 }
@@ -237,27 +251,47 @@ impl Windows {
         }
     }
 
+    /// The keys of the groups evicted since the last call: their cells in
+    /// the key table are to be cleared.
+    pub fn take_evicted(&mut self) -> std::vec::Drain<'_, KeyId> {
+        self.evicted.drain(..)
+    }
+
     /// Groups held now.
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.held
     }
 
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.held == 0
     }
 
-    /// The slot of `name`, made (evicting the least recent group when the
-    /// table is full) if it has none.
-    fn slot(&mut self, name: &str) -> usize {
-        if let Some(&slot) = self.index.get(name) {
-            return slot;
+    /// Enters every group held into `keys`, as the rule in `column`: a
+    /// key table made anew (the rules changed) or groups restored from a
+    /// checkpoint.
+    pub fn register(&mut self, keys: &mut Keys, column: usize) {
+        for (slot, g) in self.slots.iter_mut().enumerate() {
+            if g.live {
+                let id = keys.id(&g.name);
+                *keys.at(id, column).cell = slot as u32 + 1;
+                g.key = id;
+            }
         }
+        self.evicted.clear();
+    }
+
+    /// A new group's slot (evicting the least recent group when the table
+    /// is full).
+    fn make(&mut self, key: KeyId, name: &Arc<str>) -> usize {
         self.evict_to(self.settings.max_groups.max(1));
         let group = Group {
-            name: name.into(),
+            live: true,
+            key,
+            name: name.clone(),
             ..Group::default()
         };
-        let slot = match self.free.pop() {
+        self.held += 1;
+        match self.free.pop() {
             Some(slot) => {
                 self.slots[slot] = group;
                 slot
@@ -266,22 +300,38 @@ impl Windows {
                 self.slots.push(group);
                 self.slots.len() - 1
             }
-        };
-        self.index.insert(name.into(), slot);
+        }
+    }
+
+    /// The slot of the group at `at`, made if it has none.
+    fn slot(&mut self, at: &mut GroupAt) -> usize {
+        if let Some(slot) = (*at.cell as usize).checked_sub(1) {
+            if self
+                .slots
+                .get(slot)
+                .is_some_and(|g| g.live && g.key == at.key)
+            {
+                return slot;
+            }
+        }
+        let slot = self.make(at.key, at.name);
+        *at.cell = slot as u32 + 1;
         slot
     }
 
-    /// Counts one observation; returns the firing it completes, if any.
-    pub fn observe(&mut self, obs: &Observation) -> Option<Firing> {
+    /// Counts one observation of the group at `at`; returns the firing it
+    /// completes, if any.
+    pub fn observe(&mut self, obs: &Observation, mut at: GroupAt) -> Option<Firing> {
         self.stats.observed += 1;
-        let slot = self.slot(obs.group);
+        let slot = self.slot(&mut at);
         self.clock += 1;
         let clock = self.clock;
         self.touches.push_back((slot, clock));
         // Superseded touches are dropped once they outnumber the groups.
-        if self.touches.len() > 2 * self.index.len() + 64 {
+        if self.touches.len() > 2 * self.held + 64 {
             let slots = &self.slots;
-            self.touches.retain(|&(s, at)| slots[s].touched == at);
+            self.touches
+                .retain(|&(s, t)| slots[s].live && slots[s].touched == t);
         }
         let settings = self.settings;
         let group = &mut self.slots[slot];
@@ -329,7 +379,7 @@ impl Windows {
         while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
             group.entries.pop_front();
         }
-        let firing = evaluate(&settings, obs.group, &group.entries)?;
+        let firing = evaluate(&settings, &group.name, &group.entries)?;
         group.fired_at = Some(firing.window_start_ms);
         self.stats.fired += 1;
         Some(firing)
@@ -429,25 +479,86 @@ mod tests {
         }
     }
 
-    fn obs(
-        time_s: i64,
-        group: &str,
-        value: Option<&'static str>,
-        step: usize,
-    ) -> Observation<'static> {
-        Observation {
-            time_ms: time_s * 1000,
+    /// An observation of a group.
+    struct Obs<'a> {
+        group: &'a str,
+        o: Observation<'a>,
+    }
+
+    impl<'a> std::ops::Deref for Obs<'a> {
+        type Target = Observation<'a>;
+        fn deref(&self) -> &Observation<'a> {
+            &self.o
+        }
+    }
+
+    impl std::ops::DerefMut for Obs<'_> {
+        fn deref_mut(&mut self) -> &mut Self::Target {
+            &mut self.o
+        }
+    }
+
+    /// One rule's windows with their own key table, as the stage keeps
+    /// them.
+    struct Lone {
+        w: Windows,
+        keys: Keys,
+    }
+
+    impl Lone {
+        fn new(settings: Settings) -> Lone {
+            Lone {
+                w: Windows::new(settings),
+                keys: Keys::new(1),
+            }
+        }
+
+        fn observe(&mut self, o: &Obs) -> Option<Firing> {
+            let id = self.keys.id(o.group);
+            let firing = self.w.observe(&o.o, self.keys.at(id, 0));
+            for gone in self.w.take_evicted() {
+                self.keys.released(gone, 0);
+            }
+            self.keys.forget_unheld(id);
+            firing
+        }
+
+        fn restore(&mut self, name: &str, state: GroupState) {
+            self.w.restore(name, state);
+            self.keys = Keys::new(1);
+            self.w.register(&mut self.keys, 0);
+        }
+    }
+
+    impl std::ops::Deref for Lone {
+        type Target = Windows;
+        fn deref(&self) -> &Windows {
+            &self.w
+        }
+    }
+
+    impl std::ops::DerefMut for Lone {
+        fn deref_mut(&mut self) -> &mut Windows {
+            &mut self.w
+        }
+    }
+
+    fn obs(time_s: i64, group: &str, value: Option<&'static str>, step: usize) -> Obs<'static> {
+        Obs {
             group: Box::leak(group.to_string().into_boxed_str()),
-            value,
-            amount: 1.0,
-            step,
-            source_id: Box::leak(Box::new(Arc::from(format!("s{time_s}")))),
+            o: Observation {
+                time_ms: time_s * 1000,
+                value,
+                amount: 1.0,
+                step,
+                source_id: Box::leak(Box::new(Arc::from(format!("s{time_s}")))),
+            },
         }
     }
 
     #[test]
     fn ten_failures_in_five_minutes_fire_once() {
-        let mut w = Windows::new(settings(
+        let mut w = Lone::new(settings(
             Kind::EventCount,
             Some(Threshold::AtLeast(10.0)),
             0,
@@ -475,7 +586,7 @@ mod tests {
 
     #[test]
     fn window_edges_and_slow_attempts() {
-        let mut w = Windows::new(settings(Kind::EventCount, Some(Threshold::AtLeast(3.0)), 0));
+        let mut w = Lone::new(settings(Kind::EventCount, Some(Threshold::AtLeast(3.0)), 0));
         // 0, 299 and 300 s: 0 has dropped out at 300 (exactly one window).
         assert!(w.observe(&obs(0, "g", None, 0)).is_none());
         assert!(w.observe(&obs(299, "g", None, 0)).is_none());
@@ -488,7 +599,7 @@ mod tests {
 
     #[test]
     fn lateness_counts_late_events_in_their_place() {
-        let mut w = Windows::new(settings(Kind::EventCount, Some(Threshold::AtLeast(3.0)), 0));
+        let mut w = Lone::new(settings(Kind::EventCount, Some(Threshold::AtLeast(3.0)), 0));
         assert!(w.observe(&obs(100, "g", None, 0)).is_none());
         // 70 s late: beyond the 60 s lateness, not counted.
         assert!(w.observe(&obs(30, "g", None, 0)).is_none());
@@ -502,7 +613,7 @@ mod tests {
 
     #[test]
     fn distinct_values_sums_and_sequences() {
-        let mut w = Windows::new(settings(Kind::ValueCount, Some(Threshold::AtLeast(3.0)), 0));
+        let mut w = Lone::new(settings(Kind::ValueCount, Some(Threshold::AtLeast(3.0)), 0));
         assert!(w.observe(&obs(1, "a", Some("root"), 0)).is_none());
         assert!(w.observe(&obs(2, "a", Some("root"), 0)).is_none());
         assert!(w.observe(&obs(3, "a", Some("admin"), 0)).is_none());
@@ -510,19 +621,19 @@ mod tests {
         assert_eq!((f.distinct, f.count), (3, 4));
         assert_eq!(f.values, ["admin", "oracle", "root"]);
 
-        let mut w = Windows::new(settings(Kind::ValueSum, Some(Threshold::Above(2.5)), 0));
+        let mut w = Lone::new(settings(Kind::ValueSum, Some(Threshold::Above(2.5)), 0));
         let mut o = obs(1, "a", None, 0);
         o.amount = 1.5;
         assert!(w.observe(&o).is_none());
         o.time_ms = 2000;
         assert_eq!(w.observe(&o).unwrap().sum, 3.0);
 
-        let mut w = Windows::new(settings(Kind::Temporal, None, 3));
+        let mut w = Lone::new(settings(Kind::Temporal, None, 3));
         assert!(w.observe(&obs(1, "s", None, 2)).is_none());
         assert!(w.observe(&obs(2, "s", None, 0)).is_none());
         assert!(w.observe(&obs(3, "s", None, 1)).is_some());
 
-        let mut w = Windows::new(settings(Kind::TemporalOrdered, None, 3));
+        let mut w = Lone::new(settings(Kind::TemporalOrdered, None, 3));
         assert!(w.observe(&obs(1, "s", None, 2)).is_none());
         assert!(w.observe(&obs(2, "s", None, 0)).is_none());
         assert!(w.observe(&obs(3, "s", None, 1)).is_none());
@@ -538,7 +649,7 @@ mod tests {
         let mut s = settings(Kind::ValueCount, Some(Threshold::AtLeast(3.0)), 0);
         s.fields = 2;
         let pair = |u: &str, p: &str| format!("{u}{FIELD_SEPARATOR}{p}");
-        let mut w = Windows::new(s);
+        let mut w = Lone::new(s);
         let mut fired = Vec::new();
         // One account, many passwords (guessing): one distinct username.
         for (i, p) in ["a", "b", "c", "d"].iter().enumerate() {
@@ -576,7 +687,7 @@ mod tests {
     fn groups_are_bounded_and_the_least_recent_goes() {
         let mut s = settings(Kind::EventCount, Some(Threshold::AtLeast(2.0)), 0);
         s.max_groups = 3;
-        let mut w = Windows::new(s);
+        let mut w = Lone::new(s);
         for g in ["a", "b", "c"] {
             w.observe(&obs(1, g, None, 0));
         }
@@ -663,7 +774,7 @@ mod tests {
 
     #[test]
     fn extreme_times_do_not_overflow() {
-        let mut w = Windows::new(settings(Kind::EventCount, Some(Threshold::AtLeast(2.0)), 0));
+        let mut w = Lone::new(settings(Kind::EventCount, Some(Threshold::AtLeast(2.0)), 0));
         let times = [
             ("g", i64::MAX),
             ("g", i64::MIN),
@@ -688,7 +799,7 @@ mod tests {
     fn evictions_and_changes_are_taken_once() {
         let mut s = settings(Kind::EventCount, Some(Threshold::AtLeast(5.0)), 0);
         s.max_groups = 2;
-        let mut w = Windows::new(s);
+        let mut w = Lone::new(s);
         w.observe(&obs(1, "untracked", None, 0));
         w.track_changes();
         w.observe(&obs(2, "a", None, 0));
@@ -736,22 +847,24 @@ mod tests {
                 lateness_ms: lateness,
                 max_groups: 10,
             };
-            let observe = |w: &mut Windows, &(t, v, step): &(i64, u8, u8)| {
+            let observe = |w: &mut Lone, &(t, v, step): &(i64, u8, u8)| {
                 let (value, source, group) = (v.to_string(), Arc::from(format!("{t}")), format!("g{}", v % 3));
-                w.observe(&Observation {
-                    time_ms: t,
+                w.observe(&Obs {
                     group: &group,
-                    value: Some(&value),
-                    amount: f64::from(v),
-                    step: step as usize,
-                    source_id: &source,
+                    o: Observation {
+                        time_ms: t,
+                        value: Some(&value),
+                        amount: f64::from(v),
+                        step: step as usize,
+                        source_id: &source,
+                    },
                 })
                 .map(|f| (f.group, f.window_start_ms, f.window_end_ms, f.count, f.source_ids))
             };
             let cut = cut.min(seq.len());
-            let mut whole = Windows::new(s);
+            let mut whole = Lone::new(s);
             let expected: Vec<_> = seq.iter().map(|o| observe(&mut whole, o)).collect();
-            let mut first = Windows::new(s);
+            let mut first = Lone::new(s);
             first.track_changes();
             let mut saved: std::collections::BTreeMap<String, GroupState> = Default::default();
             for (i, o) in seq[..cut].iter().enumerate() {
@@ -764,12 +877,57 @@ mod tests {
                     saved.extend(c.upserts);
                 }
             }
-            let mut second = Windows::new(s);
+            let mut second = Lone::new(s);
             for (name, state) in saved {
                 second.restore(&name, state);
             }
             let got: Vec<_> = seq[cut..].iter().map(|o| observe(&mut second, o)).collect();
             prop_assert_eq!(&got[..], &expected[cut..]);
+        }
+
+        /// Rules sharing one key table (a row per key, a column per rule)
+        /// fire exactly as rules with a table each, through evictions in
+        /// one rule of keys the other still holds.
+        #[test]
+        fn a_shared_key_table_changes_nothing(
+            seq in prop::collection::vec((0i64..400, 0u8..12, 0usize..3), 0..200),
+            bounds in (1usize..6, 1usize..6, 1usize..6),
+        ) {
+            let settings = |max_groups| Settings {
+                kind: Kind::EventCount,
+                window_ms: 40,
+                threshold: Some(Threshold::AtLeast(2.0)),
+                steps: 0,
+                fields: 1,
+                lateness_ms: 10,
+                max_groups,
+            };
+            let bounds = [bounds.0, bounds.1, bounds.2];
+            let mut shared: Vec<Windows> = bounds.iter().map(|&m| Windows::new(settings(m))).collect();
+            let mut keys = Keys::new(3);
+            let mut apart: Vec<Lone> = bounds.iter().map(|&m| Lone::new(settings(m))).collect();
+            let source: Arc<str> = Arc::from("s");
+            for &(t, g, rule) in &seq {
+                let group = format!("g{g}");
+                let o = Observation { time_ms: t, value: None, amount: 0.0, step: 0, source_id: &source };
+                let id = keys.id(&group);
+                let got = shared[rule].observe(&o, keys.at(id, rule));
+                for gone in shared[rule].take_evicted() {
+                    keys.released(gone, rule);
+                }
+                keys.forget_unheld(id);
+                let want = apart[rule].observe(&Obs { group: &group, o: o.clone() });
+                prop_assert_eq!(got, want);
+            }
+            for (w, lone) in shared.iter().zip(&apart) {
+                prop_assert_eq!(w.len(), lone.len());
+            }
+            // Every key held is held by some rule, and no more keys.
+            let held: std::collections::BTreeSet<String> = apart
+                .iter()
+                .flat_map(|l| l.keys.names())
+                .collect();
+            prop_assert_eq!(keys.len(), held.len());
         }
 
         #[test]
@@ -788,18 +946,20 @@ mod tests {
                 lateness_ms: lateness,
                 max_groups: 10,
             };
-            let mut w = Windows::new(s);
+            let mut w = Lone::new(s);
             let mut got = Vec::new();
             for &(t, v, step) in &seq {
                 let value = v.to_string();
                 let source: Arc<str> = Arc::from(format!("{t}"));
-                let o = Observation {
-                    time_ms: t,
+                let o = Obs {
                     group: "g",
-                    value: Some(&value),
-                    amount: f64::from(v),
-                    step: step as usize,
-                    source_id: &source,
+                    o: Observation {
+                        time_ms: t,
+                        value: Some(&value),
+                        amount: f64::from(v),
+                        step: step as usize,
+                        source_id: &source,
+                    },
                 };
                 if let Some(f) = w.observe(&o) {
                     got.push((f.window_start_ms, f.window_end_ms, f.count));

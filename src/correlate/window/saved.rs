@@ -2,7 +2,8 @@
 //! last checkpoint, every group (a full one), and a checkpointed group put
 //! back (`super::super::durable` stores them).
 
-use super::{Entry, Group, Windows};
+use super::{Entry, Group, Windows, NO_KEY};
+use std::sync::Arc;
 
 /// One group's window as checkpointed: enough to go on counting exactly
 /// where it stood.
@@ -62,7 +63,7 @@ impl Windows {
     /// first: a group evicted and made again is written after its delete).
     pub fn take_changes(&mut self) -> Changes {
         let mut changes = Changes {
-            deletes: self.gone.drain(..).map(String::from).collect(),
+            deletes: self.gone.drain(..).map(|g| g.to_string()).collect(),
             upserts: Vec::with_capacity(self.dirty.len()),
         };
         for slot in std::mem::take(&mut self.dirty) {
@@ -70,7 +71,7 @@ impl Windows {
                 continue;
             };
             // A slot freed by an eviction (and not reused) holds no group.
-            if !group.dirty || self.index.get(&*group.name) != Some(&slot) {
+            if !group.dirty || !group.live {
                 continue;
             }
             group.dirty = false;
@@ -86,7 +87,9 @@ impl Windows {
     pub fn snapshot(&mut self) -> Vec<(String, GroupState)> {
         self.dirty.clear();
         self.gone.clear();
-        let mut held: Vec<usize> = self.index.values().copied().collect();
+        let mut held: Vec<usize> = (0..self.slots.len())
+            .filter(|&slot| self.slots[slot].live)
+            .collect();
         held.sort_unstable_by_key(|&slot| self.slots[slot].touched);
         held.into_iter()
             .map(|slot| {
@@ -98,9 +101,10 @@ impl Windows {
     }
 
     /// Puts back a checkpointed group (as the most recent one; restore the
-    /// least recent first).
+    /// least recent first). It is found by its key once entered into the
+    /// key table ([`Windows::register`]).
     pub fn restore(&mut self, name: &str, state: GroupState) {
-        let slot = self.slot(name);
+        let slot = self.make(NO_KEY, &Arc::from(name));
         self.clock += 1;
         self.touches.push_back((slot, self.clock));
         let mut entries: Vec<Entry> = state
