@@ -23,11 +23,13 @@
 //! firings, with the same window starts: what makes a correlation tag's
 //! UUID deterministic.
 
+mod distinct;
 mod saved;
 
 pub use saved::{Changes, GroupState, SavedEntry};
 
 use super::keys::{GroupAt, KeyId, Keys};
+use distinct::Distinct;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -158,6 +160,8 @@ struct Group {
     dirty: bool,
     /// Counted observations, oldest first.
     entries: VecDeque<Entry>,
+    /// `value_count` with many entries: their distinct values, kept.
+    distinct: Option<Box<Distinct>>,
     /// The newest time seen in the group (counted or absorbed).
     newest_ms: Option<i64>,
     /// Set once the episode fired: its window start.
@@ -355,6 +359,7 @@ impl Windows {
             }
             group.fired_at = None;
             group.entries.clear();
+            group.distinct = None;
         }
         let entry = Entry {
             time_ms: obs.time_ms,
@@ -363,6 +368,9 @@ impl Windows {
             step: obs.step,
             source_id: obs.source_id.clone(),
         };
+        if let Some(d) = group.distinct.as_mut() {
+            d.add(&entry);
+        }
         // In time order (a late observation goes where its time puts it).
         if group
             .entries
@@ -377,18 +385,38 @@ impl Windows {
         // Only the last `window` before the newest counts.
         let oldest = newest.saturating_sub(settings.window_ms);
         while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
-            group.entries.pop_front();
+            if let (Some(e), Some(d)) = (group.entries.pop_front(), group.distinct.as_mut()) {
+                d.remove(&e);
+            }
         }
-        let firing = evaluate(&settings, &group.name, &group.entries)?;
+        if settings.kind == Kind::ValueCount
+            && group.distinct.is_none()
+            && group.entries.len() > distinct::KEEP_FROM
+        {
+            let d = Distinct::of(group.entries.iter(), settings.fields);
+            group.distinct = Some(Box::new(d));
+        }
+        let firing = evaluate(
+            &settings,
+            &group.name,
+            &group.entries,
+            group.distinct.as_deref(),
+        )?;
         group.fired_at = Some(firing.window_start_ms);
         self.stats.fired += 1;
         Some(firing)
     }
 }
 
-/// Whether the counted entries satisfy the rule: the firing if so (built
+/// Whether the counted entries (and, for a large `value_count` window,
+/// their kept distinct values) satisfy the rule: the firing if so (built
 /// only then: this runs on every observation).
-fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Option<Firing> {
+fn evaluate(
+    settings: &Settings,
+    group: &str,
+    entries: &VecDeque<Entry>,
+    kept: Option<&Distinct>,
+) -> Option<Firing> {
     let first = entries.front()?;
     let last = entries.back()?;
     let mut distinct: Vec<&str> = Vec::new();
@@ -398,18 +426,38 @@ fn evaluate(settings: &Settings, group: &str, entries: &VecDeque<Entry>) -> Opti
         Kind::EventCount => settings
             .threshold
             .is_some_and(|t| t.holds(entries.len() as f64)),
-        Kind::ValueCount => {
-            distinct.extend(entries.iter().filter_map(|e| e.value.as_deref()));
-            distinct.sort_unstable();
-            distinct.dedup();
-            distinct_n = if settings.fields > 1 {
-                fewest_distinct(&distinct, settings.fields)
-            } else {
-                distinct.len()
-            };
-            settings
+        // Distinct values never outnumber the entries: too few entries
+        // cannot hold.
+        Kind::ValueCount
+            if !settings
                 .threshold
-                .is_some_and(|t| t.holds(distinct_n as f64))
+                .is_some_and(|t| t.holds(entries.len() as f64)) =>
+        {
+            false
+        }
+        Kind::ValueCount => {
+            match kept {
+                Some(d) => distinct_n = d.count(),
+                None => {
+                    distinct.extend(entries.iter().filter_map(|e| e.value.as_deref()));
+                    distinct.sort_unstable();
+                    distinct.dedup();
+                    distinct_n = if settings.fields > 1 {
+                        fewest_distinct(&distinct, settings.fields)
+                    } else {
+                        distinct.len()
+                    };
+                }
+            }
+            let holds = settings
+                .threshold
+                .is_some_and(|t| t.holds(distinct_n as f64));
+            if holds {
+                if let Some(d) = kept {
+                    distinct = d.sorted();
+                }
+            }
+            holds
         }
         Kind::ValueSum => {
             sum = entries.iter().map(|e| e.amount).sum();
@@ -928,6 +976,99 @@ mod tests {
                 .flat_map(|l| l.keys.names())
                 .collect();
             prop_assert_eq!(keys.len(), held.len());
+        }
+
+        /// Windows large enough to keep their distinct values count them
+        /// as a recount of every entry does, over one field or two.
+        #[test]
+        fn kept_distinct_values_equal_a_recount(
+            steps in prop::collection::vec((0i64..4, 0i64..30, any::<u8>(), any::<u8>()), 0..400),
+            window in 20i64..200,
+            lateness in 0i64..40,
+            (domain, threshold) in (2u8..40).prop_flat_map(|d| (Just(d), 1..=d)),
+            two_fields in any::<bool>(),
+        ) {
+            // Times mostly rising (some late), values drawn from `domain`,
+            // the threshold within reach.
+            let mut clock = 0;
+            let seq: Vec<(i64, (u8, u8))> = steps
+                .iter()
+                .map(|&(dt, late, a, b)| {
+                    clock += dt;
+                    (clock - late, (a % domain, b % domain))
+                })
+                .collect();
+            let fields = if two_fields { 2 } else { 1 };
+            let s = Settings {
+                kind: Kind::ValueCount,
+                window_ms: window,
+                threshold: Some(Threshold::AtLeast(f64::from(threshold))),
+                steps: 0,
+                fields,
+                lateness_ms: lateness,
+                max_groups: 10,
+            };
+            let text = |(a, b): (u8, u8)| if two_fields {
+                format!("u{a}{FIELD_SEPARATOR}p{b}")
+            } else {
+                format!("v{a}")
+            };
+            let mut w = Lone::new(s);
+            let source: Arc<str> = Arc::from("s");
+            let mut got = Vec::new();
+            for &(t, v) in &seq {
+                let value = text(v);
+                let o = Obs {
+                    group: "g",
+                    o: Observation { time_ms: t, value: Some(&value), amount: 0.0, step: 0, source_id: &source },
+                };
+                if let Some(f) = w.observe(&o) {
+                    got.push((f.window_start_ms, f.window_end_ms, f.count, f.distinct, f.values));
+                }
+            }
+            // The recount: every counted entry, each time.
+            let mut want = Vec::new();
+            let mut counted: Vec<(i64, (u8, u8))> = Vec::new();
+            let (mut newest, mut fired_at): (Option<i64>, Option<i64>) = (None, None);
+            for &(t, v) in &seq {
+                if newest.is_some_and(|n| t < n - lateness) {
+                    continue;
+                }
+                newest = Some(newest.map_or(t, |n| n.max(t)));
+                if let Some(start) = fired_at {
+                    if t < start + window {
+                        continue;
+                    }
+                    fired_at = None;
+                    counted.clear();
+                }
+                counted.push((t, v));
+                counted.sort_by_key(|c| c.0);
+                let n = newest.unwrap_or(t);
+                counted.retain(|c| c.0 > n - window);
+                let mut values: Vec<String> = counted.iter().map(|c| text(c.1)).collect();
+                values.sort_unstable();
+                values.dedup();
+                let distinct = (0..fields)
+                    .map(|k| {
+                        let mut col: Vec<&str> = values
+                            .iter()
+                            .map(|v| v.split(FIELD_SEPARATOR).nth(k).unwrap_or(""))
+                            .collect();
+                        col.sort_unstable();
+                        col.dedup();
+                        col.len()
+                    })
+                    .min()
+                    .unwrap_or(0);
+                if distinct >= usize::from(threshold) {
+                    let start = counted[0].0;
+                    values.truncate(EVIDENCE_CAP);
+                    want.push((start, counted[counted.len() - 1].0, counted.len() as u64, distinct as u64, values));
+                    fired_at = Some(start);
+                }
+            }
+            prop_assert_eq!(got, want);
         }
 
         #[test]
