@@ -23,13 +23,13 @@
 //! firings, with the same window starts: what makes a correlation tag's
 //! UUID deterministic.
 
-mod distinct;
+mod kept;
 mod saved;
 
 pub use saved::{Changes, GroupState, SavedEntry};
 
 use super::keys::{GroupAt, KeyId, Keys};
-use distinct::Distinct;
+use kept::Kept;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -160,8 +160,8 @@ struct Group {
     dirty: bool,
     /// Counted observations, oldest first.
     entries: VecDeque<Entry>,
-    /// `value_count` with many entries: their distinct values, kept.
-    distinct: Option<Box<Distinct>>,
+    /// A large window's counts (distinct values, steps), kept.
+    kept: Option<Box<Kept>>,
     /// The newest time seen in the group (counted or absorbed).
     newest_ms: Option<i64>,
     /// Set once the episode fired: its window start.
@@ -359,7 +359,7 @@ impl Windows {
             }
             group.fired_at = None;
             group.entries.clear();
-            group.distinct = None;
+            group.kept = None;
         }
         let entry = Entry {
             time_ms: obs.time_ms,
@@ -368,8 +368,8 @@ impl Windows {
             step: obs.step,
             source_id: obs.source_id.clone(),
         };
-        if let Some(d) = group.distinct.as_mut() {
-            d.add(&entry);
+        if let Some(k) = group.kept.as_mut() {
+            k.add(&entry);
         }
         // In time order (a late observation goes where its time puts it).
         if group
@@ -385,22 +385,22 @@ impl Windows {
         // Only the last `window` before the newest counts.
         let oldest = newest.saturating_sub(settings.window_ms);
         while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
-            if let (Some(e), Some(d)) = (group.entries.pop_front(), group.distinct.as_mut()) {
-                d.remove(&e);
+            if let (Some(e), Some(k)) = (group.entries.pop_front(), group.kept.as_mut()) {
+                k.remove(&e);
             }
         }
-        if settings.kind == Kind::ValueCount
-            && group.distinct.is_none()
-            && group.entries.len() > distinct::KEEP_FROM
+        if group.kept.is_none()
+            && group.entries.len() > kept::KEEP_FROM
+            && kept::kept_for(settings.kind)
         {
-            let d = Distinct::of(group.entries.iter(), settings.fields);
-            group.distinct = Some(Box::new(d));
+            let k = Kept::of(group.entries.iter(), &settings);
+            group.kept = Some(Box::new(k));
         }
         let firing = evaluate(
             &settings,
             &group.name,
             &group.entries,
-            group.distinct.as_deref(),
+            group.kept.as_deref(),
         )?;
         group.fired_at = Some(firing.window_start_ms);
         self.stats.fired += 1;
@@ -408,14 +408,14 @@ impl Windows {
     }
 }
 
-/// Whether the counted entries (and, for a large `value_count` window,
-/// their kept distinct values) satisfy the rule: the firing if so (built
-/// only then: this runs on every observation).
+/// Whether the counted entries (and, for a large window, their kept
+/// counts) satisfy the rule: the firing if so (built only then: this runs
+/// on every observation).
 fn evaluate(
     settings: &Settings,
     group: &str,
     entries: &VecDeque<Entry>,
-    kept: Option<&Distinct>,
+    kept: Option<&Kept>,
 ) -> Option<Firing> {
     let first = entries.front()?;
     let last = entries.back()?;
@@ -437,7 +437,7 @@ fn evaluate(
         }
         Kind::ValueCount => {
             match kept {
-                Some(d) => distinct_n = d.count(),
+                Some(k) => distinct_n = k.distinct(),
                 None => {
                     distinct.extend(entries.iter().filter_map(|e| e.value.as_deref()));
                     distinct.sort_unstable();
@@ -453,8 +453,8 @@ fn evaluate(
                 .threshold
                 .is_some_and(|t| t.holds(distinct_n as f64));
             if holds {
-                if let Some(d) = kept {
-                    distinct = d.sorted();
+                if let Some(k) = kept {
+                    distinct = k.sorted();
                 }
             }
             holds
@@ -463,6 +463,10 @@ fn evaluate(
             sum = entries.iter().map(|e| e.amount).sum();
             settings.threshold.is_some_and(|t| t.holds(sum))
         }
+        Kind::Temporal if settings.steps > 128 => false,
+        Kind::Temporal if kept.is_some() => kept.is_some_and(Kept::every_step),
+        // A step not counted at all: the order need not be looked at.
+        Kind::TemporalOrdered if kept.is_some_and(|k| !k.every_step()) => false,
         Kind::Temporal => {
             // Steps are few (the rules listed): a bit set.
             let mut seen = 0u128;
@@ -1069,6 +1073,53 @@ mod tests {
                 }
             }
             prop_assert_eq!(got, want);
+        }
+
+        /// Temporal windows large enough to keep their step counts fire
+        /// as the recount does (two steps rare, so windows grow and rare steps
+        /// leave them uncounted).
+        #[test]
+        fn kept_steps_equal_a_recount(
+            ordered in any::<bool>(),
+            steps in prop::collection::vec((0i64..4, 0i64..30, any::<u8>()), 0..400),
+            window in 20i64..200,
+            lateness in 0i64..40,
+        ) {
+            let s = Settings {
+                kind: if ordered { Kind::TemporalOrdered } else { Kind::Temporal },
+                window_ms: window,
+                threshold: None,
+                steps: 3,
+                fields: 1,
+                lateness_ms: lateness,
+                max_groups: 10,
+            };
+            let mut clock = 0;
+            let seq: Vec<(i64, u8, u8)> = steps
+                .iter()
+                .map(|&(dt, late, b)| {
+                    clock += dt;
+                    let step = match b % 40 {
+                        0 => 0,
+                        1 => 2,
+                        _ => 1,
+                    };
+                    (clock - late, 0, step)
+                })
+                .collect();
+            let mut w = Lone::new(s);
+            let source: Arc<str> = Arc::from("s");
+            let mut got = Vec::new();
+            for &(t, _, step) in &seq {
+                let o = Obs {
+                    group: "g",
+                    o: Observation { time_ms: t, value: None, amount: 0.0, step: usize::from(step), source_id: &source },
+                };
+                if let Some(f) = w.observe(&o) {
+                    got.push((f.window_start_ms, f.window_end_ms, f.count));
+                }
+            }
+            prop_assert_eq!(got, brute_force(&s, &seq));
         }
 
         #[test]
