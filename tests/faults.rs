@@ -1,7 +1,7 @@
 //! Fault tests: the real `ttp` binary under the failures a fault-injection
 //! run found (issue #10). Each test drives the binary as an operator's
 //! supervisor would and checks an observable outcome; none asserts on speed
-//! except the idle-CPU bound, which is far above noise.
+//! except the idle-CPU bound, which is several times the idle figure.
 
 mod fault_support;
 
@@ -43,8 +43,14 @@ fn an_idle_daemon_uses_no_cpu() {
     std::thread::sleep(window);
     let used = cpu_time(d.0.id()) - before;
     let share = used.as_secs_f64() / window.as_secs_f64();
+    // Idle, the daemon wakes ~300 times a second (the rule watcher's
+    // debouncer ticks every 5 ms for the 20 ms debounce reloads need; the
+    // event follower and the rule-state poll every 25 ms): 1.5-2 % of a
+    // core alone, measured, and 5.3 % once under CI with every other test
+    // on the two cores. A busy loop or a tight poll would be tens of per
+    // cent: the bound is there.
     assert!(
-        share < 0.05,
+        share < 0.10,
         "an idle `ttp run` used {:.0} % of a core ({used:?} in {window:?})",
         share * 100.0
     );
