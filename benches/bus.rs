@@ -8,6 +8,8 @@
 //!   two TaggerEvents, one stored tag per event);
 //! - publish → announcement latency (the announcement follows the commit)
 //!   at a paced 5,000 events/s.
+//!
+//! `TTP_BENCH_BATCH=N` passes `--batch N` to the worker.
 
 #[path = "../tests/bus_support/mod.rs"]
 mod bus_support;
@@ -32,6 +34,15 @@ fn count(db: &Path) -> i64 {
             .or_else(|_| c.query_row("SELECT count(*) FROM ttp_tag", [], |r| r.get(0)))
         })
         .unwrap_or(0)
+}
+
+/// `TTP_BENCH_BATCH=N` runs the worker with `--batch N` (bus events per
+/// transaction; the worker's default otherwise).
+fn batch_args() -> Vec<String> {
+    match std::env::var("TTP_BENCH_BATCH") {
+        Ok(n) => vec!["--batch".into(), n],
+        Err(_) => Vec::new(),
+    }
 }
 
 fn event(i: usize) -> serde_json::Value {
@@ -61,7 +72,9 @@ fn main() {
     let observer = Client::connect(&socket, &["ttp.tagged", "system.ttp.health"]);
     let mut publisher = Client::connect(&socket, &[]);
     let mut worker = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args(["worker", "--heartbeat-secs", "1", "--bus"])
+        .args(["worker", "--heartbeat-secs", "1"])
+        .args(batch_args())
+        .arg("--bus")
         .arg(&socket)
         .arg("--rules")
         .arg(&rules)
@@ -200,7 +213,9 @@ fn worker_alone(rules: &Path, dir: &Path, full: bool) {
         );
     }
     let mut worker = Command::new(env!("CARGO_BIN_EXE_ttp"))
-        .args(["worker", "--heartbeat-secs", "60", "--bus"])
+        .args(["worker", "--heartbeat-secs", "60"])
+        .args(batch_args())
+        .arg("--bus")
         .arg(&socket)
         .arg("--rules")
         .arg(rules)

@@ -234,6 +234,46 @@ fn the_worker_tags_bus_events_into_decnets_database_and_announces_them() {
         .all(|(t, _)| !t.starts_with("ttp.")));
     assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag"), after);
 
+    // The same session with one more command: of the event's tags only
+    // the new one is announced (Q11), the others being stored already.
+    let n = observer.received().len();
+    let mut longer = g["bus_in"]["pub_frame_body"].clone();
+    longer["payload"]["commands"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"id": "sess-7f3a#9", "command_text": "cat /etc/shadow"}));
+    publisher.publish(g["bus_in"]["topic"].as_str().unwrap(), &longer);
+    wait_until("the new command's announcement", || {
+        observer.received()[n..]
+            .iter()
+            .any(|(t, _)| t == "ttp.tagged")
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let new_uuid: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row(
+            "SELECT uuid FROM ttp_tag WHERE source_id = 'sess-7f3a#9'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM ttp_tag"), after + 1);
+    let messages: Vec<(String, Value)> = observer.received()[n..]
+        .iter()
+        .filter(|(t, _)| t.starts_with("ttp."))
+        .cloned()
+        .collect();
+    let topics: Vec<&str> = messages.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(topics, ["ttp.tagged", "ttp.rule.fired.T1003"]);
+    for (_, body) in &messages {
+        assert_eq!(body["payload"]["tag_uuids"], json!([new_uuid]));
+    }
+    assert_eq!(
+        messages[0].1["payload"]["techniques_added"],
+        json!(["T1003"])
+    );
+    assert_eq!(messages[0].1["payload"]["session_id"], "sess-7f3a");
+
     // A stop on the control topic: graceful, exit 0.
     publisher.publish(
         "system.ttp.control",
