@@ -9,9 +9,11 @@ pub mod backfill;
 pub mod decnet_db;
 pub mod process;
 
+use crate::bus::{Frame, Verb};
 use crate::event::{Payload, TaggerEvent};
 use crate::lifters::py::truthy;
 use crate::tag::Tag;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 /// What the worker reads from DECNET's database.
@@ -234,12 +236,12 @@ pub fn events(
         identity_uuid: field(&payload, "identity_uuid"),
         session_id: field(&payload, "session_id"),
         decky_id: field(&payload, "decky_id"),
-        payload: as_payload(payload.clone()),
+        payload: as_payload(payload),
     };
     let mut out = Vec::new();
     // (d) command fan-out
     if base.source_kind == "session" {
-        if let Value::Array(commands) = get(&payload, "commands") {
+        if let Some(Value::Array(commands)) = base.payload.get("commands") {
             for (i, c) in commands.iter().enumerate() {
                 let fallback = || format!("{}#cmd{i}", base.source_id);
                 let (source_id, payload) = match c {
@@ -316,51 +318,64 @@ pub fn events(
 /// One message to publish: topic, envelope type, payload.
 pub type Message = (String, &'static str, Value);
 
+/// The payload of `ttp.tagged`, fields in DECNET's order.
+#[derive(Serialize)]
+struct Tagged<'a> {
+    attacker_uuid: Option<&'a str>,
+    identity_uuid: Option<&'a str>,
+    session_id: Option<&'a str>,
+    tag_uuids: Vec<&'a uuid::Uuid>,
+    techniques_added: Vec<&'a str>,
+}
+
+/// The payload of `ttp.rule.fired.<T>`, fields in DECNET's order.
+#[derive(Serialize)]
+struct Fired<'a> {
+    technique_id: &'a str,
+    tag_uuids: Vec<&'a uuid::Uuid>,
+    attacker_uuid: Option<&'a str>,
+    identity_uuid: Option<&'a str>,
+    session_id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Announced<'a> {
+    Tagged(Tagged<'a>),
+    Fired(Fired<'a>),
+}
+
+/// A bus envelope's body as the bus client publishes it.
+#[derive(Serialize)]
+struct Body<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    payload: &'a Announced<'a>,
+}
+
 /// The announcements of a bus event's tags (§2.5 j), given the tags to
 /// announce in order. DECNET announces every tag of the batch; we are
 /// given only the newly stored ones (README, deviations: Q11).
-pub fn announcements(tags: &[&Tag]) -> Vec<Message> {
+fn announced<'a>(tags: &[&'a Tag]) -> Vec<(String, &'static str, Announced<'a>)> {
     let Some(first) = tags.first() else {
         return Vec::new();
     };
-    let opt = |s: &Option<String>| s.clone().map_or(Value::Null, Value::String);
-    let uuid = |t: &Tag| Value::String(t.uuid.hyphenated().to_string());
     let mut techniques: Vec<&str> = tags.iter().map(|t| t.technique_id.as_str()).collect();
     techniques.sort_unstable();
     techniques.dedup();
-    let mut tagged = Map::new();
-    tagged.insert("attacker_uuid".into(), opt(&first.attacker_uuid));
-    tagged.insert("identity_uuid".into(), opt(&first.identity_uuid));
-    tagged.insert("session_id".into(), opt(&first.session_id));
-    tagged.insert(
-        "tag_uuids".into(),
-        Value::Array(tags.iter().map(|t| uuid(t)).collect()),
-    );
-    tagged.insert(
-        "techniques_added".into(),
-        Value::Array(
-            techniques
-                .iter()
-                .map(|t| Value::String((*t).into()))
-                .collect(),
-        ),
-    );
-    let mut out = vec![("ttp.tagged".to_string(), "tagged", Value::Object(tagged))];
+    let mut out = Vec::with_capacity(techniques.len() + 1);
+    out.push((
+        "ttp.tagged".to_string(),
+        "tagged",
+        Announced::Tagged(Tagged {
+            attacker_uuid: first.attacker_uuid.as_deref(),
+            identity_uuid: first.identity_uuid.as_deref(),
+            session_id: first.session_id.as_deref(),
+            tag_uuids: tags.iter().map(|t| &t.uuid).collect(),
+            techniques_added: techniques.clone(),
+        }),
+    ));
     for technique in techniques {
-        let mut fired = Map::new();
-        fired.insert("technique_id".into(), Value::String(technique.into()));
-        fired.insert(
-            "tag_uuids".into(),
-            Value::Array(
-                tags.iter()
-                    .filter(|t| t.technique_id == technique)
-                    .map(|t| uuid(t))
-                    .collect(),
-            ),
-        );
-        fired.insert("attacker_uuid".into(), opt(&first.attacker_uuid));
-        fired.insert("identity_uuid".into(), opt(&first.identity_uuid));
-        fired.insert("session_id".into(), opt(&first.session_id));
         // A technique id that is not one topic token would make the topic
         // invalid, and DECNET's worker dies there (Q13, README deviations):
         // a custom rule's sub-technique as `technique_id` (`T1110.001`) is
@@ -380,10 +395,53 @@ pub fn announcements(tags: &[&Tag]) -> Vec<Message> {
         out.push((
             format!("ttp.rule.fired.{token}"),
             "rule.fired",
-            Value::Object(fired),
+            Announced::Fired(Fired {
+                technique_id: technique,
+                tag_uuids: tags
+                    .iter()
+                    .filter(|t| t.technique_id == technique)
+                    .map(|t| &t.uuid)
+                    .collect(),
+                attacker_uuid: first.attacker_uuid.as_deref(),
+                identity_uuid: first.identity_uuid.as_deref(),
+                session_id: first.session_id.as_deref(),
+            }),
         ));
     }
     out
+}
+
+/// The announcements of a bus event's tags as messages (see
+/// [`announcement_frames`] for what the worker sends).
+pub fn announcements(tags: &[&Tag]) -> Vec<Message> {
+    announced(tags)
+        .into_iter()
+        .map(|(topic, kind, payload)| {
+            let payload = serde_json::to_value(&payload).unwrap_or(Value::Null);
+            (topic, kind, payload)
+        })
+        .collect()
+}
+
+/// The `PUB` frames of [`announcements`], encoded straight from the tags:
+/// the same bytes as [`crate::bus::Envelope::publish_frame`] of each
+/// message, without building its JSON value first (the worker encodes two
+/// frames per tag).
+pub fn announcement_frames(tags: &[&Tag]) -> Vec<Frame> {
+    announced(tags)
+        .into_iter()
+        .map(|(topic, kind, payload)| {
+            let body = Body {
+                kind,
+                payload: &payload,
+            };
+            Frame::new(
+                Verb::Pub,
+                &topic,
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -398,6 +456,74 @@ mod tests {
         assert_eq!(py_str(&json!(2.0)), "2.0");
         assert_eq!(py_str(&json!(["a", 1, null])), "['a', 1, None]");
         assert_eq!(py_str(&json!({"k": "it's"})), "{'k': \"it's\"}");
+    }
+
+    fn tag_of(
+        uuid: u128,
+        technique: String,
+        anchors: &(Option<String>, Option<String>, Option<String>),
+    ) -> Tag {
+        Tag {
+            uuid: uuid::Uuid::from_u128(uuid),
+            source_kind: "command".into(),
+            source_id: "s".into(),
+            attacker_uuid: anchors.0.clone(),
+            identity_uuid: anchors.1.clone(),
+            session_id: anchors.2.clone(),
+            decky_id: None,
+            tactic: "TA0002".into(),
+            technique_id: technique,
+            sub_technique_id: None,
+            confidence: 0.5,
+            rule_id: "R1".into(),
+            rule_version: 1,
+            evidence: Default::default(),
+            attack_release: "v1".into(),
+            mitre_url: None,
+            created_at: "2026-01-01 00:00:00.000000".into(),
+            rule_sha256: "sha".into(),
+        }
+    }
+
+    fn text() -> impl proptest::strategy::Strategy<Value = Option<String>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            Just(Some(String::new())),
+            Just(Some("q\"uo\\te\n\u{1}é\u{2028}".to_string())),
+            "\\PC{0,12}".prop_map(Some),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The frames encoded straight from the tags are byte for byte the
+        /// frames of the announcement messages.
+        #[test]
+        fn frames_encoded_from_tags_equal_the_messages_frames(
+            tags in proptest::collection::vec(
+                (
+                    proptest::prelude::any::<u128>(),
+                    proptest::sample::select(vec![
+                        "T1110", "T1110.001", "T1059", "T1059.004", "T*1", "T>1", "T 1", "Té\"",
+                    ]),
+                ),
+                0..6,
+            ),
+            anchors in (text(), text(), text()),
+        ) {
+            let tags: Vec<Tag> = tags
+                .into_iter()
+                .map(|(u, t)| tag_of(u, t.to_string(), &anchors))
+                .collect();
+            let refs: Vec<&Tag> = tags.iter().collect();
+            let want: Vec<Frame> = announcements(&refs)
+                .into_iter()
+                .map(|(topic, kind, payload)| {
+                    crate::bus::Envelope::publish_frame(&topic, kind, payload)
+                })
+                .collect();
+            proptest::prop_assert_eq!(announcement_frames(&refs), want);
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! reading; what was taken off the socket is tagged and committed first.
 
 use super::decnet_db::DecnetDb;
-use super::{announcements, events, Lookup};
+use super::{announcement_frames, events, Lookup};
 use crate::bus::client::{self, ClientConfig, ClientState};
 use crate::bus::{Envelope, Frame};
 use crate::daemon::watch::WatchOptions;
@@ -437,14 +437,6 @@ fn tag_loop(
     }
     summary.correlation = engine.correlation_stats();
     summary
-}
-
-/// The `PUB` frames announcing one bus event's newly stored `tags`.
-fn announcement_frames(tags: &[&Tag]) -> Vec<Frame> {
-    announcements(tags)
-        .into_iter()
-        .map(|(topic, kind, payload)| Envelope::publish_frame(&topic, kind, payload))
-        .collect()
 }
 
 /// A `system.ttp.control` message: `stop` stops the worker gracefully
