@@ -102,6 +102,34 @@ pub struct Tag {
     pub rule_sha256: String,
 }
 
+#[cfg(test)]
+impl Tag {
+    /// A tag for tests: `uuid` and `technique_id` given, every other field
+    /// fixed (`Tag { field: …, ..Tag::sample(…) }` for those a test varies).
+    pub(crate) fn sample(uuid: Uuid, technique_id: &str) -> Tag {
+        Tag {
+            uuid,
+            source_kind: "command".into(),
+            source_id: "s".into(),
+            attacker_uuid: None,
+            identity_uuid: None,
+            session_id: None,
+            decky_id: None,
+            tactic: "TA0002".into(),
+            technique_id: technique_id.into(),
+            sub_technique_id: None,
+            confidence: 0.5,
+            rule_id: "R1".into(),
+            rule_version: 1,
+            evidence: Default::default(),
+            attack_release: "v1".into(),
+            mitre_url: None,
+            created_at: "2026-01-01 00:00:00.000000".into(),
+            rule_sha256: "sha".into(),
+        }
+    }
+}
+
 /// DECNET's base evidence: the `evidence_fields` present in the payload (even
 /// holding `null`), in list order, each once.
 pub fn field_evidence(rule: &Rule, payload: &Payload) -> Evidence {

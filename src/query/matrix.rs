@@ -293,24 +293,16 @@ mod tests {
         let path = dir.path().join("t.db");
         let conn = crate::store::open(&path, &Default::default()).unwrap();
         let tag = |i: u32, attacker: &str, technique: &str, sub: Option<&str>, at: &str| Tag {
-            uuid: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, &i.to_le_bytes()),
             source_kind: "auth_attempt".into(),
             source_id: format!("e{i}"),
             attacker_uuid: Some(attacker.into()),
-            identity_uuid: None,
-            session_id: None,
-            decky_id: None,
             tactic: "TA0006".into(),
-            technique_id: technique.into(),
             sub_technique_id: sub.map(String::from),
-            confidence: 0.5,
-            rule_id: "R1".into(),
-            rule_version: 1,
-            evidence: Default::default(),
-            attack_release: "v1".into(),
-            mitre_url: None,
             created_at: at.into(),
-            rule_sha256: "sha".into(),
+            ..Tag::sample(
+                uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, &i.to_le_bytes()),
+                technique,
+            )
         };
         let tags = vec![
             tag(

@@ -460,28 +460,14 @@ mod tests {
 
     fn tag_of(
         uuid: u128,
-        technique: String,
+        technique: &str,
         anchors: &(Option<String>, Option<String>, Option<String>),
     ) -> Tag {
         Tag {
-            uuid: uuid::Uuid::from_u128(uuid),
-            source_kind: "command".into(),
-            source_id: "s".into(),
             attacker_uuid: anchors.0.clone(),
             identity_uuid: anchors.1.clone(),
             session_id: anchors.2.clone(),
-            decky_id: None,
-            tactic: "TA0002".into(),
-            technique_id: technique,
-            sub_technique_id: None,
-            confidence: 0.5,
-            rule_id: "R1".into(),
-            rule_version: 1,
-            evidence: Default::default(),
-            attack_release: "v1".into(),
-            mitre_url: None,
-            created_at: "2026-01-01 00:00:00.000000".into(),
-            rule_sha256: "sha".into(),
+            ..Tag::sample(uuid::Uuid::from_u128(uuid), technique)
         }
     }
 
@@ -513,7 +499,7 @@ mod tests {
         ) {
             let tags: Vec<Tag> = tags
                 .into_iter()
-                .map(|(u, t)| tag_of(u, t.to_string(), &anchors))
+                .map(|(u, t)| tag_of(u, t, &anchors))
                 .collect();
             let refs: Vec<&Tag> = tags.iter().collect();
             let want: Vec<Frame> = announcements(&refs)

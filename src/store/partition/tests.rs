@@ -6,24 +6,13 @@ use crate::tag::Tag;
 
 fn tag(i: u32, technique: &str) -> Tag {
     Tag {
-        uuid: Uuid::new_v5(&Uuid::NAMESPACE_DNS, &i.to_le_bytes()),
-        source_kind: "command".into(),
         source_id: format!("s{i}"),
         attacker_uuid: Some(format!("a{}", i % 7)),
-        identity_uuid: None,
-        session_id: None,
-        decky_id: None,
-        tactic: "TA0002".into(),
-        technique_id: technique.into(),
-        sub_technique_id: None,
-        confidence: 0.5,
-        rule_id: "R1".into(),
-        rule_version: 1,
-        evidence: Default::default(),
-        attack_release: "v1".into(),
-        mitre_url: None,
         created_at: format!("2026-01-01 00:00:{:02}.000000", i % 60),
-        rule_sha256: "sha".into(),
+        ..Tag::sample(
+            Uuid::new_v5(&Uuid::NAMESPACE_DNS, &i.to_le_bytes()),
+            technique,
+        )
     }
 }
 
