@@ -77,11 +77,8 @@ fn main() {
                 step: (r >> 56) as usize % 3,
                 source_id: &source,
             };
-            if w.observe(&obs, keys.at(id, i)).is_some() {
+            if w.observe(&obs, &mut keys, id, i).is_some() {
                 fired += 1;
-            }
-            for gone in w.take_evicted() {
-                keys.released(gone, i);
             }
         }
         keys.forget_unheld(id);

@@ -425,11 +425,8 @@ impl Correlator {
                     step,
                     source_id: source,
                 };
-                if let Some(firing) = a.windows.observe(&obs, keys.at(id, a.column)) {
+                if let Some(firing) = a.windows.observe(&obs, keys, id, a.column) {
                     emit(rule, &firing, event, gate, cx, out);
-                }
-                for gone in a.windows.take_evicted() {
-                    keys.released(gone, a.column);
                 }
             }
         }

@@ -118,15 +118,17 @@ pub struct Firing {
 /// Joins the fields of a several-field `value_count` value.
 pub const FIELD_SEPARATOR: char = '\u{1f}';
 
+/// Field `k` of a several-field value (`""` past its last field).
+fn field_part(value: &str, k: usize) -> &str {
+    value.split(FIELD_SEPARATOR).nth(k).unwrap_or("")
+}
+
 /// The fewest distinct values any one of `fields` fields has among the
 /// distinct joined `tuples`.
 fn fewest_distinct(tuples: &[&str], fields: usize) -> usize {
     (0..fields)
         .map(|k| {
-            let mut column: Vec<&str> = tuples
-                .iter()
-                .map(|t| t.split(FIELD_SEPARATOR).nth(k).unwrap_or(""))
-                .collect();
+            let mut column: Vec<&str> = tuples.iter().map(|t| field_part(t, k)).collect();
             column.sort_unstable();
             column.dedup();
             column.len()
@@ -180,9 +182,8 @@ pub struct WindowStats {
 }
 
 /// Every group's window of one rule. Groups are found through the
-/// caller's key table ([`super::keys::Keys`]): each observation comes with
-/// the cell that holds its group's slot, and the keys of evicted groups
-/// are handed back ([`Windows::take_evicted`]) to clear theirs.
+/// caller's key table ([`super::keys::Keys`]), which holds each group's
+/// slot; the cells of evicted groups are cleared in it as they go.
 #[derive(Debug)]
 pub struct Windows {
     settings: Settings,
@@ -196,7 +197,7 @@ pub struct Windows {
     touches: VecDeque<(usize, u64)>,
     clock: u64,
     pub stats: WindowStats,
-    /// Keys of the groups evicted since the last [`Windows::take_evicted`].
+    /// Keys of the groups evicted and not yet released in the key table.
     evicted: Vec<KeyId>,
     /// Whether changes are kept for [`Windows::take_changes`] (durable
     /// windows); off, nothing accumulates.
@@ -253,12 +254,6 @@ impl Windows {
                 }
             }
         }
-    }
-
-    /// The keys of the groups evicted since the last call: their cells in
-    /// the key table are to be cleared.
-    pub fn take_evicted(&mut self) -> std::vec::Drain<'_, KeyId> {
-        self.evicted.drain(..)
     }
 
     /// Groups held now.
@@ -323,9 +318,27 @@ impl Windows {
         slot
     }
 
-    /// Counts one observation of the group at `at`; returns the firing it
-    /// completes, if any.
-    pub fn observe(&mut self, obs: &Observation, mut at: GroupAt) -> Option<Firing> {
+    /// Counts one observation of the group of key `id`, this rule being
+    /// `column` of the key table `keys`; returns the firing it completes,
+    /// if any. The groups it evicts are released in `keys` (the caller
+    /// frees `id` itself once no rule of the table may count it: see
+    /// [`Keys::forget_unheld`]).
+    pub fn observe(
+        &mut self,
+        obs: &Observation,
+        keys: &mut Keys,
+        id: KeyId,
+        column: usize,
+    ) -> Option<Firing> {
+        let firing = self.observe_at(obs, keys.at(id, column));
+        for gone in self.evicted.drain(..) {
+            keys.released(gone, column);
+        }
+        firing
+    }
+
+    /// [`Windows::observe`] at the group's cell in the key table.
+    fn observe_at(&mut self, obs: &Observation, mut at: GroupAt) -> Option<Firing> {
         self.stats.observed += 1;
         let slot = self.slot(&mut at);
         self.clock += 1;
@@ -567,10 +580,7 @@ mod tests {
 
         fn observe(&mut self, o: &Obs) -> Option<Firing> {
             let id = self.keys.id(o.group);
-            let firing = self.w.observe(&o.o, self.keys.at(id, 0));
-            for gone in self.w.take_evicted() {
-                self.keys.released(gone, 0);
-            }
+            let firing = self.w.observe(&o.o, &mut self.keys, id, 0);
             self.keys.forget_unheld(id);
             firing
         }
@@ -963,10 +973,7 @@ mod tests {
                 let group = format!("g{g}");
                 let o = Observation { time_ms: t, value: None, amount: 0.0, step: 0, source_id: &source };
                 let id = keys.id(&group);
-                let got = shared[rule].observe(&o, keys.at(id, rule));
-                for gone in shared[rule].take_evicted() {
-                    keys.released(gone, rule);
-                }
+                let got = shared[rule].observe(&o, &mut keys, id, rule);
                 keys.forget_unheld(id);
                 let want = apart[rule].observe(&Obs { group: &group, o: o.clone() });
                 prop_assert_eq!(got, want);
@@ -974,12 +981,16 @@ mod tests {
             for (w, lone) in shared.iter().zip(&apart) {
                 prop_assert_eq!(w.len(), lone.len());
             }
-            // Every key held is held by some rule, and no more keys.
-            let held: std::collections::BTreeSet<String> = apart
-                .iter()
-                .flat_map(|l| l.keys.names())
-                .collect();
+            // Every key held is held by some rule's live group, and no
+            // more keys, in the shared table and in each rule's own.
+            let live = |w: &Windows| -> std::collections::BTreeSet<String> {
+                w.slots.iter().filter(|g| g.live).map(|g| g.name.to_string()).collect()
+            };
+            let held: std::collections::BTreeSet<String> = shared.iter().flat_map(live).collect();
             prop_assert_eq!(keys.len(), held.len());
+            for lone in &apart {
+                prop_assert_eq!(lone.keys.len(), live(&lone.w).len());
+            }
         }
 
         /// Windows large enough to keep their distinct values count them

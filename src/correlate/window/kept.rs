@@ -5,7 +5,7 @@
 //! attempts in one window, 746 events/s where a kept count takes 750,000.
 //! A small window is still recounted (cheaper than a table of its own).
 
-use super::{Entry, Kind, Settings, FIELD_SEPARATOR};
+use super::{field_part, Entry, Kind, Settings};
 use std::collections::HashMap;
 
 /// Entries past which a group keeps its counts.
@@ -49,11 +49,6 @@ fn down(tally: &mut Tally, key: &str) {
     }
 }
 
-/// The `k`th field's text of a joined value.
-fn part(value: &str, k: usize) -> &str {
-    value.split(FIELD_SEPARATOR).nth(k).unwrap_or("")
-}
-
 impl Kept {
     /// The counts of `entries` for a rule with `settings`.
     pub(super) fn of<'a>(entries: impl Iterator<Item = &'a Entry>, settings: &Settings) -> Kept {
@@ -81,7 +76,7 @@ impl Kept {
         };
         up(&mut self.values, v);
         for (k, tally) in self.fields.iter_mut().enumerate() {
-            up(tally, part(v, k));
+            up(tally, field_part(v, k));
         }
     }
 
@@ -94,7 +89,7 @@ impl Kept {
         };
         down(&mut self.values, v);
         for (k, tally) in self.fields.iter_mut().enumerate() {
-            down(tally, part(v, k));
+            down(tally, field_part(v, k));
         }
     }
 
