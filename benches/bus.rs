@@ -9,7 +9,9 @@
 //! - publish → announcement latency (the announcement follows the commit)
 //!   at a paced 5,000 events/s.
 //!
-//! `TTP_BENCH_BATCH=N` passes `--batch N` to the worker.
+//! `TTP_BENCH_BATCH=N` passes `--batch N` to the worker;
+//! `TTP_BENCH_TRACE=FILE` writes each paced event's send time (ms from the
+//! first) and its latency (ms), a line each, to tell stalls from queues.
 
 #[path = "../tests/bus_support/mod.rs"]
 mod bus_support;
@@ -144,8 +146,9 @@ fn main() {
     while observer.count() < base + m && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let got = observer.received_at();
-    let mut latencies: Vec<f64> = got
+    // Each announced event of this run: its index and its latency (ms).
+    let timed: Vec<(usize, f64)> = observer
+        .received_at()
         .iter()
         .filter_map(|(t, body, at)| {
             if t != "ttp.tagged" {
@@ -154,25 +157,26 @@ fn main() {
             let sid = body["payload"]["session_id"].as_str()?;
             let i: usize = sid.strip_prefix("b-")?.parse().ok()?;
             let i = i.checked_sub(n)?;
-            Some(at.duration_since(sent[i]).as_secs_f64() * 1000.0)
+            Some((i, at.duration_since(sent[i]).as_secs_f64() * 1000.0))
         })
         .collect();
+    let mut latencies: Vec<f64> = timed.iter().map(|&(_, ms)| ms).collect();
     // The worst latency of each second of the run, to tell a steady queue
     // from a stall.
     let mut by_second = vec![0.0f64; m.div_ceil(5000)];
-    for (t, body, at) in &got {
-        let Some(i) = (t == "ttp.tagged")
-            .then(|| body["payload"]["session_id"].as_str())
-            .flatten()
-            .and_then(|s| s.strip_prefix("b-"))
-            .and_then(|s| s.parse::<usize>().ok())
-            .and_then(|i| i.checked_sub(n))
-        else {
-            continue;
-        };
-        let ms = at.duration_since(sent[i]).as_secs_f64() * 1000.0;
+    for &(i, ms) in &timed {
         let slot = &mut by_second[i / 5000];
         *slot = slot.max(ms);
+    }
+    if let Ok(path) = std::env::var("TTP_BENCH_TRACE") {
+        let trace: String = timed
+            .iter()
+            .map(|&(i, ms)| {
+                let offset = sent[i].duration_since(start).as_secs_f64() * 1000.0;
+                format!("{offset:.3} {ms:.3}\n")
+            })
+            .collect();
+        std::fs::write(&path, trace).unwrap_or_else(|e| panic!("{path}: {e}"));
     }
     latencies.sort_by(f64::total_cmp);
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
