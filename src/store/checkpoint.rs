@@ -29,7 +29,7 @@
 //! 30–45 ms (the p99 of publish → commit). So the thread first catches up:
 //! short passes over what the writer appends, until one finds every frame
 //! copied, and the writer's own checkpoint is of a transaction or two
-//! (p99 7 ms at the same rate). A writer that streams (more than a share
+//! (p99 8–10 ms at the same rate). A writer that streams (more than a share
 //! of the threshold appended during a pass) gets the hand-over at once.
 //! Durability is unchanged (WAL, `synchronous=NORMAL`): committed
 //! transactions are in the WAL either way.
@@ -49,7 +49,7 @@ pub(super) const CHECKPOINT_PAGES: i64 = 10_000;
 /// How long, after its bulk pass, the thread goes on copying what the
 /// writer appends (passes [`CATCH_UP_PAUSE`] apart) for the WAL to start
 /// over, before it hands over to the writer.
-const CATCH_UP_FOR: Duration = Duration::from_millis(50);
+const CATCH_UP_FOR: Duration = Duration::from_millis(100);
 
 /// The thread catches up only while fewer than its threshold's
 /// `1 / CATCH_UP_SHARE` frames are left to copy: more, and the writer is
@@ -195,14 +195,14 @@ fn run(conn: &Connection, shared: &Shared, threshold: i64, db: &str) {
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
         let n = shared.pages.load(Ordering::Relaxed);
-        if n < threshold {
+        // Not while the writer has yet to take a hand-over: its own
+        // checkpoint would find the lock taken, or this one nothing to do.
+        if n < threshold || shared.handed.load(Ordering::Relaxed) != 0 {
             continue;
         }
         match checkpoint(conn) {
             Ok((log, done)) => {
                 tracing::debug!(db, log, done, "checkpoint");
-                // Until the writer's next commit says otherwise.
-                shared.pages.store(0, Ordering::Relaxed);
                 let outcomes = &shared.outcomes;
                 let handed = match catch_up(conn, log, threshold / CATCH_UP_SHARE) {
                     CatchUp::StartedOver => {
@@ -215,6 +215,8 @@ fn run(conn: &Connection, shared: &Shared, threshold: i64, db: &str) {
                         log
                     }
                 };
+                // Until the writer's next commit says otherwise.
+                shared.pages.store(0, Ordering::Relaxed);
                 if handed > 0 {
                     tracing::debug!(db, frames = handed, "checkpoint handed over to the writer");
                     outcomes.handed_over.fetch_add(1, Ordering::Relaxed);
