@@ -27,8 +27,8 @@
 //! after the bulk pass left it the frames of the whole pass: at a steady
 //! 5,000 bus events/s, every 0.4 s, it stalled the worker's pipeline
 //! 30–45 ms (the p99 of publish → commit). So the thread first catches up:
-//! short passes over what the writer appends, until one finds every frame
-//! copied, and the writer's own checkpoint is of a transaction or two
+//! short passes over what the writer appends, until one finds nothing new,
+//! and the writer's own checkpoint is of a transaction or two
 //! (p99 8–10 ms at the same rate). A writer that streams (more than a share
 //! of the threshold appended during a pass) gets the hand-over at once.
 //! Durability is unchanged (WAL, `synchronous=NORMAL`): committed
@@ -75,17 +75,15 @@ struct Shared {
     outcomes: Outcomes,
 }
 
-/// How the checkpoints ended.
+/// How the checkpoints ended (counted for the tests and the debug log).
 #[derive(Debug, Default)]
-pub(super) struct Outcomes {
+struct Outcomes {
     /// The thread's, after which the WAL started over.
-    pub(super) started_over: AtomicI64,
+    started_over: AtomicI64,
     /// The thread's, handed over to the writer.
-    pub(super) handed_over: AtomicI64,
-    /// Of those, the passes the writer outran.
-    pub(super) behind: AtomicI64,
+    handed_over: AtomicI64,
     /// The writer's own (on its path).
-    pub(super) by_writer: AtomicI64,
+    by_writer: AtomicI64,
 }
 
 /// The checkpoint thread; stopped (after a last checkpoint) when dropped.
@@ -204,21 +202,23 @@ fn run(conn: &Connection, shared: &Shared, threshold: i64, db: &str) {
             Ok((log, done)) => {
                 tracing::debug!(db, log, done, "checkpoint");
                 let outcomes = &shared.outcomes;
-                let handed = match catch_up(conn, log, threshold / CATCH_UP_SHARE) {
+                let caught_up = catch_up(conn, log, threshold / CATCH_UP_SHARE);
+                let handed = match caught_up {
                     CatchUp::StartedOver => {
                         outcomes.started_over.fetch_add(1, Ordering::Relaxed);
                         0
                     }
-                    CatchUp::Copied { log } => log,
-                    CatchUp::Behind { log } => {
-                        outcomes.behind.fetch_add(1, Ordering::Relaxed);
-                        log
-                    }
+                    CatchUp::Copied { log } | CatchUp::Behind { log } => log,
                 };
                 // Until the writer's next commit says otherwise.
                 shared.pages.store(0, Ordering::Relaxed);
                 if handed > 0 {
-                    tracing::debug!(db, frames = handed, "checkpoint handed over to the writer");
+                    tracing::debug!(
+                        db,
+                        frames = handed,
+                        ?caught_up,
+                        "checkpoint handed over to the writer"
+                    );
                     outcomes.handed_over.fetch_add(1, Ordering::Relaxed);
                     shared.handed.store(handed, Ordering::Relaxed);
                 }
@@ -290,27 +290,26 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
 mod tests {
     use super::*;
 
+    /// A writer's connection to a new file in `dir`, hooked to a
+    /// checkpoint thread with the given threshold.
+    fn started(dir: &Path, threshold: i64) -> (std::path::PathBuf, Connection, Checkpointer) {
+        let path = dir.join("c.db");
+        let mut conn = super::super::open(&path, &StoreOptions::default()).unwrap();
+        let cp =
+            Checkpointer::start(&mut conn, &path, &StoreOptions::default(), threshold).unwrap();
+        (path, conn, cp)
+    }
+
     #[test]
     fn the_writer_never_checkpoints_and_the_thread_does() {
         let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("c.db");
-        let mut conn = super::super::open(&path, &StoreOptions::default()).unwrap();
-        let cp = Checkpointer::start(&mut conn, &path, &StoreOptions::default(), 100).unwrap();
+        let (path, conn, cp) = started(dir.path(), 100);
         let wal = path.with_extension("db-wal");
-        let big = "x".repeat(3000);
         // About 60 MB of pages through the WAL in 100 transactions, back
         // to back: a checkpoint thread alone never gets the WAL restarted
         // under such a writer; with the writer finishing each pass it does.
         for i in 0..100 {
-            conn.execute_batch("BEGIN").unwrap();
-            for j in 0..200 {
-                conn.execute(
-                    "INSERT INTO ttp_rule_event (at, action, detail) VALUES (?1, 'state', ?2)",
-                    rusqlite::params![format!("{i}-{j}"), big],
-                )
-                .unwrap();
-            }
-            conn.execute_batch("COMMIT").unwrap();
+            burst(&conn, &i.to_string(), 200);
             cp.after_commit(&conn);
         }
         // The thread checkpoints behind the writer, so the WAL is reused
@@ -390,9 +389,7 @@ mod tests {
     #[test]
     fn a_wal_started_over_after_a_hand_over_costs_the_writer_nothing() {
         let dir = tempfile::TempDir::new().unwrap();
-        let path = dir.path().join("c.db");
-        let mut conn = super::super::open(&path, &StoreOptions::default()).unwrap();
-        let cp = Checkpointer::start(&mut conn, &path, &StoreOptions::default(), 100).unwrap();
+        let (_, conn, cp) = started(dir.path(), 100);
         // A burst, then nothing: the thread copies every frame, but the
         // WAL cannot start over before the writer's next transaction, so
         // the thread hands over.
