@@ -93,7 +93,7 @@ fn every_bus_example_gives_decnets_events_rows_and_messages() {
         }
 
         // The TaggerEvents, to the key order.
-        let built = match events(topic, &kind, &payload, &lookup) {
+        let built = match events(topic, &kind, payload.clone(), &lookup) {
             Ok(evs) => evs,
             Err(d) => {
                 assert!(

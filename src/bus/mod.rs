@@ -248,17 +248,16 @@ impl Envelope {
     /// From an `EVT` frame: the topic from the header, the rest from the
     /// body with DECNET's client's defaults.
     pub fn from_frame(frame: &Frame, now: f64) -> Result<Envelope, String> {
-        let body = frame.body_object()?.unwrap_or_default();
+        let mut body = frame.body_object()?.unwrap_or_default();
         let truthy = |v: &Value| crate::lifters::py::truthy(v);
+        // Taken out of the body, not copied: the payload is most of it.
         let payload = body
-            .get("payload")
-            .filter(|v| truthy(v))
-            .cloned()
+            .remove("payload")
+            .filter(truthy)
             .unwrap_or_else(|| Value::Object(Map::new()));
         let kind = body
-            .get("type")
-            .filter(|v| truthy(v))
-            .cloned()
+            .remove("type")
+            .filter(truthy)
             .unwrap_or_else(|| Value::String(String::new()));
         let id = body
             .get("id")

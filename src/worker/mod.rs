@@ -183,18 +183,18 @@ fn as_payload(m: Map<String, Value>) -> Payload {
 }
 
 /// The TaggerEvents of one bus event, in tagging order: the base event,
-/// its commands, the intel catch-up (§2.5 a–e).
+/// its commands, the intel catch-up (§2.5 a–e). The payload is moved into
+/// the base event.
 pub fn events(
     topic: &str,
     kind: &Value,
-    payload: &Value,
+    payload: Value,
     lookup: &dyn Lookup,
 ) -> Result<Vec<TaggerEvent>, Dropped> {
-    let Value::Object(payload) = payload else {
+    let Value::Object(mut payload) = payload else {
         return Err(Dropped::NotAnObject);
     };
     // (a) anchor resolution
-    let mut payload = payload.clone();
     if !truthy(get(&payload, "attacker_uuid")) && !truthy(get(&payload, "identity_uuid")) {
         let ip = match get(&payload, "attacker_ip") {
             Value::String(ip) if !ip.is_empty() && ip != "Unknown" => ip.clone(),

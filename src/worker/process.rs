@@ -308,14 +308,14 @@ fn tag_loop(
         // Tag every bus event of the batch: its tags, in order.
         let mut per_event: Vec<Vec<Tag>> = Vec::with_capacity(envelopes.len());
         let mut scratch = Vec::new();
-        for env in &envelopes {
+        for env in envelopes {
             summary.bus_events += 1;
             if env.topic == CONTROL_TOPIC {
-                control(env, shutdown);
+                control(&env, shutdown);
                 per_event.push(Vec::new());
                 continue;
             }
-            let evs = match events(&env.topic, &env.kind, &env.payload, lookup) {
+            let evs = match events(&env.topic, &env.kind, env.payload, lookup) {
                 Ok(evs) => evs,
                 Err(d) => {
                     tracing::debug!(topic = %crate::text::line(&env.topic), "dropped: {d}");
