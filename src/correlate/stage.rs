@@ -99,6 +99,9 @@ pub struct Correlator {
     /// Per event: each class's key id, once made (`Some(None)`: the event
     /// has no key for that class).
     event_keys: Vec<Option<Option<KeyId>>>,
+    /// Per event and rule: the steps the event counts as (kept to reuse
+    /// its allocation).
+    steps: Vec<usize>,
     restored: u64,
 }
 
@@ -371,7 +374,7 @@ impl Correlator {
         let mut source: Option<Arc<str>> = None;
         self.event_keys.clear();
         self.event_keys.resize(self.keys.len(), None);
-        let mut steps: Vec<usize> = Vec::new();
+        let steps = &mut self.steps;
         for &i in rules {
             let a = &mut self.active[i];
             let rule = &a.rule;
@@ -417,7 +420,7 @@ impl Correlator {
                 _ => (None, 0.0),
             };
             let source = source.get_or_insert_with(|| Arc::from(event.source_id.as_str()));
-            for &step in &steps {
+            for &step in steps.iter() {
                 let obs = Observation {
                     time_ms,
                     value: value.as_deref(),
