@@ -66,20 +66,15 @@ struct Shared {
     /// Frames in the WAL after the writer's last commit (SQLite's WAL
     /// hook).
     frames: AtomicI64,
-    /// The same, cleared by the thread after each pass: it checkpoints
-    /// again once the writer has committed past the threshold.
-    pages: AtomicI64,
     /// Set by the thread when it hands over: the WAL's frames then. The
     /// writer copies the rest, unless its WAL has started over since.
     handed: AtomicI64,
     outcomes: Outcomes,
 }
 
-/// How the checkpoints ended (counted for the tests and the debug log).
+/// How the checkpoints ended (counted for the tests).
 #[derive(Debug, Default)]
 struct Outcomes {
-    /// The thread's, after which the WAL started over.
-    started_over: AtomicI64,
     /// The thread's, handed over to the writer.
     handed_over: AtomicI64,
     /// The writer's own (on its path).
@@ -113,7 +108,6 @@ impl Checkpointer {
         let seen = shared.clone();
         let hooked = writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, n| {
             seen.frames.store(i64::from(n), Ordering::Relaxed);
-            seen.pages.store(i64::from(n), Ordering::Relaxed);
             Ok(())
         }));
         if let Err(e) = hooked {
@@ -190,28 +184,26 @@ fn open(path: &Path, opts: &StoreOptions) -> Result<Connection, StoreError> {
 
 fn run(conn: &Connection, shared: &Shared, threshold: i64, db: &str) {
     let mut warned = false;
+    // The WAL's frames when the last pass ended: the next waits for the
+    // writer to commit again.
+    let mut passed_at = 0;
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
-        let n = shared.pages.load(Ordering::Relaxed);
+        let n = shared.frames.load(Ordering::Relaxed);
         // Not while the writer has yet to take a hand-over: its own
         // checkpoint would find the lock taken, or this one nothing to do.
-        if n < threshold || shared.handed.load(Ordering::Relaxed) != 0 {
+        if n < threshold || n == passed_at || shared.handed.load(Ordering::Relaxed) != 0 {
             continue;
         }
         match checkpoint(conn) {
             Ok((log, done)) => {
                 tracing::debug!(db, log, done, "checkpoint");
-                let outcomes = &shared.outcomes;
                 let caught_up = catch_up(conn, log, threshold / CATCH_UP_SHARE);
                 let handed = match caught_up {
-                    CatchUp::StartedOver => {
-                        outcomes.started_over.fetch_add(1, Ordering::Relaxed);
-                        0
-                    }
+                    CatchUp::StartedOver => 0,
                     CatchUp::Copied { log } | CatchUp::Behind { log } => log,
                 };
-                // Until the writer's next commit says otherwise.
-                shared.pages.store(0, Ordering::Relaxed);
+                passed_at = shared.frames.load(Ordering::Relaxed);
                 if handed > 0 {
                     tracing::debug!(
                         db,
@@ -219,7 +211,7 @@ fn run(conn: &Connection, shared: &Shared, threshold: i64, db: &str) {
                         ?caught_up,
                         "checkpoint handed over to the writer"
                     );
-                    outcomes.handed_over.fetch_add(1, Ordering::Relaxed);
+                    shared.outcomes.handed_over.fetch_add(1, Ordering::Relaxed);
                     shared.handed.store(handed, Ordering::Relaxed);
                 }
                 if log > 16 * threshold && done < log && !warned {
