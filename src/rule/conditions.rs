@@ -301,26 +301,22 @@ impl Condition {
             }
             Condition::Not(sub) => Ok(!sub.eval(payload)?),
             Condition::Test { field, op, nocase } => {
+                // Without a `*` the path has one value at most: no list of
+                // them to gather (this runs per rule and event).
+                if !field.has_wildcard() {
+                    let value = field.lookup(payload);
+                    return match op {
+                        Op::Exists(want) => Ok(value.is_some() == *want),
+                        _ => value.map_or(Ok(false), |v| test_found(op, *nocase, v)),
+                    };
+                }
                 let mut values = Vec::new();
                 field.lookup_all(payload, &mut values);
                 if let Op::Exists(want) = op {
                     return Ok(values.is_empty() != *want);
                 }
                 for value in values {
-                    let hit = match value {
-                        Json::Array(items) => {
-                            let mut hit = false;
-                            for item in items {
-                                if test_value(op, *nocase, item)? {
-                                    hit = true;
-                                    break;
-                                }
-                            }
-                            hit
-                        }
-                        v => test_value(op, *nocase, v)?,
-                    };
-                    if hit {
+                    if test_found(op, *nocase, value)? {
                         return Ok(true);
                     }
                 }
@@ -403,6 +399,22 @@ fn json_eq(a: &Json, b: &Json) -> bool {
         (Json::String(x), Json::String(y)) => x == y,
         (Json::Number(x), Json::Number(y)) => number_eq(x, y),
         _ => a == b,
+    }
+}
+
+/// Whether a value found at a test's path passes it: the value itself or,
+/// for a list, any of its items.
+fn test_found(op: &Op, nocase: bool, value: &Json) -> Result<bool, SearchAbandoned> {
+    match value {
+        Json::Array(items) => {
+            for item in items {
+                if test_value(op, nocase, item)? {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        }
+        v => test_value(op, nocase, v),
     }
 }
 
@@ -608,6 +620,7 @@ fn parse_op(op: &str, value: &Node, nocase: bool, ctx: &mut Ctx) -> Option<Op> {
 mod tests {
     use super::*;
     use crate::rule::parse::{Ctx, LoadOptions};
+    use proptest::prelude::*;
     use serde_json::json;
     use std::path::Path;
 
@@ -678,5 +691,67 @@ mod tests {
         let ex = cond("{not: {field: x, exists: true}}");
         assert!(eval(&ex, json!({})));
         assert!(!eval(&ex, json!({"x": null})));
+    }
+
+    /// A test's result the way it was computed before paths without a `*`
+    /// took their one value directly: every value gathered, then tested.
+    fn gathered(c: &Condition, payload: &Payload) -> bool {
+        let Condition::Test { field, op, nocase } = c else {
+            unreachable!("the property below makes tests only");
+        };
+        let mut values = Vec::new();
+        field.lookup_all(payload, &mut values);
+        if let Op::Exists(want) = op {
+            return values.is_empty() != *want;
+        }
+        values
+            .into_iter()
+            .any(|v| test_found(op, *nocase, v).unwrap())
+    }
+
+    fn value() -> impl Strategy<Value = Json> {
+        let leaf = prop_oneof![
+            Just(Json::Null),
+            any::<bool>().prop_map(Json::from),
+            (-3i64..20).prop_map(Json::from),
+            prop::sample::select(vec!["a", "A", "ab", "7", "x.y"]).prop_map(Json::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Json::Array),
+                prop::collection::btree_map(
+                    prop::sample::select(vec!["a", "b", "n"]).prop_map(String::from),
+                    inner,
+                    0..4
+                )
+                .prop_map(|m| Json::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        // Cheap cases; enough of them that a list at the path is met.
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        /// A path without a `*` tests its one value exactly as the
+        /// gathering of every value did.
+        #[test]
+        fn one_value_paths_test_as_gathered(
+            payload in prop::collection::btree_map(
+                prop::sample::select(vec!["a", "b", "n"]).prop_map(String::from),
+                value(),
+                0..4,
+            ),
+            path in prop::sample::select(vec!["a", "n", "a.b", "b.n", "a.a.n", "x"]),
+            test in prop::sample::select(vec![
+                "equals: 7", "equals: a", "equals: [a, 3]", "contains: a",
+                "gte: 5", "exists: true", "exists: false", "startswith: A",
+            ]),
+            nocase in any::<bool>(),
+        ) {
+            let c = cond(&format!("{{field: '{path}', {test}, nocase: {nocase}}}"));
+            let payload = crate::event::payload(Json::Object(payload.into_iter().collect())).unwrap();
+            prop_assert_eq!(c.eval(&payload).unwrap(), gathered(&c, &payload));
+        }
     }
 }
