@@ -93,6 +93,14 @@ impl Keys {
         }
     }
 
+    /// The cell of `id` in rule `column` (the group's slot + 1; 0: none).
+    pub fn cell(&self, id: KeyId, column: usize) -> u32 {
+        self.cells
+            .get(id as usize * self.width + column)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Rule `column` no longer holds a group of `id` (evicted); the key
     /// goes when no rule does.
     pub fn released(&mut self, id: KeyId, column: usize) {

@@ -102,7 +102,21 @@ pub struct Correlator {
     /// Per event and rule: the steps the event counts as (kept to reuse
     /// its allocation).
     steps: Vec<usize>,
+    /// Per event: what each rule counts (kept to reuse its allocation).
+    pending: Vec<Pending>,
     restored: u64,
+}
+
+/// What one rule counts of the event being observed.
+struct Pending {
+    /// The rule's index in `active`.
+    rule: usize,
+    gate: Gate,
+    key: KeyId,
+    /// The steps it counts as, in the stage's `steps`.
+    steps: std::ops::Range<usize>,
+    value: Option<String>,
+    amount: f64,
 }
 
 impl Correlator {
@@ -371,12 +385,15 @@ impl Correlator {
         };
         // Per event, made once whatever the number of rules: the shared
         // source id, and each distinct `group_by`'s key.
-        let mut source: Option<Arc<str>> = None;
         self.event_keys.clear();
         self.event_keys.resize(self.keys.len(), None);
-        let steps = &mut self.steps;
+        self.steps.clear();
+        self.pending.clear();
+        // First what each rule counts, asking the CPU for each group as it
+        // is found: the groups are spread over memory, and their loads
+        // then overlap instead of stalling one rule after the other.
         for &i in rules {
-            let a = &mut self.active[i];
+            let a = &self.active[i];
             let rule = &a.rule;
             let gate = cx.states.gate(&rule.rule_id, now);
             if gate == Gate::Off {
@@ -385,58 +402,101 @@ impl Correlator {
             let Some(spec) = rule.correlation() else {
                 continue;
             };
-            steps.clear();
+            let first = self.steps.len();
             match &spec.select {
-                Select::All => steps.push(0),
+                Select::All => self.steps.push(0),
                 Select::Match(c) => match c.eval(&event.payload) {
-                    Ok(true) => steps.push(0),
+                    Ok(true) => self.steps.push(0),
                     _ => continue,
                 },
-                Select::Rules(ids) => steps.extend(
+                Select::Rules(ids) => self.steps.extend(
                     ids.iter()
                         .enumerate()
                         .filter(|(_, id)| fired.iter().any(|t| &t.rule_id == *id))
                         .map(|(i, _)| i),
                 ),
             }
-            if steps.is_empty() {
+            if self.steps.len() == first {
                 continue;
             }
             let keys = &mut self.keys[a.key_class];
             let id = *self.event_keys[a.key_class]
                 .get_or_insert_with(|| spec.group_key(event).map(|k| keys.id(&k)));
-            let Some(id) = id else {
+            let counted = match id {
+                None => None,
+                Some(id) => match (spec.settings.kind, spec.fields.as_slice()) {
+                    (Kind::ValueCount, fields @ [_, ..]) => {
+                        super::value_text(fields, event).map(|v| (id, Some(v), 0.0))
+                    }
+                    (Kind::ValueSum, [f]) => f
+                        .lookup(&event.payload)
+                        .and_then(number)
+                        .map(|n| (id, None, n)),
+                    _ => Some((id, None, 0.0)),
+                },
+            };
+            let Some((id, value, amount)) = counted else {
+                self.steps.truncate(first);
                 continue;
             };
-            let (value, amount) = match (spec.settings.kind, spec.fields.as_slice()) {
-                (Kind::ValueCount, fields @ [_, ..]) => match super::value_text(fields, event) {
-                    Some(v) => (Some(v), 0.0),
-                    None => continue,
-                },
-                (Kind::ValueSum, [f]) => match f.lookup(&event.payload).and_then(number) {
-                    Some(n) => (None, n),
-                    None => continue,
-                },
-                _ => (None, 0.0),
-            };
-            let source = source.get_or_insert_with(|| Arc::from(event.source_id.as_str()));
-            for &step in steps.iter() {
-                let obs = Observation {
-                    time_ms,
-                    value: value.as_deref(),
-                    amount,
-                    step,
-                    source_id: source,
-                };
-                if let Some(firing) = a.windows.observe(&obs, keys, id, a.column) {
-                    emit(rule, &firing, event, gate, cx, out);
-                }
-            }
+            a.windows.prefetch(keys, id, a.column);
+            self.pending.push(Pending {
+                rule: i,
+                gate,
+                key: id,
+                steps: first..self.steps.len(),
+                value,
+                amount,
+            });
+        }
+        if !self.pending.is_empty() {
+            self.count_pending(event, time_ms, cx, out);
         }
         // A key no rule counted the event under is not kept.
         for (class, id) in self.event_keys.iter().enumerate() {
             if let Some(Some(id)) = *id {
                 self.keys[class].forget_unheld(id);
+            }
+        }
+    }
+
+    /// Counts the event in the groups [`Correlator::observe`] found for
+    /// it: their entries are asked for first (newest and oldest, then the
+    /// source id the oldest drops if it leaves the window), while the
+    /// groups themselves arrive.
+    fn count_pending(
+        &mut self,
+        event: &TaggerEvent,
+        time_ms: i64,
+        cx: &Context,
+        out: &mut Vec<Tag>,
+    ) {
+        for p in &self.pending {
+            let a = &self.active[p.rule];
+            a.windows
+                .prefetch_entries(&self.keys[a.key_class], p.key, a.column);
+        }
+        for p in &self.pending {
+            let a = &self.active[p.rule];
+            a.windows
+                .prefetch_expiring(&self.keys[a.key_class], p.key, a.column, time_ms);
+        }
+        // One source id for every entry the event makes.
+        let source: Arc<str> = Arc::from(event.source_id.as_str());
+        for p in self.pending.drain(..) {
+            let a = &mut self.active[p.rule];
+            let keys = &mut self.keys[a.key_class];
+            for &step in &self.steps[p.steps] {
+                let obs = Observation {
+                    time_ms,
+                    value: p.value.as_deref(),
+                    amount: p.amount,
+                    step,
+                    source_id: &source,
+                };
+                if let Some(firing) = a.windows.observe(&obs, keys, p.key, a.column) {
+                    emit(&a.rule, &firing, event, p.gate, cx, out);
+                }
             }
         }
     }

@@ -318,6 +318,50 @@ impl Windows {
         slot
     }
 
+    /// The group of key `id` (this rule being `column` of `keys`), if it
+    /// has one.
+    fn held(&self, keys: &Keys, id: KeyId, column: usize) -> Option<&Group> {
+        let slot = (keys.cell(id, column) as usize).checked_sub(1)?;
+        self.slots.get(slot)
+    }
+
+    /// Starts loading the group of key `id` (this rule being `column` of
+    /// `keys`) into the CPU's cache, if it has one: the stage asks for
+    /// every group an event is counted in before counting it in any, so
+    /// that their loads overlap.
+    pub fn prefetch(&self, keys: &Keys, id: KeyId, column: usize) {
+        if let Some(group) = self.held(keys, id, column) {
+            prefetch(group);
+        }
+    }
+
+    /// Then (once [`Windows::prefetch`] has had time to bring the group
+    /// in) the newest and oldest of its counted entries, which an
+    /// observation reads next.
+    pub fn prefetch_entries(&self, keys: &Keys, id: KeyId, column: usize) {
+        if let Some(group) = self.held(keys, id, column) {
+            if let Some(entry) = group.entries.back() {
+                prefetch(entry);
+            }
+            if let Some(entry) = group.entries.front() {
+                prefetch(entry);
+            }
+        }
+    }
+
+    /// Last, the source id of the group's oldest entry if an observation
+    /// at `time_ms` moves it out of the window: dropping it writes its
+    /// count.
+    pub fn prefetch_expiring(&self, keys: &Keys, id: KeyId, column: usize, time_ms: i64) {
+        let oldest = self.held(keys, id, column).and_then(|g| g.entries.front());
+        if let Some(e) = oldest {
+            if e.time_ms <= time_ms.saturating_sub(self.settings.window_ms) {
+                // Its counts sit just before its text.
+                prefetch_at(Arc::as_ptr(&e.source_id).cast::<u8>().wrapping_sub(16), 16);
+            }
+        }
+    }
+
     /// Counts one observation of the group of key `id`, this rule being
     /// `column` of the key table `keys`; returns the firing it completes,
     /// if any. The groups it evicts are released in `keys` (the caller
@@ -419,6 +463,34 @@ impl Windows {
         self.stats.fired += 1;
         Some(firing)
     }
+}
+
+/// Asks the CPU to load the cache lines of `*value` (a hint: it neither
+/// reads nor faults).
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    prefetch_at((value as *const T).cast(), std::mem::size_of::<T>());
+}
+
+/// Asks the CPU to load the cache lines of the `size` bytes at `start`.
+#[inline(always)]
+fn prefetch_at(start: *const u8, size: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = start.cast::<i8>();
+        // SAFETY: a prefetch is only a hint: it does not read the memory
+        // into any value, and never faults, whatever the address. The
+        // `sse` feature it needs is part of every x86_64 target.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(start);
+            if size > 1 {
+                _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(size - 1));
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (start, size);
 }
 
 /// Whether the counted entries (and, for a large window, their kept
