@@ -90,7 +90,7 @@ impl Windows {
         let mut held: Vec<usize> = (0..self.slots.len())
             .filter(|&slot| self.slots[slot].live)
             .collect();
-        held.sort_unstable_by_key(|&slot| self.slots[slot].touched);
+        held.sort_unstable_by_key(|&slot| self.touched[slot]);
         held.into_iter()
             .map(|slot| {
                 let g = &mut self.slots[slot];
@@ -119,8 +119,8 @@ impl Windows {
             })
             .collect();
         entries.sort_by_key(|e| e.time_ms);
+        self.touched[slot] = self.clock;
         let group = &mut self.slots[slot];
-        group.touched = self.clock;
         group.newest_ms = state.newest;
         group.fired_at = state.fired;
         group.entries = entries.into();
