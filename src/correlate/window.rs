@@ -322,11 +322,12 @@ impl Windows {
         slot
     }
 
-    /// The group of key `id` (this rule being `column` of `keys`), if it
-    /// has one.
-    fn held(&self, keys: &Keys, id: KeyId, column: usize) -> Option<&Group> {
-        let slot = (keys.cell(id, column) as usize).checked_sub(1)?;
-        self.slots.get(slot)
+    /// The slot of key `id`'s group (this rule being `column` of `keys`),
+    /// if it has one.
+    fn slot_of(&self, keys: &Keys, id: KeyId, column: usize) -> Option<usize> {
+        (keys.cell(id, column) as usize)
+            .checked_sub(1)
+            .filter(|&slot| slot < self.slots.len())
     }
 
     /// Starts loading the group of key `id` (this rule being `column` of
@@ -334,12 +335,9 @@ impl Windows {
     /// every group an event is counted in before counting it in any, so
     /// that their loads overlap.
     pub fn prefetch(&self, keys: &Keys, id: KeyId, column: usize) {
-        let Some(slot) = (keys.cell(id, column) as usize).checked_sub(1) else {
-            return;
-        };
-        if let (Some(group), Some(touched)) = (self.slots.get(slot), self.touched.get(slot)) {
-            prefetch(group);
-            prefetch(touched);
+        if let Some(slot) = self.slot_of(keys, id, column) {
+            prefetch(&self.slots[slot]);
+            prefetch(&self.touched[slot]);
         }
     }
 
@@ -347,7 +345,8 @@ impl Windows {
     /// in) the newest and oldest of its counted entries, which an
     /// observation reads next.
     pub fn prefetch_entries(&self, keys: &Keys, id: KeyId, column: usize) {
-        if let Some(group) = self.held(keys, id, column) {
+        if let Some(slot) = self.slot_of(keys, id, column) {
+            let group = &self.slots[slot];
             if let Some(entry) = group.entries.back() {
                 prefetch(entry);
             }
@@ -361,7 +360,9 @@ impl Windows {
     /// at `time_ms` moves it out of the window: dropping it writes its
     /// count.
     pub fn prefetch_expiring(&self, keys: &Keys, id: KeyId, column: usize, time_ms: i64) {
-        let oldest = self.held(keys, id, column).and_then(|g| g.entries.front());
+        let oldest = self
+            .slot_of(keys, id, column)
+            .and_then(|slot| self.slots[slot].entries.front());
         if let Some(e) = oldest {
             if e.time_ms <= time_ms.saturating_sub(self.settings.window_ms) {
                 // Its counts sit just before its text.
