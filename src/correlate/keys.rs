@@ -101,6 +101,15 @@ impl Keys {
             .unwrap_or(0)
     }
 
+    /// Starts loading the row of `id`'s group slots into the CPU's cache
+    /// (see [`crate::correlate::window::Windows::prefetch`]).
+    pub fn prefetch_row(&self, id: KeyId) {
+        let start = id as usize * self.width;
+        if let Some(row) = self.cells.get(start..start + self.width) {
+            super::window::prefetch_slice(row);
+        }
+    }
+
     /// Rule `column` no longer holds a group of `id` (evicted); the key
     /// goes when no rule does.
     pub fn released(&mut self, id: KeyId, column: usize) {

@@ -420,8 +420,14 @@ impl Correlator {
                 continue;
             }
             let keys = &mut self.keys[a.key_class];
-            let id = *self.event_keys[a.key_class]
-                .get_or_insert_with(|| spec.group_key(event).map(|k| keys.id(&k)));
+            let id = *self.event_keys[a.key_class].get_or_insert_with(|| {
+                let id = spec.group_key(event).map(|k| keys.id(&k));
+                // Its row of group slots is read for every rule below.
+                if let Some(id) = id {
+                    keys.prefetch_row(id);
+                }
+                id
+            });
             let counted = match id {
                 None => None,
                 Some(id) => match (spec.settings.kind, spec.fields.as_slice()) {
@@ -439,7 +445,6 @@ impl Correlator {
                 self.steps.truncate(first);
                 continue;
             };
-            a.windows.prefetch(keys, id, a.column);
             self.pending.push(Pending {
                 rule: i,
                 gate,
@@ -471,6 +476,10 @@ impl Correlator {
         cx: &Context,
         out: &mut Vec<Tag>,
     ) {
+        for p in &self.pending {
+            let a = &self.active[p.rule];
+            a.windows.prefetch(&self.keys[a.key_class], p.key, a.column);
+        }
         for p in &self.pending {
             let a = &self.active[p.rule];
             a.windows

@@ -480,21 +480,31 @@ fn prefetch<T>(value: &T) {
     prefetch_at((value as *const T).cast(), std::mem::size_of::<T>());
 }
 
-/// Asks the CPU to load the cache lines of the `size` bytes at `start`.
+/// Asks the CPU to load the cache lines of `values`.
+pub fn prefetch_slice<T>(values: &[T]) {
+    prefetch_at(values.as_ptr().cast(), std::mem::size_of_val(values));
+}
+
+/// Asks the CPU to load the cache lines of the `size` bytes at `start`
+/// (at most eight).
 #[inline(always)]
 fn prefetch_at(start: *const u8, size: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = start.cast::<i8>();
-        // SAFETY: a prefetch is only a hint: it does not read the memory
-        // into any value, and never faults, whatever the address. The
-        // `sse` feature it needs is part of every x86_64 target.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(start);
-            if size > 1 {
-                _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(size - 1));
-            }
+        const LINE: usize = 64;
+        // One address in each line the bytes touch (the first eight: a
+        // hint for more would cost more than the misses it saves).
+        let lines = (start as usize % LINE)
+            .saturating_add(size.max(1))
+            .div_ceil(LINE)
+            .min(8);
+        for k in 0..lines {
+            // SAFETY: a prefetch is only a hint: it does not read the
+            // memory into any value, and never faults, whatever the
+            // address. The `sse` feature it needs is part of every x86_64
+            // target.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(k * LINE).cast()) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -696,6 +706,18 @@ mod tests {
                 source_id: Box::leak(Box::new(Arc::from(format!("s{time_s}")))),
             },
         }
+    }
+
+    #[test]
+    fn prefetches_are_hints_at_any_address() {
+        // No address or size panics (the arithmetic wraps) or faults.
+        for start in [0usize, 1, 63, 64, 4095, usize::MAX - 3, usize::MAX] {
+            for size in [0, 1, 64, 65, 1 << 20, usize::MAX] {
+                prefetch_at(start as *const u8, size);
+            }
+        }
+        prefetch_slice::<u32>(&[]);
+        prefetch_slice(&[0u32; 100]);
     }
 
     #[test]
