@@ -389,9 +389,11 @@ impl Correlator {
         self.event_keys.resize(self.keys.len(), None);
         self.steps.clear();
         self.pending.clear();
-        // First what each rule counts, asking the CPU for each group as it
-        // is found: the groups are spread over memory, and their loads
-        // then overlap instead of stalling one rule after the other.
+        // First what each rule counts and in which group (the key's row of
+        // group slots is asked for as soon as the key is found); the
+        // counting comes after, once every group has been asked for: the
+        // groups are spread over memory, and their loads then overlap
+        // instead of stalling one rule after the other.
         for &i in rules {
             let a = &self.active[i];
             let rule = &a.rule;
@@ -466,9 +468,9 @@ impl Correlator {
     }
 
     /// Counts the event in the groups [`Correlator::observe`] found for
-    /// it: their entries are asked for first (newest and oldest, then the
-    /// source id the oldest drops if it leaves the window), while the
-    /// groups themselves arrive.
+    /// it. The CPU is asked for every group first, then for their newest
+    /// and oldest entries, then for the source id the oldest drops if it
+    /// leaves the window; the counting reads them after.
     fn count_pending(
         &mut self,
         event: &TaggerEvent,
