@@ -102,11 +102,11 @@ impl Keys {
     }
 
     /// Starts loading the row of `id`'s group slots into the CPU's cache
-    /// (see [`crate::correlate::window::Windows::prefetch`]).
+    /// (see [`super::prefetch`]).
     pub fn prefetch_row(&self, id: KeyId) {
         let start = id as usize * self.width;
         if let Some(row) = self.cells.get(start..start + self.width) {
-            super::window::prefetch_slice(row);
+            super::prefetch::slice(row);
         }
     }
 

@@ -99,8 +99,8 @@ pub struct Correlator {
     /// Per event: each class's key id, once made (`Some(None)`: the event
     /// has no key for that class).
     event_keys: Vec<Option<Option<KeyId>>>,
-    /// Per event and rule: the steps the event counts as (kept to reuse
-    /// its allocation).
+    /// Per event: the steps the event counts as, each rule's a range of
+    /// it (kept to reuse its allocation).
     steps: Vec<usize>,
     /// Per event: what each rule counts (kept to reuse its allocation).
     pending: Vec<Pending>,

@@ -29,6 +29,7 @@ mod saved;
 pub use saved::{Changes, GroupState, SavedEntry};
 
 use super::keys::{GroupAt, KeyId, Keys};
+use super::prefetch;
 use kept::Kept;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -336,8 +337,8 @@ impl Windows {
     /// that their loads overlap.
     pub fn prefetch(&self, keys: &Keys, id: KeyId, column: usize) {
         if let Some(slot) = self.slot_of(keys, id, column) {
-            prefetch(&self.slots[slot]);
-            prefetch(&self.touched[slot]);
+            prefetch::value(&self.slots[slot]);
+            prefetch::value(&self.touched[slot]);
         }
     }
 
@@ -348,10 +349,10 @@ impl Windows {
         if let Some(slot) = self.slot_of(keys, id, column) {
             let group = &self.slots[slot];
             if let Some(entry) = group.entries.back() {
-                prefetch(entry);
+                prefetch::value(entry);
             }
             if let Some(entry) = group.entries.front() {
-                prefetch(entry);
+                prefetch::value(entry);
             }
         }
     }
@@ -366,7 +367,7 @@ impl Windows {
         if let Some(e) = oldest {
             if e.time_ms <= time_ms.saturating_sub(self.settings.window_ms) {
                 // Its counts sit just before its text.
-                prefetch_at(Arc::as_ptr(&e.source_id).cast::<u8>().wrapping_sub(16), 16);
+                prefetch::bytes(Arc::as_ptr(&e.source_id).cast::<u8>().wrapping_sub(16), 16);
             }
         }
     }
@@ -471,44 +472,6 @@ impl Windows {
         self.stats.fired += 1;
         Some(firing)
     }
-}
-
-/// Asks the CPU to load the cache lines of `*value` (a hint: it neither
-/// reads nor faults).
-#[inline(always)]
-fn prefetch<T>(value: &T) {
-    prefetch_at((value as *const T).cast(), std::mem::size_of::<T>());
-}
-
-/// Asks the CPU to load the cache lines of `values`.
-pub fn prefetch_slice<T>(values: &[T]) {
-    prefetch_at(values.as_ptr().cast(), std::mem::size_of_val(values));
-}
-
-/// Asks the CPU to load the cache lines of the `size` bytes at `start`
-/// (at most eight).
-#[inline(always)]
-fn prefetch_at(start: *const u8, size: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        const LINE: usize = 64;
-        // One address in each line the bytes touch (the first eight: a
-        // hint for more would cost more than the misses it saves).
-        let lines = (start as usize % LINE)
-            .saturating_add(size.max(1))
-            .div_ceil(LINE)
-            .min(8);
-        for k in 0..lines {
-            // SAFETY: a prefetch is only a hint: it does not read the
-            // memory into any value, and never faults, whatever the
-            // address. The `sse` feature it needs is part of every x86_64
-            // target.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(k * LINE).cast()) };
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = (start, size);
 }
 
 /// Whether the counted entries (and, for a large window, their kept
@@ -706,18 +669,6 @@ mod tests {
                 source_id: Box::leak(Box::new(Arc::from(format!("s{time_s}")))),
             },
         }
-    }
-
-    #[test]
-    fn prefetches_are_hints_at_any_address() {
-        // No address or size panics (the arithmetic wraps) or faults.
-        for start in [0usize, 1, 63, 64, 4095, usize::MAX - 3, usize::MAX] {
-            for size in [0, 1, 64, 65, 1 << 20, usize::MAX] {
-                prefetch_at(start as *const u8, size);
-            }
-        }
-        prefetch_slice::<u32>(&[]);
-        prefetch_slice(&[0u32; 100]);
     }
 
     #[test]

@@ -81,7 +81,8 @@ struct Outcomes {
     by_writer: AtomicI64,
 }
 
-/// The checkpoint thread; stopped (after a last checkpoint) when dropped.
+/// The checkpoint thread; stopped and joined when dropped (the last
+/// checkpoint is SQLite's own, when the writer's connection closes).
 pub(super) struct Checkpointer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
