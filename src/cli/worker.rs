@@ -43,8 +43,9 @@ pub(crate) struct WorkerArgs {
     /// while this many wait (bounded memory).
     #[arg(long, default_value_t = 4096)]
     queue: usize,
-    /// Most bus events tagged and stored in one transaction (a backlog is
-    /// taken in batches this large; a steady trickle in small ones).
+    /// Most bus events tagged as one batch (a backlog is taken in batches
+    /// this large; a steady trickle in small ones). Batches waiting for the
+    /// writer are stored in one transaction.
     #[arg(long, default_value_t = 4096)]
     batch: usize,
     /// Seconds between `system.ttp.health` heartbeats (DECNET: 30).

@@ -7,6 +7,7 @@
 //! writes go through one [`TagWriter`] thread fed by a channel, in batched
 //! transactions; inserts are idempotent on `uuid`.
 
+mod batch;
 mod checkpoint;
 mod partition;
 mod schema;
@@ -15,6 +16,7 @@ mod totals;
 mod views;
 mod writer;
 
+pub use batch::Batch;
 pub use partition::{PARTITION_ROWS, VIEW_ARMS};
 pub use schema::{open, Flavor, SCHEMA_VERSION};
 pub use totals::{minute_of, MINUTE_LEN};

@@ -2,6 +2,7 @@
 //! channel; tags (with the read position and the correlation windows) in
 //! batched transactions.
 
+use super::batch::Batch;
 use super::partition::{Maintenance, Partitions};
 use super::schema::{open, Flavor};
 use super::{file_identity, write_with_retry, StoreError, StoreOptions};
@@ -264,10 +265,12 @@ enum Msg {
     ),
     ExpireStates(i64),
     Flush(SyncSender<()>),
-    /// Work of the caller's on the writer's connection (one transaction).
-    /// With a reply channel the caller waits for the result; without one
-    /// the job runs detached and a failure is logged.
-    Run(Job, Option<SyncSender<Result<(), StoreError>>>),
+    /// Work of the caller's on the writer's connection (one transaction);
+    /// the caller waits for the result.
+    Run(Job, SyncSender<Result<(), StoreError>>),
+    /// Rows of the caller's, stored without waiting: the batches queued
+    /// one after another share a transaction ([`super::batch`]).
+    Store(Box<dyn Batch>),
 }
 
 /// A piece of work run on the writer's connection; retried as a whole when
@@ -421,21 +424,18 @@ impl WriterHandle {
             let _ = value_tx.try_send(v);
             Ok(())
         });
-        self.send_msg(Msg::Run(job, Some(done_tx)))?;
+        self.send_msg(Msg::Run(job, done_tx))?;
         done_rx.recv().map_err(|_| StoreError::WriterGone)??;
         value_rx.recv().map_err(|_| StoreError::WriterGone)
     }
 
-    /// Queues `f` to run on the writer's connection after everything queued
-    /// before it, without waiting for it (the bounded channel holds the
-    /// caller back when the writer is behind). Like [`WriterHandle::run`],
-    /// `f` is its own transaction and is run again when the database is
-    /// locked or full; a failure is logged.
-    pub fn spawn(
-        &self,
-        f: impl FnMut(&Connection, &TagTable) -> rusqlite::Result<()> + Send + 'static,
-    ) -> Result<(), StoreError> {
-        self.send_msg(Msg::Run(Box::new(f), None))
+    /// Queues a batch to be stored after everything queued before it,
+    /// without waiting for it (the bounded channel holds the caller back
+    /// when the writer is behind). Batches queued one after another share a
+    /// transaction; each is told once it is committed ([`Batch`]), and a
+    /// failure is logged.
+    pub fn store(&self, batch: Box<dyn Batch>) -> Result<(), StoreError> {
+        self.send_msg(Msg::Store(batch))
     }
 
     /// Waits until everything queued so far is committed.
@@ -467,7 +467,10 @@ fn writer_loop(
     }
     let mut planner = super::stats::PlannerStats::new(&conn, table.stats_table());
     let mut open = true;
-    while open {
+    // A message taken off the channel while gathering batches, handled
+    // next.
+    let mut carried: Option<Msg> = None;
+    while open || carried.is_some() {
         // Block for the first message, then drain what is queued; anything
         // other than tags (and checkpoints) first commits the tags before it
         // (order kept).
@@ -488,7 +491,7 @@ fn writer_loop(
             }
             m => Some(m),
         };
-        match rx.recv() {
+        match carried.take().map_or_else(|| rx.recv(), Ok) {
             Ok(m) => other = take(m, &mut pending),
             Err(_) => open = false,
         }
@@ -555,19 +558,32 @@ fn writer_loop(
                 let _ = reply.send(());
             }
             Some(Msg::Run(mut job, done)) => {
-                // A failure is the caller's to report (or logged for a
-                // detached job); the writer goes on.
-                let result = write_with_retry(path, opts, "a batch", || job(&conn, &table));
-                match done {
-                    Some(done) => {
-                        let _ = done.send(result);
-                    }
-                    None => {
-                        if let Err(e) = result {
-                            tracing::error!("{e}");
+                // A failure is the caller's to report; the writer goes on.
+                let result = write_with_retry(path, opts, "a job", || job(&conn, &table));
+                let _ = done.send(result);
+            }
+            Some(Msg::Store(first)) => {
+                // With the batches queued right behind it, up to a
+                // transaction's rows; the first other message is kept for
+                // the next turn. No wait for more: one that comes alone is
+                // committed alone.
+                let mut rows = first.rows();
+                let mut batches = vec![first];
+                while rows < BATCH_ROWS && open {
+                    match rx.try_recv() {
+                        Ok(Msg::Store(b)) => {
+                            rows += b.rows();
+                            batches.push(b);
                         }
+                        Ok(m) => {
+                            carried = Some(m);
+                            break;
+                        }
+                        Err(TryRecvError::Empty) => break,
+                        Err(TryRecvError::Disconnected) => open = false,
                     }
                 }
+                stats.transactions += super::batch::store(&conn, &table, path, opts, batches);
             }
         }
     }

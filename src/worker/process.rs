@@ -3,9 +3,9 @@
 //! Threads: tokio (current-thread) runs the bus client on the main thread;
 //! the tagging thread takes received events from a bounded queue in
 //! batches, builds and tags their TaggerEvents (hot-reloaded snapshot, rule
-//! state applied), has the writer store the batch in one transaction (one
-//! bad row never loses the others), and hands the announcements of newly
-//! stored tags back to the bus client; the reload and state threads are
+//! state applied), has the writer store the batch in one transaction with
+//! any batches queued behind it (one bad row never loses the others), and
+//! hands the announcements of newly stored tags back to the bus client; the reload and state threads are
 //! those of `ttp run`. SIGTERM or a `stop` on `system.ttp.control` stops
 //! reading; what was taken off the socket is tagged and committed first.
 
@@ -52,7 +52,7 @@ pub struct WorkerOptions {
     pub watch: WatchOptions,
     /// Received events waiting for the tagger; reading pauses when full.
     pub queue: usize,
-    /// Most bus events tagged and stored in one transaction.
+    /// Most bus events tagged as one batch.
     pub batch: usize,
     pub heartbeat: Duration,
     pub max_backoff: Duration,
@@ -382,7 +382,7 @@ fn tag_loop(
         // writer's time): sent as they are when every tag of the event is
         // newly stored, the usual case; built again from the new ones
         // otherwise.
-        let mut prebuilt: Vec<Vec<Frame>> = ranges
+        let prebuilt: Vec<Vec<Frame>> = ranges
             .iter()
             .map(|range| {
                 let tags: Vec<&Tag> = all[range.clone()].iter().collect();
@@ -392,42 +392,16 @@ fn tag_loop(
         // Stored, then announced, by the writer: the tagger goes on with the
         // next batch meanwhile (the writer's bounded channel holds it back
         // when SQLite is behind).
-        let (outgoing, counts) = (outgoing.clone(), counts.clone());
-        // Run again only when storing failed (a lock, a full disk): the
-        // announcements follow the one commit that succeeded.
-        let job = move |conn: &rusqlite::Connection, table: &TagTable| -> rusqlite::Result<()> {
-            let mut new = store_batch(conn, table, &all, &windows)?;
-            counts.new.fetch_add(new.len() as u64, Ordering::Relaxed);
-            if let Some(live) = &counts.live {
-                live.tags_new.fetch_add(new.len() as u64, Ordering::Relaxed);
-            }
-            for (range, built) in ranges.iter().zip(prebuilt.iter_mut()) {
-                // Announce each newly stored tag once, with its own bus event.
-                let fresh: Vec<&Tag> = all[range.clone()]
-                    .iter()
-                    .filter(|t| new.remove(&t.uuid))
-                    .collect();
-                if fresh.is_empty() {
-                    continue;
-                }
-                let frames = if fresh.len() == range.len() {
-                    std::mem::take(built)
-                } else {
-                    announcement_frames(&fresh)
-                };
-                for frame in frames {
-                    counts.messages.fetch_add(1, Ordering::Relaxed);
-                    if let Err(unsent) = outgoing.blocking_send(frame) {
-                        tracing::warn!(
-                            "bus client gone: announcement of {} dropped",
-                            crate::text::line(&unsent.0.arg)
-                        );
-                    }
-                }
-            }
-            Ok(())
+        let stored = Stored {
+            all,
+            ranges,
+            prebuilt,
+            windows,
+            new: HashSet::new(),
+            outgoing: outgoing.clone(),
+            counts: counts.clone(),
         };
-        if let Err(e) = writer.spawn(job) {
+        if let Err(e) = writer.store(Box::new(stored)) {
             tracing::error!("storing tags failed: {e}; this batch is not announced");
         }
     }
@@ -461,19 +435,85 @@ fn control(env: &Envelope, shutdown: &AtomicBool) {
     }
 }
 
-/// Stores a batch: the tags (bad rows skipped), the correlation windows as
-/// they stood after it, then DECNET's IPv6 columns
-/// for attackers whose IPv6-leak tag is itself new (README, Q18). Returns
-/// the UUIDs newly stored.
+/// A batch of bus events' tags on its way to the writer: stored in the
+/// writer's transaction (with the batches queued beside it), then announced
+/// once committed.
+struct Stored {
+    all: Vec<Tag>,
+    /// Each bus event's tags in `all`.
+    ranges: Vec<std::ops::Range<usize>>,
+    /// Each bus event's announcements, built by the tagging thread.
+    prebuilt: Vec<Vec<Frame>>,
+    windows: Vec<crate::correlate::durable::WindowDelta>,
+    /// The UUIDs the last write stored anew.
+    new: HashSet<uuid::Uuid>,
+    outgoing: mpsc::Sender<Frame>,
+    counts: Arc<Counts>,
+}
+
+impl store::Batch for Stored {
+    fn write(&mut self, conn: &rusqlite::Connection, table: &TagTable) -> rusqlite::Result<()> {
+        self.new = store_batch(conn, table, &self.all, &self.windows)?;
+        Ok(())
+    }
+
+    fn rows(&self) -> usize {
+        self.all.len()
+    }
+
+    fn committed(self: Box<Self>) {
+        let Stored {
+            all,
+            ranges,
+            mut prebuilt,
+            mut new,
+            outgoing,
+            counts,
+            ..
+        } = *self;
+        counts.new.fetch_add(new.len() as u64, Ordering::Relaxed);
+        if let Some(live) = &counts.live {
+            live.tags_new.fetch_add(new.len() as u64, Ordering::Relaxed);
+        }
+        for (range, built) in ranges.iter().zip(prebuilt.iter_mut()) {
+            // Announce each newly stored tag once, with its own bus event.
+            let fresh: Vec<&Tag> = all[range.clone()]
+                .iter()
+                .filter(|t| new.remove(&t.uuid))
+                .collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            let frames = if fresh.len() == range.len() {
+                std::mem::take(built)
+            } else {
+                announcement_frames(&fresh)
+            };
+            for frame in frames {
+                counts.messages.fetch_add(1, Ordering::Relaxed);
+                if let Err(unsent) = outgoing.blocking_send(frame) {
+                    tracing::warn!(
+                        "bus client gone: announcement of {} dropped",
+                        crate::text::line(&unsent.0.arg)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Stores a batch inside the writer's transaction: the tags (bad rows
+/// skipped), the correlation windows as they stood after it, then DECNET's
+/// IPv6 columns for attackers whose IPv6-leak tag is itself new (README,
+/// Q18). Returns the UUIDs newly stored.
 fn store_batch(
     conn: &rusqlite::Connection,
     table: &TagTable,
     tags: &[Tag],
     windows: &[crate::correlate::durable::WindowDelta],
 ) -> rusqlite::Result<HashSet<uuid::Uuid>> {
-    let tx = store::write_transaction(conn)?;
-    let new: Vec<&Tag> = store::insert_rows(&tx, table, tags)?;
-    store::save_windows(&tx, windows)?;
+    let new: Vec<&Tag> = store::insert_rows(conn, table, tags)?;
+    store::save_windows(conn, windows)?;
     if table.flavor() == Flavor::Decnet {
         let mut seen = HashSet::new();
         for t in new.iter().filter(|t| t.source_kind == "ipv6_leak") {
@@ -481,7 +521,7 @@ fn store_batch(
                 continue;
             };
             if seen.insert(attacker.clone()) {
-                if let Err(e) = ipv6_denormalise(&tx, t) {
+                if let Err(e) = ipv6_denormalise(conn, t) {
                     tracing::warn!(
                         "IPv6 leak columns of attacker {}: {e}",
                         crate::text::line(attacker)
@@ -490,9 +530,7 @@ fn store_batch(
             }
         }
     }
-    let new: HashSet<uuid::Uuid> = new.iter().map(|t| t.uuid).collect();
-    tx.commit()?;
-    Ok(new)
+    Ok(new.iter().map(|t| t.uuid).collect())
 }
 
 /// §2.5 (i): the attacker's IPv6-leak columns, and the identity's list of
