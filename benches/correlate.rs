@@ -13,6 +13,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use ttp_engine::correlate::keys::Keys;
+use ttp_engine::correlate::sources::Sources;
 use ttp_engine::correlate::window::{Kind, Observation, Settings, Threshold, Windows};
 
 fn main() {
@@ -53,6 +54,7 @@ fn main() {
         rng ^= rng << 17;
         rng
     };
+    let mut sources = Sources::default();
     let started = Instant::now();
     let (mut observed, mut fired) = (0u64, 0u64);
     for n in 0..events {
@@ -60,8 +62,9 @@ fn main() {
         let attacker = &attackers[(r % 10_000) as usize];
         let kind = (r >> 20) as usize % 5;
         let time_ms = (n as i64) * 2 + ((r >> 40) % 3) as i64;
-        // One shared source id per event, as the stage makes it.
-        let source: std::sync::Arc<str> = std::sync::Arc::from(n.to_string());
+        // One source id per event, shared by its entries, as the stage
+        // makes it.
+        let source = sources.add(&n.to_string());
         // The key looked up once per event, as the stage does.
         let id = keys.id(attacker);
         for (i, w) in rules.iter_mut().enumerate().skip(kind * 10).take(10) {
@@ -75,13 +78,21 @@ fn main() {
                 value: Some(&users[(r >> 32) as usize % 64]),
                 amount: ((r >> 48) % 100) as f64,
                 step: (r >> 56) as usize % 3,
-                source_id: &source,
+                source,
             };
-            if w.observe(&obs, &mut keys, id, i).is_some() {
+            if w.observe(&obs, &mut keys, id, i, &sources).is_some() {
                 fired += 1;
             }
         }
         keys.forget_unheld(id);
+        // The stage's sweep of the ids no entry holds any more.
+        if sources.sweep_due() {
+            let mut marks = sources.marks();
+            for w in &rules {
+                w.mark_sources(&mut marks);
+            }
+            sources.sweep(marks);
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     let groups: usize = rules.iter().map(Windows::len).sum();

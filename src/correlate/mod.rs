@@ -23,6 +23,7 @@ pub mod durable;
 pub mod examples;
 pub mod keys;
 pub mod prefetch;
+pub mod sources;
 pub mod stage;
 pub mod time;
 pub mod window;

@@ -10,6 +10,7 @@
 
 use super::durable::{self, Reset, RuleDelta, Saved, SavedRule, WindowDelta};
 use super::keys::{KeyId, Keys};
+use super::sources::Sources;
 use super::time::{event_time_ms, rfc3339_ms, time_ms};
 use super::window::{Firing, Kind, Observation, WindowStats, Windows};
 use super::{Select, DEFAULT_MAX_GROUPS};
@@ -104,6 +105,8 @@ pub struct Correlator {
     steps: Vec<usize>,
     /// Per event: what each rule counts (kept to reuse its allocation).
     pending: Vec<Pending>,
+    /// The source ids the windows' entries hold.
+    sources: Sources,
     restored: u64,
 }
 
@@ -174,7 +177,7 @@ impl Correlator {
                             windows.set_max_groups(max_groups);
                             let n = back.groups.len();
                             for (group, state) in back.groups {
-                                windows.restore(&group, state);
+                                windows.restore(&group, state, &mut self.sources);
                             }
                             self.restored += n as u64;
                             tracing::info!(rule_id = %id, groups = n, "correlation windows restored");
@@ -252,8 +255,28 @@ impl Correlator {
             );
         }
         self.synced = Some(rules.clone());
+        self.sweep_sources();
     }
 
+    /// Keeps only the source ids the windows' entries hold.
+    fn sweep_sources(&mut self) {
+        let started = std::time::Instant::now();
+        let before = self.sources.len();
+        let mut marks = self.sources.marks();
+        for a in &self.active {
+            a.windows.mark_sources(&mut marks);
+        }
+        self.sources.sweep(marks);
+        tracing::debug!(
+            before,
+            kept = self.sources.len(),
+            ms = started.elapsed().as_secs_f64() * 1000.0,
+            "correlation source ids swept"
+        );
+    }
+
+    /// Keeps the totals of a rule's windows being dropped (the source ids
+    /// only they held go at the end of the sync).
     fn retire(&mut self, windows: &Windows) {
         let s = windows.stats;
         self.retired.observed += s.observed;
@@ -318,10 +341,10 @@ impl Correlator {
         let groups: u64 = self.active.iter().map(|a| a.windows.len() as u64).sum();
         delta.compact = self.log_rows > 2 * groups + COMPACT_SLACK;
         for a in &mut self.active {
-            let mut changes = a.windows.take_changes();
+            let mut changes = a.windows.take_changes(&self.sources);
             if delta.compact {
                 changes = super::window::Changes {
-                    upserts: a.windows.snapshot(),
+                    upserts: a.windows.snapshot(&self.sources),
                     deletes: Vec::new(),
                 };
             }
@@ -469,8 +492,7 @@ impl Correlator {
 
     /// Counts the event in the groups [`Correlator::observe`] found for
     /// it. The CPU is asked for every group first, then for their newest
-    /// and oldest entries, then for the source id the oldest drops if it
-    /// leaves the window; the counting reads them after.
+    /// and oldest entries; the counting reads them after.
     fn count_pending(
         &mut self,
         event: &TaggerEvent,
@@ -487,13 +509,8 @@ impl Correlator {
             a.windows
                 .prefetch_entries(&self.keys[a.key_class], p.key, a.column);
         }
-        for p in &self.pending {
-            let a = &self.active[p.rule];
-            a.windows
-                .prefetch_expiring(&self.keys[a.key_class], p.key, a.column, time_ms);
-        }
         // One source id for every entry the event makes.
-        let source: Arc<str> = Arc::from(event.source_id.as_str());
+        let source = self.sources.add(&event.source_id);
         for p in self.pending.drain(..) {
             let a = &mut self.active[p.rule];
             let keys = &mut self.keys[a.key_class];
@@ -503,12 +520,18 @@ impl Correlator {
                     value: p.value.as_deref(),
                     amount: p.amount,
                     step,
-                    source_id: &source,
+                    source,
                 };
-                if let Some(firing) = a.windows.observe(&obs, keys, p.key, a.column) {
+                let firing = a
+                    .windows
+                    .observe(&obs, keys, p.key, a.column, &self.sources);
+                if let Some(firing) = firing {
                     emit(&a.rule, &firing, event, p.gate, cx, out);
                 }
             }
+        }
+        if self.sources.sweep_due() {
+            self.sweep_sources();
         }
     }
 }
@@ -675,16 +698,23 @@ mod tests {
         let mut c = Correlator::default();
         c.sync(&Arc::new(vec![rule("guessing", "5m")]));
         assert_eq!(feed(&mut c, 0, 2), 0);
+        assert_eq!(c.sources.len(), 2, "a source id per counted event");
+        c.sweep_sources();
+        assert_eq!(c.sources.len(), 2, "both held");
         // A new name only: the two counted failures stay.
         c.sync(&Arc::new(vec![rule("password guessing", "5m")]));
         assert_eq!(feed(&mut c, 2, 3), 1);
-        // Another window: counting starts over.
+        // Another window: counting starts over, and the source ids of the
+        // entries dropped with the old windows go at the sync's sweep.
         c.sync(&Arc::new(vec![rule("password guessing", "10m")]));
+        assert!(c.sources.is_empty());
         assert_eq!(feed(&mut c, 400, 402), 0);
         assert_eq!(feed(&mut c, 402, 403), 1);
-        // Gone: nothing is counted.
+        // Gone: nothing is counted, nothing is held.
         c.sync(&Arc::new(Vec::new()));
+        assert!(c.sources.is_empty());
         assert_eq!(feed(&mut c, 1000, 1010), 0);
+        assert!(c.sources.is_empty(), "events no rule counts add nothing");
     }
 
     #[test]

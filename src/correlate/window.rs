@@ -30,6 +30,7 @@ pub use saved::{Changes, GroupState, SavedEntry};
 
 use super::keys::{GroupAt, KeyId, Keys};
 use super::prefetch;
+use super::sources::{Marks, SourceId, Sources};
 use kept::Kept;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -94,9 +95,9 @@ pub struct Observation<'a> {
     pub amount: f64,
     /// The temporal kinds: which listed rule fired.
     pub step: usize,
-    /// Shared by the observations of one event (one allocation per event,
-    /// not per rule).
-    pub source_id: &'a Arc<str>,
+    /// The event's source id, in the stage's [`Sources`] (entered once
+    /// per event, shared by the entries made of it).
+    pub source: SourceId,
 }
 
 /// A firing: the rule's condition held for a group.
@@ -150,7 +151,7 @@ struct Entry {
     value: Option<Box<str>>,
     amount: f64,
     step: usize,
-    source_id: Arc<str>,
+    source: SourceId,
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +239,16 @@ impl Windows {
     pub fn set_max_groups(&mut self, max_groups: usize) {
         self.settings.max_groups = max_groups;
         self.evict_to(max_groups.max(1));
+    }
+
+    /// Marks the source ids the entries hold (before a sweep of the
+    /// stage's [`Sources`]).
+    pub fn mark_sources(&self, marks: &mut Marks) {
+        for g in self.slots.iter().filter(|g| g.live) {
+            for e in &g.entries {
+                marks.mark(e.source);
+            }
+        }
     }
 
     /// Evicts the least recent groups until fewer than `room` are held.
@@ -357,21 +368,6 @@ impl Windows {
         }
     }
 
-    /// Last, the source id of the group's oldest entry if an observation
-    /// at `time_ms` moves it out of the window: dropping it writes its
-    /// count.
-    pub fn prefetch_expiring(&self, keys: &Keys, id: KeyId, column: usize, time_ms: i64) {
-        let oldest = self
-            .slot_of(keys, id, column)
-            .and_then(|slot| self.slots[slot].entries.front());
-        if let Some(e) = oldest {
-            if e.time_ms <= time_ms.saturating_sub(self.settings.window_ms) {
-                // Its counts sit just before its text.
-                prefetch::bytes(Arc::as_ptr(&e.source_id).cast::<u8>().wrapping_sub(16), 16);
-            }
-        }
-    }
-
     /// Counts one observation of the group of key `id`, this rule being
     /// `column` of the key table `keys`; returns the firing it completes,
     /// if any. The groups it evicts are released in `keys` (the caller
@@ -383,8 +379,9 @@ impl Windows {
         keys: &mut Keys,
         id: KeyId,
         column: usize,
+        sources: &Sources,
     ) -> Option<Firing> {
-        let firing = self.observe_at(obs, keys.at(id, column));
+        let firing = self.observe_at(obs, keys.at(id, column), sources);
         for gone in self.evicted.drain(..) {
             keys.released(gone, column);
         }
@@ -392,7 +389,12 @@ impl Windows {
     }
 
     /// [`Windows::observe`] at the group's cell in the key table.
-    fn observe_at(&mut self, obs: &Observation, mut at: GroupAt) -> Option<Firing> {
+    fn observe_at(
+        &mut self,
+        obs: &Observation,
+        mut at: GroupAt,
+        sources: &Sources,
+    ) -> Option<Firing> {
         self.stats.observed += 1;
         let slot = self.slot(&mut at);
         self.clock += 1;
@@ -432,7 +434,7 @@ impl Windows {
             value: obs.value.map(Into::into),
             amount: obs.amount,
             step: obs.step,
-            source_id: obs.source_id.clone(),
+            source: obs.source,
         };
         if let Some(k) = group.kept.as_mut() {
             k.add(&entry);
@@ -467,6 +469,7 @@ impl Windows {
             &group.name,
             &group.entries,
             group.kept.as_deref(),
+            sources,
         )?;
         group.fired_at = Some(firing.window_start_ms);
         self.stats.fired += 1;
@@ -482,6 +485,7 @@ fn evaluate(
     group: &str,
     entries: &VecDeque<Entry>,
     kept: Option<&Kept>,
+    sources: &Sources,
 ) -> Option<Firing> {
     let first = entries.front()?;
     let last = entries.back()?;
@@ -575,7 +579,7 @@ fn evaluate(
         source_ids: entries
             .iter()
             .take(EVIDENCE_CAP)
-            .map(|e| e.source_id.to_string())
+            .map(|e| sources.text(e.source).to_string())
             .collect(),
     })
 }
@@ -600,6 +604,9 @@ mod tests {
     /// An observation of a group.
     struct Obs<'a> {
         group: &'a str,
+        /// The source id's text (entered into the windows' [`Sources`] by
+        /// [`Lone::observe`], which sets `o.source`).
+        source: &'a str,
         o: Observation<'a>,
     }
 
@@ -621,6 +628,7 @@ mod tests {
     struct Lone {
         w: Windows,
         keys: Keys,
+        sources: Sources,
     }
 
     impl Lone {
@@ -628,21 +636,50 @@ mod tests {
             Lone {
                 w: Windows::new(settings),
                 keys: Keys::new(1),
+                sources: Sources::default(),
             }
         }
 
+        /// Counts `o` as the stage does (its source id entered first),
+        /// then sweeps the sources (far more often than the stage does, so
+        /// that a text lost or moved by a sweep shows in the firings).
         fn observe(&mut self, o: &Obs) -> Option<Firing> {
             let id = self.keys.id(o.group);
-            let firing = self.w.observe(&o.o, &mut self.keys, id, 0);
+            let source = self.sources.add(o.source);
+            let obs = Observation {
+                source,
+                ..o.o.clone()
+            };
+            let firing = self.w.observe(&obs, &mut self.keys, id, 0, &self.sources);
             self.keys.forget_unheld(id);
+            sweep(&[&self.w], &mut self.sources);
             firing
         }
 
         fn restore(&mut self, name: &str, state: GroupState) {
-            self.w.restore(name, state);
+            self.w.restore(name, state, &mut self.sources);
             self.keys = Keys::new(1);
             self.w.register(&mut self.keys, 0);
         }
+
+        fn take_changes(&mut self) -> Changes {
+            self.w.take_changes(&self.sources)
+        }
+    }
+
+    /// Sweeps `sources`, shared by `windows`: afterwards exactly the ids
+    /// their entries hold are kept.
+    fn sweep(windows: &[&Windows], sources: &mut Sources) {
+        let mut marks = sources.marks();
+        let mut held = std::collections::BTreeSet::<SourceId>::new();
+        for w in windows {
+            w.mark_sources(&mut marks);
+            for g in w.slots.iter().filter(|g| g.live) {
+                held.extend(g.entries.iter().map(|e| e.source));
+            }
+        }
+        sources.sweep(marks);
+        assert_eq!(sources.len(), held.len(), "kept ids no entry holds");
     }
 
     impl std::ops::Deref for Lone {
@@ -661,12 +698,13 @@ mod tests {
     fn obs(time_s: i64, group: &str, value: Option<&'static str>, step: usize) -> Obs<'static> {
         Obs {
             group: Box::leak(group.to_string().into_boxed_str()),
+            source: Box::leak(format!("s{time_s}").into_boxed_str()),
             o: Observation {
                 time_ms: time_s * 1000,
                 value,
                 amount: 1.0,
                 step,
-                source_id: Box::leak(Box::new(Arc::from(format!("s{time_s}")))),
+                source: 0,
             },
         }
     }
@@ -963,15 +1001,16 @@ mod tests {
                 max_groups: 10,
             };
             let observe = |w: &mut Lone, &(t, v, step): &(i64, u8, u8)| {
-                let (value, source, group) = (v.to_string(), Arc::from(format!("{t}")), format!("g{}", v % 3));
+                let (value, source, group) = (v.to_string(), format!("{t}"), format!("g{}", v % 3));
                 w.observe(&Obs {
                     group: &group,
+                    source: &source,
                     o: Observation {
                         time_ms: t,
                         value: Some(&value),
                         amount: f64::from(v),
                         step: step as usize,
-                        source_id: &source,
+                        source: 0,
                     },
                 })
                 .map(|f| (f.group, f.window_start_ms, f.window_end_ms, f.count, f.source_ids))
@@ -1021,14 +1060,17 @@ mod tests {
             let mut shared: Vec<Windows> = bounds.iter().map(|&m| Windows::new(settings(m))).collect();
             let mut keys = Keys::new(3);
             let mut apart: Vec<Lone> = bounds.iter().map(|&m| Lone::new(settings(m))).collect();
-            let source: Arc<str> = Arc::from("s");
+            let mut sources = Sources::default();
             for &(t, g, rule) in &seq {
                 let group = format!("g{g}");
-                let o = Observation { time_ms: t, value: None, amount: 0.0, step: 0, source_id: &source };
+                let text = format!("s{t}");
+                let source = sources.add(&text);
+                let o = Observation { time_ms: t, value: None, amount: 0.0, step: 0, source };
                 let id = keys.id(&group);
-                let got = shared[rule].observe(&o, &mut keys, id, rule);
+                let got = shared[rule].observe(&o, &mut keys, id, rule, &sources);
                 keys.forget_unheld(id);
-                let want = apart[rule].observe(&Obs { group: &group, o: o.clone() });
+                sweep(&shared.iter().collect::<Vec<_>>(), &mut sources);
+                let want = apart[rule].observe(&Obs { group: &group, source: &text, o: o.clone() });
                 prop_assert_eq!(got, want);
             }
             for (w, lone) in shared.iter().zip(&apart) {
@@ -1082,13 +1124,13 @@ mod tests {
                 format!("v{a}")
             };
             let mut w = Lone::new(s);
-            let source: Arc<str> = Arc::from("s");
             let mut got = Vec::new();
             for &(t, v) in &seq {
                 let value = text(v);
                 let o = Obs {
                     group: "g",
-                    o: Observation { time_ms: t, value: Some(&value), amount: 0.0, step: 0, source_id: &source },
+                    source: "s",
+                    o: Observation { time_ms: t, value: Some(&value), amount: 0.0, step: 0, source: 0 },
                 };
                 if let Some(f) = w.observe(&o) {
                     got.push((f.window_start_ms, f.window_end_ms, f.count, f.distinct, f.values));
@@ -1172,12 +1214,12 @@ mod tests {
                 })
                 .collect();
             let mut w = Lone::new(s);
-            let source: Arc<str> = Arc::from("s");
             let mut got = Vec::new();
             for &(t, _, step) in &seq {
                 let o = Obs {
                     group: "g",
-                    o: Observation { time_ms: t, value: None, amount: 0.0, step: usize::from(step), source_id: &source },
+                    source: "s",
+                    o: Observation { time_ms: t, value: None, amount: 0.0, step: usize::from(step), source: 0 },
                 };
                 if let Some(f) = w.observe(&o) {
                     got.push((f.window_start_ms, f.window_end_ms, f.count));
@@ -1206,15 +1248,16 @@ mod tests {
             let mut got = Vec::new();
             for &(t, v, step) in &seq {
                 let value = v.to_string();
-                let source: Arc<str> = Arc::from(format!("{t}"));
+                let source = format!("{t}");
                 let o = Obs {
                     group: "g",
+                    source: &source,
                     o: Observation {
                         time_ms: t,
                         value: Some(&value),
                         amount: f64::from(v),
                         step: step as usize,
-                        source_id: &source,
+                        source: 0,
                     },
                 };
                 if let Some(f) = w.observe(&o) {

@@ -3,6 +3,7 @@
 //! back (`super::super::durable` stores them).
 
 use super::{Entry, Group, Windows, NO_KEY};
+use crate::correlate::sources::Sources;
 use std::sync::Arc;
 
 /// One group's window as checkpointed: enough to go on counting exactly
@@ -61,7 +62,7 @@ impl Windows {
 
     /// The groups changed and evicted since the last call (evictions
     /// first: a group evicted and made again is written after its delete).
-    pub fn take_changes(&mut self) -> Changes {
+    pub fn take_changes(&mut self, sources: &Sources) -> Changes {
         let mut changes = Changes {
             deletes: self.gone.drain(..).map(|g| g.to_string()).collect(),
             upserts: Vec::with_capacity(self.dirty.len()),
@@ -77,14 +78,14 @@ impl Windows {
             group.dirty = false;
             changes
                 .upserts
-                .push((group.name.to_string(), group.state()));
+                .push((group.name.to_string(), group.state(sources)));
         }
         changes
     }
 
     /// Every group's window, least recently touched first (a full
     /// checkpoint); pending changes are included, so they are cleared.
-    pub fn snapshot(&mut self) -> Vec<(String, GroupState)> {
+    pub fn snapshot(&mut self, sources: &Sources) -> Vec<(String, GroupState)> {
         self.dirty.clear();
         self.gone.clear();
         let mut held: Vec<usize> = (0..self.slots.len())
@@ -95,7 +96,7 @@ impl Windows {
             .map(|slot| {
                 let g = &mut self.slots[slot];
                 g.dirty = false;
-                (g.name.to_string(), g.state())
+                (g.name.to_string(), g.state(sources))
             })
             .collect()
     }
@@ -103,19 +104,24 @@ impl Windows {
     /// Puts back a checkpointed group (as the most recent one; restore the
     /// least recent first). It is found by its key once entered into the
     /// key table ([`Windows::register`]).
-    pub fn restore(&mut self, name: &str, state: GroupState) {
+    pub fn restore(&mut self, name: &str, state: GroupState, sources: &mut Sources) {
         let slot = self.make(NO_KEY, &Arc::from(name));
         self.clock += 1;
         self.touches.push_back((slot, self.clock));
         let mut entries: Vec<Entry> = state
             .entries
             .into_iter()
-            .map(|e| Entry {
-                time_ms: e.t,
-                value: e.v.map(Into::into),
-                amount: e.n,
-                step: e.s,
-                source_id: e.id.into(),
+            .map(|e| {
+                // One source per entry restored: the sharing between rules
+                // is not saved.
+                let source = sources.add(&e.id);
+                Entry {
+                    time_ms: e.t,
+                    value: e.v.map(Into::into),
+                    amount: e.n,
+                    step: e.s,
+                    source,
+                }
             })
             .collect();
         entries.sort_by_key(|e| e.time_ms);
@@ -128,7 +134,7 @@ impl Windows {
 }
 
 impl Group {
-    fn state(&self) -> GroupState {
+    fn state(&self, sources: &Sources) -> GroupState {
         GroupState {
             newest: self.newest_ms,
             fired: self.fired_at,
@@ -140,7 +146,7 @@ impl Group {
                     v: e.value.as_deref().map(String::from),
                     n: e.amount,
                     s: e.step,
-                    id: e.source_id.to_string(),
+                    id: sources.text(e.source).to_string(),
                 })
                 .collect(),
         }
