@@ -160,12 +160,14 @@ mod tests {
         names.collect::<Result<_, _>>().unwrap()
     }
 
-    #[test]
-    fn batches_queued_together_share_one_commit() {
+    /// Rows named `names`, each a batch, queued while the writer is held
+    /// busy, then stored: the transactions committed, the batches told in
+    /// order, the rows stored.
+    fn store_queued(names: &[&'static str]) -> (u64, Vec<&'static str>, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let (writer, release, holder) = held_writer(dir.path());
         let (done, told) = mpsc::channel();
-        for name in ["a", "b", "c"] {
+        for &name in names {
             let row = Row {
                 name,
                 done: done.clone(),
@@ -176,31 +178,25 @@ mod tests {
         release.send(()).unwrap();
         holder.join().unwrap();
         let stats = writer.finish().unwrap();
-        assert_eq!(stats.transactions, 1, "three queued batches, one commit");
-        assert_eq!(told.try_iter().collect::<Vec<_>>(), ["a", "b", "c"]);
-        assert_eq!(stored(&dir.path().join("t.db")), ["a", "b", "c"]);
+        let told = told.try_iter().collect();
+        (stats.transactions, told, stored(&dir.path().join("t.db")))
+    }
+
+    #[test]
+    fn batches_queued_together_share_one_commit() {
+        let (transactions, told, rows) = store_queued(&["a", "b", "c"]);
+        assert_eq!(transactions, 1, "three queued batches, one commit");
+        assert_eq!(told, ["a", "b", "c"]);
+        assert_eq!(rows, ["a", "b", "c"]);
     }
 
     #[test]
     fn a_failing_batch_costs_only_itself() {
-        let dir = tempfile::tempdir().unwrap();
-        let (writer, release, holder) = held_writer(dir.path());
-        let (done, told) = mpsc::channel();
-        for name in ["a", "bad", "c"] {
-            let row = Row {
-                name,
-                done: done.clone(),
-                saw_autocommit: true,
-            };
-            writer.store(Box::new(row)).unwrap();
-        }
-        release.send(()).unwrap();
-        holder.join().unwrap();
-        let stats = writer.finish().unwrap();
+        let (transactions, told, rows) = store_queued(&["a", "bad", "c"]);
         // The shared transaction failed; each batch was then stored alone.
-        assert_eq!(stats.transactions, 2);
-        assert_eq!(told.try_iter().collect::<Vec<_>>(), ["a", "c"]);
-        assert_eq!(stored(&dir.path().join("t.db")), ["a", "c"]);
+        assert_eq!(transactions, 2);
+        assert_eq!(told, ["a", "c"]);
+        assert_eq!(rows, ["a", "c"]);
     }
 
     #[test]

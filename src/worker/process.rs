@@ -5,9 +5,10 @@
 //! batches, builds and tags their TaggerEvents (hot-reloaded snapshot, rule
 //! state applied), has the writer store the batch in one transaction with
 //! any batches queued behind it (one bad row never loses the others), and
-//! hands the announcements of newly stored tags back to the bus client; the reload and state threads are
-//! those of `ttp run`. SIGTERM or a `stop` on `system.ttp.control` stops
-//! reading; what was taken off the socket is tagged and committed first.
+//! hands the announcements of newly stored tags back to the bus client;
+//! the reload and state threads are those of `ttp run`. SIGTERM or a
+//! `stop` on `system.ttp.control` stops reading; what was taken off the
+//! socket is tagged and committed first.
 
 use super::decnet_db::DecnetDb;
 use super::{announcement_frames, events, Lookup};
