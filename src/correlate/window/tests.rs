@@ -74,6 +74,23 @@ impl Lone {
         self.w.register(&mut self.keys, 0);
     }
 
+    /// Counts a generated (time, value, step) in `group`: the value as
+    /// text and as amount, the time as source id.
+    fn observe_generated(&mut self, group: &str, &(t, v, step): &(i64, u8, u8)) -> Option<Firing> {
+        let (value, source) = (v.to_string(), format!("{t}"));
+        self.observe(&Obs {
+            group,
+            source: &source,
+            o: Observation {
+                time_ms: t,
+                value: Some(&value),
+                amount: f64::from(v),
+                step: usize::from(step),
+                source: 0,
+            },
+        })
+    }
+
     fn take_changes(&mut self) -> Changes {
         self.w.take_changes(&self.sources)
     }
@@ -104,6 +121,25 @@ impl std::ops::Deref for Lone {
 impl std::ops::DerefMut for Lone {
     fn deref_mut(&mut self) -> &mut Windows {
         &mut self.w
+    }
+}
+
+/// The settings of the property tests' generated windows.
+fn generated_settings(
+    kind: Kind,
+    threshold: Option<Threshold>,
+    steps: usize,
+    window: i64,
+    lateness: i64,
+) -> Settings {
+    Settings {
+        kind,
+        window_ms: window,
+        threshold,
+        steps,
+        fields: 1,
+        lateness_ms: lateness,
+        max_groups: 10,
     }
 }
 
@@ -403,29 +439,10 @@ proptest! {
         cut in 0usize..60,
         every in 1usize..8,
     ) {
-        let s = Settings {
-            kind,
-            window_ms: window,
-            threshold,
-            steps,
-            fields: 1,
-            lateness_ms: lateness,
-            max_groups: 10,
-        };
-        let observe = |w: &mut Lone, &(t, v, step): &(i64, u8, u8)| {
-            let (value, source, group) = (v.to_string(), format!("{t}"), format!("g{}", v % 3));
-            w.observe(&Obs {
-                group: &group,
-                source: &source,
-                o: Observation {
-                    time_ms: t,
-                    value: Some(&value),
-                    amount: f64::from(v),
-                    step: step as usize,
-                    source: 0,
-                },
-            })
-            .map(|f| (f.group, f.window_start_ms, f.window_end_ms, f.count, f.source_ids))
+        let s = generated_settings(kind, threshold, steps, window, lateness);
+        let observe = |w: &mut Lone, o: &(i64, u8, u8)| {
+            w.observe_generated(&format!("g{}", o.1 % 3), o)
+                .map(|f| (f.group, f.window_start_ms, f.window_end_ms, f.count, f.source_ids))
         };
         let cut = cut.min(seq.len());
         let mut whole = Lone::new(s);
@@ -647,32 +664,11 @@ proptest! {
         lateness in 0i64..20,
         seq in prop::collection::vec((0i64..200, 0u8..6, 0u8..3), 0..60),
     ) {
-        let s = Settings {
-            kind,
-            window_ms: window,
-            threshold,
-            steps,
-            fields: 1,
-            lateness_ms: lateness,
-            max_groups: 10,
-        };
+        let s = generated_settings(kind, threshold, steps, window, lateness);
         let mut w = Lone::new(s);
         let mut got = Vec::new();
-        for &(t, v, step) in &seq {
-            let value = v.to_string();
-            let source = format!("{t}");
-            let o = Obs {
-                group: "g",
-                source: &source,
-                o: Observation {
-                    time_ms: t,
-                    value: Some(&value),
-                    amount: f64::from(v),
-                    step: step as usize,
-                    source: 0,
-                },
-            };
-            if let Some(f) = w.observe(&o) {
+        for o in &seq {
+            if let Some(f) = w.observe_generated("g", o) {
                 got.push((f.window_start_ms, f.window_end_ms, f.count));
             }
         }
