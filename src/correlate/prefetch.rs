@@ -20,7 +20,7 @@ pub fn slice<T>(values: &[T]) {
 /// Asks the CPU to load the cache lines of the `size` bytes at `start`
 /// (at most eight).
 #[inline(always)]
-pub fn bytes(start: *const u8, size: usize) {
+fn bytes(start: *const u8, size: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};

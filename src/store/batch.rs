@@ -46,14 +46,7 @@ pub(super) fn store(
     opts: &StoreOptions,
     mut batches: Vec<Box<dyn Batch>>,
 ) -> u64 {
-    let together = write_with_retry(path, opts, "a batch", || {
-        let tx = super::write_transaction(conn)?;
-        for batch in batches.iter_mut() {
-            batch.write(&tx, table)?;
-        }
-        tx.commit()
-    });
-    match together {
+    match write_together(conn, table, path, opts, &mut batches) {
         Ok(()) => {
             for batch in batches {
                 batch.committed();
@@ -67,12 +60,7 @@ pub(super) fn store(
         Err(_) => {
             let mut committed = 0;
             for mut batch in batches {
-                let alone = write_with_retry(path, opts, "a batch", || {
-                    let tx = super::write_transaction(conn)?;
-                    batch.write(&tx, table)?;
-                    tx.commit()
-                });
-                match alone {
+                match write_together(conn, table, path, opts, std::slice::from_mut(&mut batch)) {
                     Ok(()) => {
                         batch.committed();
                         committed += 1;
@@ -83,6 +71,24 @@ pub(super) fn store(
             committed
         }
     }
+}
+
+/// Writes `batches` in one transaction (waiting out a lock or a full
+/// disk).
+fn write_together(
+    conn: &Connection,
+    table: &TagTable,
+    path: &Path,
+    opts: &StoreOptions,
+    batches: &mut [Box<dyn Batch>],
+) -> Result<(), StoreError> {
+    write_with_retry(path, opts, "a batch", || {
+        let tx = super::write_transaction(conn)?;
+        for batch in batches.iter_mut() {
+            batch.write(&tx, table)?;
+        }
+        tx.commit()
+    })
 }
 
 fn report(e: &StoreError) {
