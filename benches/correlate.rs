@@ -13,7 +13,7 @@ use std::time::Instant;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use ttp_engine::correlate::keys::Keys;
-use ttp_engine::correlate::sources::Sources;
+use ttp_engine::correlate::texts::Texts;
 use ttp_engine::correlate::window::{Kind, Observation, Settings, Threshold, Windows};
 
 fn main() {
@@ -54,7 +54,7 @@ fn main() {
         rng ^= rng << 17;
         rng
     };
-    let mut sources = Sources::default();
+    let mut texts = Texts::default();
     let started = Instant::now();
     let (mut observed, mut fired) = (0u64, 0u64);
     for n in 0..events {
@@ -64,7 +64,7 @@ fn main() {
         let time_ms = (n as i64) * 2 + ((r >> 40) % 3) as i64;
         // One source id per event, shared by its entries, as the stage
         // makes it.
-        let source = sources.add(&n.to_string());
+        let source = texts.sources.add(&n.to_string());
         // The key looked up once per event, as the stage does.
         let id = keys.id(attacker);
         for (i, w) in rules.iter_mut().enumerate().skip(kind * 10).take(10) {
@@ -73,25 +73,27 @@ fn main() {
                 continue;
             }
             observed += 1;
+            // The value entered per rule, as the stage does.
+            let value = texts.values.id(&users[(r >> 32) as usize % 64]);
             let obs = Observation {
                 time_ms,
-                value: Some(&users[(r >> 32) as usize % 64]),
+                value: Some(value),
                 amount: ((r >> 48) % 100) as f64,
                 step: (r >> 56) as usize % 3,
                 source,
             };
-            if w.observe(&obs, &mut keys, id, i, &sources).is_some() {
+            if w.observe(&obs, &mut keys, id, i, &texts).is_some() {
                 fired += 1;
             }
         }
         keys.forget_unheld(id);
         // The stage's sweep of the ids no entry holds any more.
-        if sources.sweep_due() {
-            let mut marks = sources.marks();
+        if texts.sweep_due() {
+            let mut marks = texts.marks();
             for w in &rules {
-                w.mark_sources(&mut marks);
+                w.mark_texts(&mut marks);
             }
-            sources.sweep(marks);
+            texts.sweep(marks);
         }
     }
     let secs = started.elapsed().as_secs_f64();

@@ -25,7 +25,9 @@ pub mod keys;
 pub mod prefetch;
 pub mod sources;
 pub mod stage;
+pub mod texts;
 pub mod time;
+pub mod values;
 pub mod window;
 
 use crate::diag::Code;

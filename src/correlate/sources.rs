@@ -48,15 +48,25 @@ impl Default for Sources {
     }
 }
 
-/// The ids still held, marked by the stage for [`Sources::sweep`].
+/// The ids still held, marked by the stage for [`Sources::sweep`] (or
+/// [`super::values::Values::sweep`]).
 pub struct Marks(Vec<bool>);
 
 impl Marks {
+    /// No id of the `ids` a table has marked yet.
+    pub(super) fn new(ids: usize) -> Marks {
+        Marks(vec![false; ids])
+    }
+
     /// `id` is held by an entry.
-    pub fn mark(&mut self, id: SourceId) {
+    pub fn mark(&mut self, id: u32) {
         if let Some(m) = self.0.get_mut(id as usize) {
             *m = true;
         }
+    }
+
+    pub(super) fn is_marked(&self, id: u32) -> bool {
+        self.0.get(id as usize).copied().unwrap_or(false)
     }
 }
 
@@ -105,7 +115,7 @@ impl Sources {
 
     /// Marks to fill with the ids entries hold, for [`Sources::sweep`].
     pub fn marks(&self) -> Marks {
-        Marks(vec![false; self.spans.len()])
+        Marks::new(self.spans.len())
     }
 
     /// Drops every id not marked, and packs the texts of the others (their
@@ -116,7 +126,7 @@ impl Sources {
             let Some((at, len)) = *span else {
                 continue;
             };
-            if marks.0.get(id).copied().unwrap_or(false) {
+            if marks.is_marked(id as SourceId) {
                 let text = self.bytes.get(at..at + len).unwrap_or("");
                 *span = Some((bytes.len(), text.len()));
                 bytes.push_str(text);

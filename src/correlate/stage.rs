@@ -12,8 +12,9 @@ mod emit;
 
 use super::durable::{self, Reset, RuleDelta, Saved, SavedRule, WindowDelta};
 use super::keys::{KeyId, Keys};
-use super::sources::Sources;
+use super::texts::Texts;
 use super::time::{event_time_ms, time_ms};
+use super::values::ValueId;
 use super::window::{Kind, Observation, WindowStats, Windows};
 use super::{Select, DEFAULT_MAX_GROUPS};
 use crate::event::TaggerEvent;
@@ -107,8 +108,8 @@ pub struct Correlator {
     steps: Vec<usize>,
     /// Per event: what each rule counts (kept to reuse its allocation).
     pending: Vec<Pending>,
-    /// The source ids the windows' entries hold.
-    sources: Sources,
+    /// The source ids and values the windows' entries hold.
+    texts: Texts,
     restored: u64,
 }
 
@@ -120,7 +121,7 @@ struct Pending {
     key: KeyId,
     /// The steps it counts as, in the stage's `steps`.
     steps: std::ops::Range<usize>,
-    value: Option<String>,
+    value: Option<ValueId>,
     amount: f64,
 }
 
@@ -179,7 +180,7 @@ impl Correlator {
                             windows.set_max_groups(max_groups);
                             let n = back.groups.len();
                             for (group, state) in back.groups {
-                                windows.restore(&group, state, &mut self.sources);
+                                windows.restore(&group, state, &mut self.texts);
                             }
                             self.restored += n as u64;
                             tracing::info!(rule_id = %id, groups = n, "correlation windows restored");
@@ -257,23 +258,25 @@ impl Correlator {
             );
         }
         self.synced = Some(rules.clone());
-        self.sweep_sources();
+        self.sweep_texts();
     }
 
-    /// Keeps only the source ids the windows' entries hold.
-    fn sweep_sources(&mut self) {
+    /// Keeps only the source ids and values the windows' entries hold.
+    fn sweep_texts(&mut self) {
         let started = std::time::Instant::now();
-        let before = self.sources.len();
-        let mut marks = self.sources.marks();
+        let before = (self.texts.sources.len(), self.texts.values.len());
+        let mut marks = self.texts.marks();
         for a in &self.active {
-            a.windows.mark_sources(&mut marks);
+            a.windows.mark_texts(&mut marks);
         }
-        self.sources.sweep(marks);
+        self.texts.sweep(marks);
         tracing::debug!(
-            before,
-            kept = self.sources.len(),
+            sources_before = before.0,
+            sources_kept = self.texts.sources.len(),
+            values_before = before.1,
+            values_kept = self.texts.values.len(),
             ms = started.elapsed().as_secs_f64() * 1000.0,
-            "correlation source ids swept"
+            "correlation source ids and values swept"
         );
     }
 
@@ -343,10 +346,10 @@ impl Correlator {
         let groups: u64 = self.active.iter().map(|a| a.windows.len() as u64).sum();
         delta.compact = self.log_rows > 2 * groups + COMPACT_SLACK;
         for a in &mut self.active {
-            let mut changes = a.windows.take_changes(&self.sources);
+            let mut changes = a.windows.take_changes(&self.texts);
             if delta.compact {
                 changes = super::window::Changes {
-                    upserts: a.windows.snapshot(&self.sources),
+                    upserts: a.windows.snapshot(&self.texts),
                     deletes: Vec::new(),
                 };
             }
@@ -458,9 +461,8 @@ impl Correlator {
             let counted = match id {
                 None => None,
                 Some(id) => match (spec.settings.kind, spec.fields.as_slice()) {
-                    (Kind::ValueCount, fields @ [_, ..]) => {
-                        super::value_text(fields, event).map(|v| (id, Some(v), 0.0))
-                    }
+                    (Kind::ValueCount, fields @ [_, ..]) => super::value_text(fields, event)
+                        .map(|v| (id, Some(self.texts.values.id(&v)), 0.0)),
                     (Kind::ValueSum, [f]) => f
                         .lookup(&event.payload)
                         .and_then(number)
@@ -512,28 +514,26 @@ impl Correlator {
                 .prefetch_entries(&self.keys[a.key_class], p.key, a.column);
         }
         // One source id for every entry the event makes.
-        let source = self.sources.add(&event.source_id);
+        let source = self.texts.sources.add(&event.source_id);
         for p in self.pending.drain(..) {
             let a = &mut self.active[p.rule];
             let keys = &mut self.keys[a.key_class];
             for &step in &self.steps[p.steps] {
                 let obs = Observation {
                     time_ms,
-                    value: p.value.as_deref(),
+                    value: p.value,
                     amount: p.amount,
                     step,
                     source,
                 };
-                let firing = a
-                    .windows
-                    .observe(&obs, keys, p.key, a.column, &self.sources);
+                let firing = a.windows.observe(&obs, keys, p.key, a.column, &self.texts);
                 if let Some(firing) = firing {
                     emit::emit(&a.rule, &firing, event, p.gate, cx, out);
                 }
             }
         }
-        if self.sources.sweep_due() {
-            self.sweep_sources();
+        if self.texts.sweep_due() {
+            self.sweep_texts();
         }
     }
 }

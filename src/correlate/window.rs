@@ -30,7 +30,9 @@ pub use saved::{Changes, GroupState, SavedEntry};
 
 use super::keys::{GroupAt, KeyId, Keys};
 use super::prefetch;
-use super::sources::{Marks, SourceId, Sources};
+use super::sources::SourceId;
+use super::texts::{TextMarks, Texts};
+use super::values::ValueId;
 use kept::Kept;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -87,16 +89,18 @@ pub struct Settings {
 
 /// One observation of a group: an event that passed the rule's selection.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Observation<'a> {
+pub struct Observation {
     pub time_ms: i64,
-    /// `value_count`: the value's text; `value_sum`: unused.
-    pub value: Option<&'a str>,
+    /// `value_count`: the value, in the stage's
+    /// [`Values`](super::values::Values).
+    pub value: Option<ValueId>,
     /// `value_sum`: the number.
     pub amount: f64,
     /// The temporal kinds: which listed rule fired.
     pub step: usize,
-    /// The event's source id, in the stage's [`Sources`] (entered once
-    /// per event, shared by the entries made of it).
+    /// The event's source id, in the stage's
+    /// [`Sources`](super::sources::Sources) (entered once per event,
+    /// shared by the entries made of it).
     pub source: SourceId,
 }
 
@@ -145,13 +149,47 @@ pub const EVIDENCE_CAP: usize = 20;
 /// The key of a restored group until the stage's key table gives it one.
 const NO_KEY: KeyId = KeyId::MAX;
 
+/// One counted observation: 24 bytes, as a window holds many (it was 48
+/// with the value's text and a `usize` step in it).
 #[derive(Debug, Clone)]
 struct Entry {
     time_ms: i64,
-    value: Option<Box<str>>,
+    /// `value_sum`: the number.
     amount: f64,
-    step: usize,
     source: SourceId,
+    /// By the rule's kind: `value_count`, the value's id ([`NO_VALUE`]:
+    /// none); the temporal kinds, the step; else 0.
+    datum: u32,
+}
+
+/// An entry's `datum` when a `value_count` observation had no value.
+const NO_VALUE: u32 = u32::MAX;
+
+impl Entry {
+    /// The entry of an observation counted by a rule of `kind`.
+    fn of(obs: &Observation, kind: Kind) -> Entry {
+        let datum = match kind {
+            Kind::ValueCount => obs.value.unwrap_or(NO_VALUE),
+            Kind::Temporal | Kind::TemporalOrdered => u32::try_from(obs.step).unwrap_or(u32::MAX),
+            Kind::EventCount | Kind::ValueSum => 0,
+        };
+        Entry {
+            time_ms: obs.time_ms,
+            amount: obs.amount,
+            source: obs.source,
+            datum,
+        }
+    }
+
+    /// A `value_count` entry's value.
+    fn value(&self) -> Option<ValueId> {
+        (self.datum != NO_VALUE).then_some(self.datum)
+    }
+
+    /// A temporal entry's step.
+    fn step(&self) -> usize {
+        self.datum as usize
+    }
 }
 
 #[derive(Debug, Default)]
@@ -241,12 +279,16 @@ impl Windows {
         self.evict_to(max_groups.max(1));
     }
 
-    /// Marks the source ids the entries hold (before a sweep of the
-    /// stage's [`Sources`]).
-    pub fn mark_sources(&self, marks: &mut Marks) {
+    /// Marks the source ids and values the entries hold (before a sweep
+    /// of the stage's [`Texts`]).
+    pub fn mark_texts(&self, marks: &mut TextMarks) {
+        let values = self.settings.kind == Kind::ValueCount;
         for g in self.slots.iter().filter(|g| g.live) {
             for e in &g.entries {
-                marks.mark(e.source);
+                marks.sources.mark(e.source);
+                if let Some(v) = e.value().filter(|_| values) {
+                    marks.values.mark(v);
+                }
             }
         }
     }
@@ -379,9 +421,9 @@ impl Windows {
         keys: &mut Keys,
         id: KeyId,
         column: usize,
-        sources: &Sources,
+        texts: &Texts,
     ) -> Option<Firing> {
-        let firing = self.observe_at(obs, keys.at(id, column), sources);
+        let firing = self.observe_at(obs, keys.at(id, column), texts);
         for gone in self.evicted.drain(..) {
             keys.released(gone, column);
         }
@@ -389,12 +431,7 @@ impl Windows {
     }
 
     /// [`Windows::observe`] at the group's cell in the key table.
-    fn observe_at(
-        &mut self,
-        obs: &Observation,
-        mut at: GroupAt,
-        sources: &Sources,
-    ) -> Option<Firing> {
+    fn observe_at(&mut self, obs: &Observation, mut at: GroupAt, texts: &Texts) -> Option<Firing> {
         self.stats.observed += 1;
         let slot = self.slot(&mut at);
         self.clock += 1;
@@ -429,15 +466,9 @@ impl Windows {
             group.entries.clear();
             group.kept = None;
         }
-        let entry = Entry {
-            time_ms: obs.time_ms,
-            value: obs.value.map(Into::into),
-            amount: obs.amount,
-            step: obs.step,
-            source: obs.source,
-        };
+        let entry = Entry::of(obs, settings.kind);
         if let Some(k) = group.kept.as_mut() {
-            k.add(&entry);
+            k.add(&entry, &texts.values);
         }
         // In time order (a late observation goes where its time puts it).
         if group
@@ -454,14 +485,14 @@ impl Windows {
         let oldest = newest.saturating_sub(settings.window_ms);
         while group.entries.front().is_some_and(|e| e.time_ms <= oldest) {
             if let (Some(e), Some(k)) = (group.entries.pop_front(), group.kept.as_mut()) {
-                k.remove(&e);
+                k.remove(&e, &texts.values);
             }
         }
         if group.kept.is_none()
             && group.entries.len() > kept::KEEP_FROM
             && kept::kept_for(settings.kind)
         {
-            let k = Kept::of(group.entries.iter(), &settings);
+            let k = Kept::of(group.entries.iter(), &settings, &texts.values);
             group.kept = Some(Box::new(k));
         }
         let firing = evaluate(
@@ -469,7 +500,7 @@ impl Windows {
             &group.name,
             &group.entries,
             group.kept.as_deref(),
-            sources,
+            texts,
         )?;
         group.fired_at = Some(firing.window_start_ms);
         self.stats.fired += 1;
@@ -485,7 +516,7 @@ fn evaluate(
     group: &str,
     entries: &VecDeque<Entry>,
     kept: Option<&Kept>,
-    sources: &Sources,
+    texts: &Texts,
 ) -> Option<Firing> {
     let first = entries.front()?;
     let last = entries.back()?;
@@ -506,16 +537,19 @@ fn evaluate(
             false
         }
         Kind::ValueCount => {
+            // A text has one id: distinct ids are distinct values.
+            let mut ids: Vec<ValueId> = Vec::new();
             match kept {
                 Some(k) => distinct_n = k.distinct(),
                 None => {
-                    distinct.extend(entries.iter().filter_map(|e| e.value.as_deref()));
-                    distinct.sort_unstable();
-                    distinct.dedup();
+                    ids.extend(entries.iter().filter_map(Entry::value));
+                    ids.sort_unstable();
+                    ids.dedup();
                     distinct_n = if settings.fields > 1 {
-                        fewest_distinct(&distinct, settings.fields)
+                        let tuples: Vec<&str> = ids.iter().map(|&v| texts.values.text(v)).collect();
+                        fewest_distinct(&tuples, settings.fields)
                     } else {
-                        distinct.len()
+                        ids.len()
                     };
                 }
             }
@@ -523,9 +557,11 @@ fn evaluate(
                 .threshold
                 .is_some_and(|t| t.holds(distinct_n as f64));
             if holds {
-                if let Some(k) = kept {
-                    distinct = k.sorted();
-                }
+                distinct = match kept {
+                    Some(k) => k.values(&texts.values),
+                    None => ids.iter().map(|&v| texts.values.text(v)).collect(),
+                };
+                distinct.sort_unstable();
             }
             holds
         }
@@ -540,8 +576,11 @@ fn evaluate(
         Kind::Temporal => {
             // Steps are few (the rules listed): a bit set.
             let mut seen = 0u128;
-            for e in entries.iter().filter(|e| e.step < settings.steps.min(128)) {
-                seen |= 1 << e.step;
+            for e in entries
+                .iter()
+                .filter(|e| e.step() < settings.steps.min(128))
+            {
+                seen |= 1 << e.step();
             }
             settings.steps > 0
                 && settings.steps <= 128
@@ -551,7 +590,7 @@ fn evaluate(
             // The steps in order, as a subsequence of the entries.
             let mut next = 0;
             for e in entries {
-                if e.step == next {
+                if e.step() == next {
                     next += 1;
                     if next == settings.steps {
                         break;
@@ -579,7 +618,7 @@ fn evaluate(
         source_ids: entries
             .iter()
             .take(EVIDENCE_CAP)
-            .map(|e| sources.text(e.source).to_string())
+            .map(|e| texts.sources.text(e.source).to_string())
             .collect(),
     })
 }

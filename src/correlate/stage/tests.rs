@@ -4,9 +4,14 @@ use crate::rule::parse::{parse_rule, LoadOptions};
 use std::path::Path;
 
 fn rule(name: &str, window: &str) -> Arc<Rule> {
+    rule_counting(name, "type: event_count", window)
+}
+
+/// Rule C1 counting `what` (its `type:` and fields) of failed attempts.
+fn rule_counting(name: &str, what: &str, window: &str) -> Arc<Rule> {
     let text = format!(
         "rule_id: C1\nrule_version: 1\nname: {name}\napplies_to: [auth_attempt]\n\
-         correlate:\n  type: event_count\n  match: {{all: [{{field: success, equals: false}}]}}\n  \
+         correlate:\n  {what}\n  match: {{all: [{{field: success, equals: false}}]}}\n  \
          group_by: [attacker_uuid]\n  window: {window}\n  condition: {{gte: 3}}\n\
          emits: [{{tactic: TA0006, technique_id: T1110, confidence: 0.8}}]\n"
     );
@@ -18,6 +23,7 @@ fn rule(name: &str, window: &str) -> Arc<Rule> {
 fn failure(i: i64) -> TaggerEvent {
     let mut payload = Payload::default();
     payload.insert("success".into(), Json::Bool(false));
+    payload.insert("username".into(), Json::from(format!("u{}", i % 2)));
     payload.insert("ts".into(), Json::from(1_795_161_600 + i));
     TaggerEvent {
         source_kind: "auth_attempt".into(),
@@ -51,23 +57,44 @@ fn a_reload_keeps_windows_unless_the_correlation_changed() {
     let mut c = Correlator::default();
     c.sync(&Arc::new(vec![rule("guessing", "5m")]));
     assert_eq!(feed(&mut c, 0, 2), 0);
-    assert_eq!(c.sources.len(), 2, "a source id per counted event");
-    c.sweep_sources();
-    assert_eq!(c.sources.len(), 2, "both held");
+    assert_eq!(c.texts.sources.len(), 2, "a source id per counted event");
+    c.sweep_texts();
+    assert_eq!(c.texts.sources.len(), 2, "both held");
     // A new name only: the two counted failures stay.
     c.sync(&Arc::new(vec![rule("password guessing", "5m")]));
     assert_eq!(feed(&mut c, 2, 3), 1);
     // Another window: counting starts over, and the source ids of the
     // entries dropped with the old windows go at the sync's sweep.
     c.sync(&Arc::new(vec![rule("password guessing", "10m")]));
-    assert!(c.sources.is_empty());
+    assert!(c.texts.sources.is_empty());
     assert_eq!(feed(&mut c, 400, 402), 0);
     assert_eq!(feed(&mut c, 402, 403), 1);
     // Gone: nothing is counted, nothing is held.
     c.sync(&Arc::new(Vec::new()));
-    assert!(c.sources.is_empty());
+    assert!(c.texts.sources.is_empty());
     assert_eq!(feed(&mut c, 1000, 1010), 0);
-    assert!(c.sources.is_empty(), "events no rule counts add nothing");
+    assert!(
+        c.texts.sources.is_empty(),
+        "events no rule counts add nothing"
+    );
+}
+
+#[test]
+fn values_are_held_once_and_dropped_with_their_rule() {
+    let mut c = Correlator::default();
+    c.sync(&Arc::new(vec![rule_counting(
+        "spraying",
+        "type: value_count\n  field: username",
+        "5m",
+    )]));
+    // Two usernames, taking turns: two distinct values, short of three.
+    assert_eq!(feed(&mut c, 0, 6), 0);
+    assert_eq!(c.texts.values.len(), 2, "one id per distinct value");
+    c.sweep_texts();
+    assert_eq!(c.texts.values.len(), 2, "both held");
+    // Gone: the values only its windows held go at the sync's sweep.
+    c.sync(&Arc::new(Vec::new()));
+    assert!(c.texts.values.is_empty());
 }
 
 #[test]

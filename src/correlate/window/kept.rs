@@ -6,12 +6,16 @@
 //! A small window is still recounted (cheaper than a table of its own).
 
 use super::{field_part, Entry, Kind, Settings};
+use crate::correlate::values::{ValueId, Values};
 use std::collections::HashMap;
 
 /// Entries past which a group keeps its counts.
 pub(super) const KEEP_FROM: usize = 32;
 
 type Tally = HashMap<Box<str>, u32, foldhash::fast::RandomState>;
+
+/// Occurrences of each value (a text has one id: see [`Values`]).
+type IdTally = HashMap<ValueId, u32, foldhash::fast::RandomState>;
 
 /// Whether groups of this kind keep counts once large.
 pub(super) fn kept_for(kind: Kind) -> bool {
@@ -26,7 +30,7 @@ pub(super) fn kept_for(kind: Kind) -> bool {
 #[derive(Debug, Default)]
 pub(super) struct Kept {
     values_on: bool,
-    values: Tally,
+    values: IdTally,
     fields: Vec<Tally>,
     steps: Vec<u32>,
 }
@@ -36,6 +40,19 @@ fn up(tally: &mut Tally, key: &str) {
         Some(n) => *n += 1,
         None => {
             tally.insert(key.into(), 1);
+        }
+    }
+}
+
+fn up_id(tally: &mut IdTally, id: ValueId) {
+    *tally.entry(id).or_insert(0) += 1;
+}
+
+fn down_id(tally: &mut IdTally, id: ValueId) {
+    if let Some(n) = tally.get_mut(&id) {
+        *n -= 1;
+        if *n == 0 {
+            tally.remove(&id);
         }
     }
 }
@@ -51,45 +68,51 @@ fn down(tally: &mut Tally, key: &str) {
 
 impl Kept {
     /// The counts of `entries` for a rule with `settings`.
-    pub(super) fn of<'a>(entries: impl Iterator<Item = &'a Entry>, settings: &Settings) -> Kept {
+    pub(super) fn of<'a>(
+        entries: impl Iterator<Item = &'a Entry>,
+        settings: &Settings,
+        texts: &Values,
+    ) -> Kept {
         let values_on = settings.kind == Kind::ValueCount;
         let several = values_on && settings.fields > 1;
         let temporal = matches!(settings.kind, Kind::Temporal | Kind::TemporalOrdered);
         let mut k = Kept {
             values_on,
-            values: Tally::default(),
+            values: IdTally::default(),
             fields: vec![Tally::default(); if several { settings.fields } else { 0 }],
             steps: vec![0; if temporal { settings.steps } else { 0 }],
         };
         for e in entries {
-            k.add(e);
+            k.add(e, texts);
         }
         k
     }
 
-    pub(super) fn add(&mut self, e: &Entry) {
-        if let Some(n) = self.steps.get_mut(e.step) {
+    /// Counts `e` (its value's text in `texts`).
+    pub(super) fn add(&mut self, e: &Entry, texts: &Values) {
+        if let Some(n) = self.steps.get_mut(e.step()) {
             *n += 1;
         }
-        let Some(v) = e.value.as_deref().filter(|_| self.values_on) else {
+        let Some(v) = e.value().filter(|_| self.values_on) else {
             return;
         };
-        up(&mut self.values, v);
+        up_id(&mut self.values, v);
         for (k, tally) in self.fields.iter_mut().enumerate() {
-            up(tally, field_part(v, k));
+            up(tally, field_part(texts.text(v), k));
         }
     }
 
-    pub(super) fn remove(&mut self, e: &Entry) {
-        if let Some(n) = self.steps.get_mut(e.step) {
+    /// Counts `e` no more.
+    pub(super) fn remove(&mut self, e: &Entry, texts: &Values) {
+        if let Some(n) = self.steps.get_mut(e.step()) {
             *n = n.saturating_sub(1);
         }
-        let Some(v) = e.value.as_deref().filter(|_| self.values_on) else {
+        let Some(v) = e.value().filter(|_| self.values_on) else {
             return;
         };
-        down(&mut self.values, v);
+        down_id(&mut self.values, v);
         for (k, tally) in self.fields.iter_mut().enumerate() {
-            down(tally, field_part(v, k));
+            down(tally, field_part(texts.text(v), k));
         }
     }
 
@@ -104,11 +127,9 @@ impl Kept {
         }
     }
 
-    /// The distinct values, sorted.
-    pub(super) fn sorted(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.values.keys().map(|k| &**k).collect();
-        v.sort_unstable();
-        v
+    /// The distinct values' texts (in no order).
+    pub(super) fn values<'t>(&self, texts: &'t Values) -> Vec<&'t str> {
+        self.values.keys().map(|&v| texts.text(v)).collect()
     }
 
     /// Whether every step is counted at least once.

@@ -2,8 +2,8 @@
 //! last checkpoint, every group (a full one), and a checkpointed group put
 //! back (`super::super::durable` stores them).
 
-use super::{Entry, Group, Windows, NO_KEY};
-use crate::correlate::sources::Sources;
+use super::{Entry, Group, Kind, Observation, Windows, NO_KEY};
+use crate::correlate::texts::Texts;
 use std::sync::Arc;
 
 /// One group's window as checkpointed: enough to go on counting exactly
@@ -62,7 +62,8 @@ impl Windows {
 
     /// The groups changed and evicted since the last call (evictions
     /// first: a group evicted and made again is written after its delete).
-    pub fn take_changes(&mut self, sources: &Sources) -> Changes {
+    pub fn take_changes(&mut self, texts: &Texts) -> Changes {
+        let kind = self.settings.kind;
         let mut changes = Changes {
             deletes: self.gone.drain(..).map(|g| g.to_string()).collect(),
             upserts: Vec::with_capacity(self.dirty.len()),
@@ -78,14 +79,15 @@ impl Windows {
             group.dirty = false;
             changes
                 .upserts
-                .push((group.name.to_string(), group.state(sources)));
+                .push((group.name.to_string(), group.state(kind, texts)));
         }
         changes
     }
 
     /// Every group's window, least recently touched first (a full
     /// checkpoint); pending changes are included, so they are cleared.
-    pub fn snapshot(&mut self, sources: &Sources) -> Vec<(String, GroupState)> {
+    pub fn snapshot(&mut self, texts: &Texts) -> Vec<(String, GroupState)> {
+        let kind = self.settings.kind;
         self.dirty.clear();
         self.gone.clear();
         let mut held: Vec<usize> = (0..self.slots.len())
@@ -96,7 +98,7 @@ impl Windows {
             .map(|slot| {
                 let g = &mut self.slots[slot];
                 g.dirty = false;
-                (g.name.to_string(), g.state(sources))
+                (g.name.to_string(), g.state(kind, texts))
             })
             .collect()
     }
@@ -104,7 +106,8 @@ impl Windows {
     /// Puts back a checkpointed group (as the most recent one; restore the
     /// least recent first). It is found by its key once entered into the
     /// key table ([`Windows::register`]).
-    pub fn restore(&mut self, name: &str, state: GroupState, sources: &mut Sources) {
+    pub fn restore(&mut self, name: &str, state: GroupState, texts: &mut Texts) {
+        let kind = self.settings.kind;
         let slot = self.make(NO_KEY, &Arc::from(name));
         self.clock += 1;
         self.touches.push_back((slot, self.clock));
@@ -114,14 +117,14 @@ impl Windows {
             .map(|e| {
                 // One source per entry restored: the sharing between rules
                 // is not saved.
-                let source = sources.add(&e.id);
-                Entry {
+                let obs = Observation {
                     time_ms: e.t,
-                    value: e.v.map(Into::into),
+                    value: e.v.map(|v| texts.values.id(&v)),
                     amount: e.n,
                     step: e.s,
-                    source,
-                }
+                    source: texts.sources.add(&e.id),
+                };
+                Entry::of(&obs, kind)
             })
             .collect();
         entries.sort_by_key(|e| e.time_ms);
@@ -134,7 +137,10 @@ impl Windows {
 }
 
 impl Group {
-    fn state(&self, sources: &Sources) -> GroupState {
+    /// The group's state, its rule being of `kind`.
+    fn state(&self, kind: Kind, texts: &Texts) -> GroupState {
+        let values = kind == Kind::ValueCount;
+        let steps = matches!(kind, Kind::Temporal | Kind::TemporalOrdered);
         GroupState {
             newest: self.newest_ms,
             fired: self.fired_at,
@@ -143,10 +149,12 @@ impl Group {
                 .iter()
                 .map(|e| SavedEntry {
                     t: e.time_ms,
-                    v: e.value.as_deref().map(String::from),
+                    v: e.value()
+                        .filter(|_| values)
+                        .map(|v| texts.values.text(v).to_string()),
                     n: e.amount,
-                    s: e.step,
-                    id: sources.text(e.source).to_string(),
+                    s: if steps { e.step() } else { 0 },
+                    id: texts.sources.text(e.source).to_string(),
                 })
                 .collect(),
         }

@@ -16,15 +16,18 @@ fn settings(kind: Kind, threshold: Option<Threshold>, steps: usize) -> Settings 
 /// An observation of a group.
 struct Obs<'a> {
     group: &'a str,
-    /// The source id's text (entered into the windows' [`Sources`] by
+    /// The source id's text (entered into the windows' [`Texts`] by
     /// [`Lone::observe`], which sets `o.source`).
     source: &'a str,
-    o: Observation<'a>,
+    /// `value_count`: the value's text (entered likewise, setting
+    /// `o.value`).
+    value: Option<&'a str>,
+    o: Observation,
 }
 
-impl<'a> std::ops::Deref for Obs<'a> {
-    type Target = Observation<'a>;
-    fn deref(&self) -> &Observation<'a> {
+impl std::ops::Deref for Obs<'_> {
+    type Target = Observation;
+    fn deref(&self) -> &Observation {
         &self.o
     }
 }
@@ -40,7 +43,7 @@ impl std::ops::DerefMut for Obs<'_> {
 struct Lone {
     w: Windows,
     keys: Keys,
-    sources: Sources,
+    texts: Texts,
 }
 
 impl Lone {
@@ -48,28 +51,28 @@ impl Lone {
         Lone {
             w: Windows::new(settings),
             keys: Keys::new(1),
-            sources: Sources::default(),
+            texts: Texts::default(),
         }
     }
 
-    /// Counts `o` as the stage does (its source id entered first),
-    /// then sweeps the sources (far more often than the stage does, so
-    /// that a text lost or moved by a sweep shows in the firings).
+    /// Counts `o` as the stage does (its source id and value entered
+    /// first), then sweeps the texts (far more often than the stage does,
+    /// so that a text lost or moved by a sweep shows in the firings).
     fn observe(&mut self, o: &Obs) -> Option<Firing> {
         let id = self.keys.id(o.group);
-        let source = self.sources.add(o.source);
         let obs = Observation {
-            source,
+            source: self.texts.sources.add(o.source),
+            value: o.value.map(|v| self.texts.values.id(v)),
             ..o.o.clone()
         };
-        let firing = self.w.observe(&obs, &mut self.keys, id, 0, &self.sources);
+        let firing = self.w.observe(&obs, &mut self.keys, id, 0, &self.texts);
         self.keys.forget_unheld(id);
-        sweep(&[&self.w], &mut self.sources);
+        sweep(&[&self.w], &mut self.texts);
         firing
     }
 
     fn restore(&mut self, name: &str, state: GroupState) {
-        self.w.restore(name, state, &mut self.sources);
+        self.w.restore(name, state, &mut self.texts);
         self.keys = Keys::new(1);
         self.w.register(&mut self.keys, 0);
     }
@@ -81,9 +84,10 @@ impl Lone {
         self.observe(&Obs {
             group,
             source: &source,
+            value: Some(&value),
             o: Observation {
                 time_ms: t,
-                value: Some(&value),
+                value: None,
                 amount: f64::from(v),
                 step: usize::from(step),
                 source: 0,
@@ -92,23 +96,36 @@ impl Lone {
     }
 
     fn take_changes(&mut self) -> Changes {
-        self.w.take_changes(&self.sources)
+        self.w.take_changes(&self.texts)
     }
 }
 
-/// Sweeps `sources`, shared by `windows`: afterwards exactly the ids
-/// their entries hold are kept.
-fn sweep(windows: &[&Windows], sources: &mut Sources) {
-    let mut marks = sources.marks();
-    let mut held = std::collections::BTreeSet::<SourceId>::new();
+/// Sweeps `texts`, shared by `windows`: afterwards exactly the source ids
+/// and values their entries hold are kept.
+fn sweep(windows: &[&Windows], texts: &mut Texts) {
+    let mut marks = texts.marks();
+    let mut sources = std::collections::BTreeSet::<SourceId>::new();
+    let mut values = std::collections::BTreeSet::<ValueId>::new();
     for w in windows {
-        w.mark_sources(&mut marks);
+        w.mark_texts(&mut marks);
         for g in w.slots.iter().filter(|g| g.live) {
-            held.extend(g.entries.iter().map(|e| e.source));
+            sources.extend(g.entries.iter().map(|e| e.source));
+            if w.settings.kind == Kind::ValueCount {
+                values.extend(g.entries.iter().filter_map(Entry::value));
+            }
         }
     }
-    sources.sweep(marks);
-    assert_eq!(sources.len(), held.len(), "kept ids no entry holds");
+    texts.sweep(marks);
+    assert_eq!(
+        texts.sources.len(),
+        sources.len(),
+        "kept ids no entry holds"
+    );
+    assert_eq!(
+        texts.values.len(),
+        values.len(),
+        "kept values no entry holds"
+    );
 }
 
 impl std::ops::Deref for Lone {
@@ -147,9 +164,10 @@ fn obs(time_s: i64, group: &str, value: Option<&'static str>, step: usize) -> Ob
     Obs {
         group: Box::leak(group.to_string().into_boxed_str()),
         source: Box::leak(format!("s{time_s}").into_boxed_str()),
+        value,
         o: Observation {
             time_ms: time_s * 1000,
-            value,
+            value: None,
             amount: 1.0,
             step,
             source: 0,
@@ -489,17 +507,17 @@ proptest! {
         let mut shared: Vec<Windows> = bounds.iter().map(|&m| Windows::new(settings(m))).collect();
         let mut keys = Keys::new(3);
         let mut apart: Vec<Lone> = bounds.iter().map(|&m| Lone::new(settings(m))).collect();
-        let mut sources = Sources::default();
+        let mut texts = Texts::default();
         for &(t, g, rule) in &seq {
             let group = format!("g{g}");
             let text = format!("s{t}");
-            let source = sources.add(&text);
+            let source = texts.sources.add(&text);
             let o = Observation { time_ms: t, value: None, amount: 0.0, step: 0, source };
             let id = keys.id(&group);
-            let got = shared[rule].observe(&o, &mut keys, id, rule, &sources);
+            let got = shared[rule].observe(&o, &mut keys, id, rule, &texts);
             keys.forget_unheld(id);
-            sweep(&shared.iter().collect::<Vec<_>>(), &mut sources);
-            let want = apart[rule].observe(&Obs { group: &group, source: &text, o: o.clone() });
+            sweep(&shared.iter().collect::<Vec<_>>(), &mut texts);
+            let want = apart[rule].observe(&Obs { group: &group, source: &text, value: None, o: o.clone() });
             prop_assert_eq!(got, want);
         }
         for (w, lone) in shared.iter().zip(&apart) {
@@ -559,7 +577,8 @@ proptest! {
             let o = Obs {
                 group: "g",
                 source: "s",
-                o: Observation { time_ms: t, value: Some(&value), amount: 0.0, step: 0, source: 0 },
+                value: Some(&value),
+                o: Observation { time_ms: t, value: None, amount: 0.0, step: 0, source: 0 },
             };
             if let Some(f) = w.observe(&o) {
                 got.push((f.window_start_ms, f.window_end_ms, f.count, f.distinct, f.values));
@@ -648,6 +667,7 @@ proptest! {
             let o = Obs {
                 group: "g",
                 source: "s",
+                value: None,
                 o: Observation { time_ms: t, value: None, amount: 0.0, step: usize::from(step), source: 0 },
             };
             if let Some(f) = w.observe(&o) {
