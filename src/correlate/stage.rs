@@ -528,7 +528,7 @@ impl Correlator {
                 };
                 let firing = a.windows.observe(&obs, keys, p.key, a.column, &self.texts);
                 if let Some(firing) = firing {
-                    emit::emit(&a.rule, &firing, event, p.gate, cx, out);
+                    emit::emit(&a.rule, firing, event, p.gate, cx, out);
                 }
             }
         }

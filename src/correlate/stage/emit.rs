@@ -11,10 +11,11 @@ use serde_json::Value as Json;
 use std::sync::Arc;
 
 /// The tags of one firing: one per emit, anchored as the event that
-/// completed it, keyed by (rule, version, group, window start).
+/// completed it, keyed by (rule, version, group, window start). The
+/// firing's texts move into the evidence.
 pub(super) fn emit(
     rule: &Rule,
-    firing: &Firing,
+    firing: Firing,
     event: &TaggerEvent,
     gate: Gate,
     cx: &Context,
@@ -41,7 +42,7 @@ pub(super) fn emit(
     };
     let mut ev = crate::tag::Evidence::default();
     ev.insert("correlation".into(), Json::from(kind));
-    ev.insert("group".into(), Json::from(firing.group.clone()));
+    ev.insert("group".into(), Json::from(firing.group));
     ev.insert(
         "group_by".into(),
         Json::Array(
@@ -64,8 +65,8 @@ pub(super) fn emit(
         Kind::ValueCount => {
             ev.insert("distinct".into(), Json::from(firing.distinct));
             // Several fields: each value as the list of its fields' texts.
-            let value = |v: &String| match spec.fields.len() {
-                1 => Json::from(v.clone()),
+            let value = |v: String| match spec.fields.len() {
+                1 => Json::from(v),
                 _ => Json::Array(v.split(FIELD_SEPARATOR).map(Json::from).collect()),
             };
             ev.insert(
@@ -79,7 +80,7 @@ pub(super) fn emit(
             );
             ev.insert(
                 "values".into(),
-                Json::Array(firing.values.iter().map(value).collect()),
+                Json::Array(firing.values.into_iter().map(value).collect()),
             );
         }
         Kind::ValueSum => {
@@ -89,7 +90,7 @@ pub(super) fn emit(
     }
     ev.insert(
         "source_ids".into(),
-        Json::Array(firing.source_ids.iter().cloned().map(Json::from).collect()),
+        Json::Array(firing.source_ids.into_iter().map(Json::from).collect()),
     );
     let evidence = Arc::new(ev);
     for e in &rule.emits {
