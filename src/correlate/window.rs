@@ -23,6 +23,7 @@
 //! firings, with the same window starts: what makes a correlation tag's
 //! UUID deterministic.
 
+mod entry;
 mod kept;
 mod saved;
 
@@ -33,6 +34,7 @@ use super::prefetch;
 use super::sources::SourceId;
 use super::texts::{TextMarks, Texts};
 use super::values::ValueId;
+use entry::Entry;
 use kept::Kept;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -148,49 +150,6 @@ pub const EVIDENCE_CAP: usize = 20;
 
 /// The key of a restored group until the stage's key table gives it one.
 const NO_KEY: KeyId = KeyId::MAX;
-
-/// One counted observation: 24 bytes, as a window holds many (it was 48
-/// with the value's text and a `usize` step in it).
-#[derive(Debug, Clone)]
-struct Entry {
-    time_ms: i64,
-    /// `value_sum`: the number.
-    amount: f64,
-    source: SourceId,
-    /// By the rule's kind: `value_count`, the value's id ([`NO_VALUE`]:
-    /// none); the temporal kinds, the step; else 0.
-    datum: u32,
-}
-
-/// An entry's `datum` when a `value_count` observation had no value.
-const NO_VALUE: u32 = u32::MAX;
-
-impl Entry {
-    /// The entry of an observation counted by a rule of `kind`.
-    fn of(obs: &Observation, kind: Kind) -> Entry {
-        let datum = match kind {
-            Kind::ValueCount => obs.value.unwrap_or(NO_VALUE),
-            Kind::Temporal | Kind::TemporalOrdered => u32::try_from(obs.step).unwrap_or(u32::MAX),
-            Kind::EventCount | Kind::ValueSum => 0,
-        };
-        Entry {
-            time_ms: obs.time_ms,
-            amount: obs.amount,
-            source: obs.source,
-            datum,
-        }
-    }
-
-    /// A `value_count` entry's value.
-    fn value(&self) -> Option<ValueId> {
-        (self.datum != NO_VALUE).then_some(self.datum)
-    }
-
-    /// A temporal entry's step.
-    fn step(&self) -> usize {
-        self.datum as usize
-    }
-}
 
 #[derive(Debug, Default)]
 struct Group {
