@@ -9,6 +9,10 @@ use std::path::Path;
 use std::time::Instant;
 use ttp_engine::query::{Reader, Scope, TagFilter, Window};
 
+// The `ttp` binary's allocator, so that the figures are the binary's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median_ms(mut f: impl FnMut() -> usize) -> (f64, usize) {
     let rows = f();
     let mut times: Vec<f64> = (0..5)

@@ -152,7 +152,14 @@ impl Reader {
              t.confidence, t.rule_id, t.rule_version, t.evidence, t.attack_release, \
              t.mitre_url, t.created_at, {sha}"
         );
-        let mut sql = if partitions.is_empty() {
+        // Every matching tag: sorted here once read. SQLite's sorter copies
+        // each whole row (evidence included) into its records and back: a
+        // quarter of the time of listing 19,552 tags of one attacker.
+        // Both compare the texts bytewise (SQLite's BINARY collation).
+        let sort_here = partitions.is_empty() && filter.limit.is_none();
+        let mut sql = if sort_here {
+            format!("SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond}")
+        } else if partitions.is_empty() {
             format!(
                 "SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond} \
                  ORDER BY t.created_at DESC, t.uuid"
@@ -210,7 +217,17 @@ impl Reader {
                 })
             })
             .map_err(|e| self.err(e))?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(|e| self.err(e))
+        let mut rows = rows
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.err(e))?;
+        if sort_here {
+            rows.sort_unstable_by(|a, b| {
+                b.created_at
+                    .cmp(&a.created_at)
+                    .then_with(|| a.uuid.cmp(&b.uuid))
+            });
+        }
+        Ok(rows)
     }
 
     /// Our own file's partitions, oldest first (read per query: the writer

@@ -77,42 +77,48 @@ fn partitions_close_index_and_keep_uuids_unique() {
     );
     assert_eq!(count(&conn, "SELECT count(*) FROM ttp_tag_p000002"), 80);
     // The newest tags, read as `ttp query tags` reads them (merged from
-    // each partition's order), equal the view sorted whole; counts too.
+    // each partition's order), equal the view sorted whole; so does the
+    // whole listing (sorted after reading); counts too.
     let reader = crate::query::Reader::open(&dir.path().join("p.db")).unwrap();
     for attacker in [None, Some("a3".to_string())] {
-        let filter = crate::query::TagFilter {
-            attacker: attacker.clone(),
-            limit: Some(25),
-            ..Default::default()
-        };
-        let got: Vec<String> = reader
-            .tags(&filter)
-            .unwrap()
-            .into_iter()
-            .map(|t| t.uuid)
-            .collect();
-        let want: Vec<String> = conn
-            .prepare(
-                "SELECT uuid FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1 \
-                 ORDER BY created_at DESC, uuid LIMIT 25",
-            )
-            .unwrap()
-            .query_map([&attacker], |r| r.get(0))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        assert_eq!(got, want);
-        assert_eq!(got.len(), 25);
-        let n = reader.count_tags(&filter).unwrap() as i64;
-        assert_eq!(
-            n,
-            conn.query_row(
-                "SELECT count(*) FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1",
-                [&attacker],
-                |r| r.get::<_, i64>(0)
-            )
-            .unwrap()
-        );
+        for limit in [Some(25), None] {
+            let filter = crate::query::TagFilter {
+                attacker: attacker.clone(),
+                limit,
+                ..Default::default()
+            };
+            let got: Vec<String> = reader
+                .tags(&filter)
+                .unwrap()
+                .into_iter()
+                .map(|t| t.uuid)
+                .collect();
+            let want: Vec<String> = conn
+                .prepare(
+                    "SELECT uuid FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1 \
+                     ORDER BY created_at DESC, uuid LIMIT ?2",
+                )
+                .unwrap()
+                .query_map(
+                    rusqlite::params![&attacker, limit.map_or(-1, i64::from)],
+                    |r| r.get(0),
+                )
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(got, want, "{attacker:?}, limit {limit:?}");
+            assert!(got.len() >= 25);
+            let n = reader.count_tags(&filter).unwrap() as i64;
+            assert_eq!(
+                n,
+                conn.query_row(
+                    "SELECT count(*) FROM ttp_tag WHERE ?1 IS NULL OR attacker_uuid = ?1",
+                    [&attacker],
+                    |r| r.get::<_, i64>(0)
+                )
+                .unwrap()
+            );
+        }
     }
     // A writer starting later reads the same partitions and filters.
     let reloaded = Partitions::load(&conn).unwrap();
