@@ -84,6 +84,14 @@ impl TagFilter {
     }
 }
 
+/// The order tags are listed in: newest first, then by UUID (as SQLite's
+/// `ORDER BY created_at DESC, uuid` compares texts, bytewise).
+fn newest_first(a: &TagRow, b: &TagRow) -> std::cmp::Ordering {
+    b.created_at
+        .cmp(&a.created_at)
+        .then_with(|| a.uuid.cmp(&b.uuid))
+}
+
 impl Reader {
     /// Matching tags, newest first (ties by uuid, so pages are stable).
     pub fn tags(&self, filter: &TagFilter) -> Result<Vec<TagRow>, QueryError> {
@@ -118,11 +126,7 @@ impl Reader {
         for group in partitions.chunks(arms.max(1)) {
             rows.extend(self.tags_of(&wanted, group)?);
         }
-        rows.sort_by(|a, b| {
-            b.created_at
-                .cmp(&a.created_at)
-                .then_with(|| a.uuid.cmp(&b.uuid))
-        });
+        rows.sort_by(newest_first);
         Ok(rows
             .into_iter()
             .skip(filter.offset.unwrap_or(0) as usize)
@@ -157,13 +161,12 @@ impl Reader {
         // quarter of the time of listing 19,552 tags of one attacker.
         // Both compare the texts bytewise (SQLite's BINARY collation).
         let sort_here = partitions.is_empty() && filter.limit.is_none();
-        let mut sql = if sort_here {
-            format!("SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond}")
-        } else if partitions.is_empty() {
-            format!(
-                "SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond} \
-                 ORDER BY t.created_at DESC, t.uuid"
-            )
+        let mut sql = if partitions.is_empty() {
+            let mut sql = format!("SELECT {columns} FROM ttp_tag t{join} WHERE 1=1{cond}");
+            if !sort_here {
+                sql.push_str(" ORDER BY t.created_at DESC, t.uuid");
+            }
+            sql
         } else {
             // The newest few of a view over partitions: SQLite sorts a view
             // as a whole (every tag read); a compound ordered at its end is
@@ -221,11 +224,7 @@ impl Reader {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.err(e))?;
         if sort_here {
-            rows.sort_unstable_by(|a, b| {
-                b.created_at
-                    .cmp(&a.created_at)
-                    .then_with(|| a.uuid.cmp(&b.uuid))
-            });
+            rows.sort_unstable_by(newest_first);
         }
         Ok(rows)
     }
